@@ -1,0 +1,20 @@
+//! PenWatch wire contract.
+//!
+//! - [`v1`]: the protobuf messages generated from `proto/penwatch/v1/*.proto`.
+//! - [`topic`]: the MQTT topic layout pens publish to.
+//! - [`json`]: the proto3 JSON mapping of [`v1::Telemetry`], for pens that publish JSON.
+//! - [`names`]: the short lowercase names of enum values used in JSON, config and reports.
+
+pub mod json;
+pub mod names;
+pub mod topic;
+
+/// Messages and services of the `penwatch.v1` protobuf package.
+#[allow(missing_docs, clippy::all)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/penwatch.v1.rs"));
+}
+
+/// Encoded `FileDescriptorSet` of every PenWatch `.proto` file (for gRPC server reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/penwatch_descriptor.bin"));

@@ -1,0 +1,304 @@
+//! Real services for PenWatch's tests and demo.
+//!
+//! Each server runs as a child process on a free loopback port, with its configuration and
+//! data in a temporary directory, and is stopped (and its directory removed) on drop:
+//!
+//! - [`Mosquitto`]: Debian's `mosquitto`, configured for zero loss (no per-client queue
+//!   limit, persistence on).
+//! - [`InfluxV1`]: Debian's `influxdb` 1.6.x (`/write`, `/query`).
+//! - [`VictoriaMetrics`]: Debian's `victoria-metrics`, which accepts InfluxDB's
+//!   `/api/v2/write` and so exercises the v2 write path against a real server.
+//!
+//! A missing binary is reported with the Debian package that provides it;
+//! `scripts/install-deps` installs all of them.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Why a service could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The server's binary is not installed.
+    #[error("{binary} not found: install the Debian package `{package}` (scripts/install-deps does)")]
+    Missing {
+        /// Binary looked for.
+        binary: &'static str,
+        /// Debian package providing it.
+        package: &'static str,
+    },
+    /// The server did not answer in time, or exited.
+    #[error("{name} did not come up on port {port}: {detail}")]
+    NotReady {
+        /// Service name.
+        name: &'static str,
+        /// Its port.
+        port: u16,
+        /// Exit status and the end of its log.
+        detail: String,
+    },
+    /// Temp dir, config file or process spawn failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How long a server may take to answer after its start.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child server process with its data directory.
+struct Server {
+    name: &'static str,
+    binary: &'static str,
+    package: &'static str,
+    args: Vec<String>,
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn new(
+        name: &'static str,
+        binary: &'static str,
+        package: &'static str,
+    ) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new().prefix(&format!("penwatch-{name}-")).tempdir()?;
+        Ok(Self { name, binary, package, args: Vec::new(), port: free_port()?, dir, child: None })
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.log", self.name))
+    }
+
+    fn spawn(&mut self, ready: impl Fn(u16) -> bool) -> Result<(), HarnessError> {
+        let binary = find_binary(self.binary)
+            .ok_or(HarnessError::Missing { binary: self.binary, package: self.package })?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let child = Command::new(binary)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if ready(self.port) {
+                return Ok(());
+            }
+            let exited = match self.child.as_mut() {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if exited.is_some() || Instant::now() > deadline {
+                let detail = match exited {
+                    Some(status) => format!("exited with {status}; log: {}", self.log_tail()),
+                    None => format!("no answer after {READY_TIMEOUT:?}; log: {}", self.log_tail()),
+                };
+                self.stop();
+                return Err(HarnessError::NotReady { name: self.name, port: self.port, detail });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let start = text.len().saturating_sub(2000);
+        text.get(start..).unwrap_or_default().trim().to_owned()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn tcp_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// Status code of a plain HTTP/1.0 request to 127.0.0.1, or `None` if it did not answer.
+pub fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The mosquitto settings PenWatch needs from any broker it uses: no silent drop of queued
+/// QoS 1 messages for a persistent session, and a packet limit above the gateway's payload limit.
+pub const MOSQUITTO_ZERO_LOSS: &str = "\
+# Keep every queued QoS 1 message for persistent sessions (Debian's default drops beyond 1000).
+max_queued_messages 0
+max_queued_bytes 0
+# Let up to 1000 unacknowledged QoS 1 messages be in flight to the gateway, so its group
+# commits see full batches (Debian's default is 20).
+max_inflight_messages 1000
+# Larger than any telemetry payload; the gateway quarantines anything above its own limit.
+max_packet_size 1048576
+persistence true
+autosave_interval 10
+";
+
+/// Debian's `mosquitto` broker on a free loopback port.
+pub struct Mosquitto {
+    server: Server,
+}
+
+impl Mosquitto {
+    /// Starts a broker with the zero-loss settings and persistence in a temp dir.
+    pub fn start() -> Result<Self, HarnessError> {
+        let mut server = Server::new("mosquitto", "mosquitto", "mosquitto")?;
+        let conf = server.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{MOSQUITTO_ZERO_LOSS}\
+                 persistence_location {dir}/\n# Running as root: keep root, so the temp dir stays writable.\nuser root\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n",
+                port = server.port,
+                dir = server.dir.path().display(),
+            ),
+        )?;
+        server.args = vec!["-c".into(), conf.display().to_string()];
+        server.spawn(tcp_open)?;
+        Ok(Self { server })
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The broker's port.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+}
+
+/// Debian's InfluxDB 1.6.x (`influxd`) on a free loopback port.
+pub struct InfluxV1 {
+    server: Server,
+}
+
+impl InfluxV1 {
+    /// Starts `influxd` with its meta, data and WAL directories in a temp dir.
+    pub fn start() -> Result<Self, HarnessError> {
+        let mut server = Server::new("influxdb", "influxd", "influxdb")?;
+        let dir = server.dir.path().to_path_buf();
+        let conf = dir.join("influxdb.conf");
+        std::fs::write(&conf, influx_conf(&dir, server.port, free_port()?))?;
+        server.args = vec!["-config".into(), conf.display().to_string()];
+        server.spawn(|port| http_status(port, "GET", "/ping") == Some(204))?;
+        Ok(Self { server })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The HTTP port.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Stops the server, keeping its data (an outage).
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.server.stop();
+        self.server.spawn(|port| http_status(port, "GET", "/ping") == Some(204))
+    }
+}
+
+fn influx_conf(dir: &Path, http_port: u16, rpc_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc_port}\"\n\
+         [meta]\n  dir = \"{d}/meta\"\n  logging-enabled = false\n\
+         [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+         [monitor]\n  store-enabled = false\n\
+         [http]\n  bind-address = \"127.0.0.1:{http_port}\"\n  log-enabled = false\n"
+    )
+}
+
+/// Debian's `victoria-metrics`, which accepts the InfluxDB v2 write API, on a free loopback port.
+pub struct VictoriaMetrics {
+    server: Server,
+}
+
+impl VictoriaMetrics {
+    /// Starts it with its storage in a temp dir.
+    pub fn start() -> Result<Self, HarnessError> {
+        let mut server = Server::new("victoria-metrics", "victoria-metrics", "victoria-metrics")?;
+        server.args = vec![
+            format!("-storageDataPath={}", server.dir.path().join("data").display()),
+            format!("-httpListenAddr=127.0.0.1:{}", server.port),
+            "-loggerLevel=ERROR".into(),
+        ];
+        server.spawn(|port| http_status(port, "GET", "/health") == Some(200))?;
+        Ok(Self { server })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_nonzero() {
+        let a = free_port().expect("port");
+        assert_ne!(a, 0);
+    }
+
+    #[test]
+    fn missing_binary_names_its_package() {
+        let mut s = Server::new("nothing", "penwatch-no-such-binary", "no-such-package")
+            .expect("temp dir");
+        let err = s.spawn(|_| true).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "penwatch-no-such-binary not found: install the Debian package `no-such-package` \
+             (scripts/install-deps does)"
+        );
+    }
+}
