@@ -1,1 +1,19 @@
-//! gateway
+//! PenWatch gateway.
+//!
+//! Data flow, one module per step:
+//! MQTT in ([`source`]) → decode/validate ([`decode`]) → journal ([`journal`], [`audit`]) →
+//! policy and state ([`policy`], [`sessions`], [`cartridges`], [`fleet`]), tied together by
+//! the committer ([`pipeline`]); [`config`], [`metrics`] and policy [`reload`] around it.
+
+pub mod audit;
+pub mod cartridges;
+pub mod config;
+pub mod decode;
+pub mod fleet;
+pub mod journal;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod reload;
+pub mod sessions;
+pub mod source;

@@ -1,1 +1,257 @@
-fn main() {}
+//! `penwatch-gateway`: runs the gateway, checks its configuration, or verifies the journal.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use penwatch_gateway::config::Config;
+use penwatch_gateway::journal::Journal;
+use penwatch_gateway::metrics::{self, Metrics};
+use penwatch_gateway::pipeline::{self, Pipeline, PolicyHandle, Settings};
+use penwatch_gateway::policy::Policy;
+use penwatch_gateway::reload;
+use penwatch_gateway::source::Source;
+use tokio_util::sync::CancellationToken;
+
+/// PenWatch gateway: MQTT telemetry in, durable journal, depth policy, sessions, metrics.
+///
+/// Settings come from the TOML file given with --config (see gateway.example.toml), then
+/// environment variables, then flags; later ones win.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "PENWATCH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Settings that flags and environment variables override.
+#[derive(clap::Args)]
+struct Overrides {
+    /// Broker URL: mqtt://HOST:PORT or mqtts://HOST:PORT.
+    #[arg(long, env = "PENWATCH_BROKER", global = true)]
+    broker: Option<String>,
+    /// MQTT user name.
+    #[arg(long, env = "PENWATCH_MQTT_USERNAME", global = true)]
+    username: Option<String>,
+    /// MQTT password.
+    #[arg(
+        long,
+        env = "PENWATCH_MQTT_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// MQTT client id of the persistent session.
+    #[arg(long, env = "PENWATCH_CLIENT_ID", global = true)]
+    client_id: Option<String>,
+    /// Topic filter to subscribe to (repeat for several).
+    #[arg(
+        long = "topic",
+        env = "PENWATCH_TOPICS",
+        value_delimiter = ',',
+        global = true
+    )]
+    topics: Vec<String>,
+    /// Journal database file.
+    #[arg(long, env = "PENWATCH_JOURNAL", global = true)]
+    journal: Option<PathBuf>,
+    /// Policy file.
+    #[arg(long, env = "PENWATCH_POLICY", global = true)]
+    policy: Option<PathBuf>,
+    /// Metrics address (host:port), or "" to disable.
+    #[arg(long, env = "PENWATCH_METRICS_LISTEN", global = true)]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the configuration and the policy file, then exit.
+    CheckConfig,
+    /// Recompute the journal's audit chain and session digests; exit 1 if broken.
+    Verify,
+}
+
+impl Overrides {
+    fn apply(self, c: &mut Config) {
+        if let Some(v) = self.broker {
+            c.mqtt.broker = v;
+        }
+        if let Some(v) = self.username {
+            c.mqtt.username = Some(v);
+        }
+        if let Some(v) = self.password {
+            c.mqtt.password = Some(v);
+        }
+        if let Some(v) = self.client_id {
+            c.mqtt.client_id = v;
+        }
+        if !self.topics.is_empty() {
+            c.mqtt.topics = self.topics;
+        }
+        if let Some(v) = self.journal {
+            c.journal.path = v;
+        }
+        if let Some(v) = self.policy {
+            c.policy.path = Some(v);
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics.listen = v;
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,penwatch_gateway=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    cli.overrides.apply(&mut config);
+    config.validate()?;
+    let policy = load_policy(&config)?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!(
+                "configuration valid; policy version {} ({} operators, {} devices)",
+                policy.version(),
+                policy.operators().len(),
+                policy.devices().len()
+            );
+            Ok(())
+        }
+        Command::Verify => verify(&config),
+        Command::Run => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(run(config, policy)),
+    }
+}
+
+fn load_policy(config: &Config) -> anyhow::Result<Policy> {
+    Ok(match &config.policy.path {
+        Some(path) => Policy::load(path)?,
+        None => Policy::defaults(),
+    })
+}
+
+fn verify(config: &Config) -> anyhow::Result<()> {
+    let journal = Journal::open_read_only(&config.journal.path)
+        .with_context(|| format!("opening {}", config.journal.path.display()))?;
+    let v = journal.verify()?;
+    println!("audit chain: {} entries, head {}", v.entries, v.head);
+    if v.digests_unchecked > 0 {
+        println!(
+            "{} sessions' samples were pruned by retention; their digests were not recomputed",
+            v.digests_unchecked
+        );
+    }
+    match v.first_broken {
+        None => {
+            println!("verified: no entry was altered");
+            Ok(())
+        }
+        Some((seq, why)) => {
+            println!("BROKEN at entry {seq}: {why}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    tracing::info!(
+        broker = %config.mqtt.broker,
+        journal = %config.journal.path.display(),
+        policy = policy.version(),
+        "gateway starting"
+    );
+    let journal = Journal::open(&config.journal.path, config.journal.sync)
+        .with_context(|| format!("opening the journal {}", config.journal.path.display()))?;
+    let handle: PolicyHandle = Arc::new(RwLock::new(Arc::new(policy)));
+    let settings = Settings {
+        max_payload_bytes: config.ingest.max_payload_bytes,
+        batch_max: config.ingest.batch_max,
+        linger: config.linger(),
+        inactivity_timeout: Duration::from_secs(config.sessions.inactivity_timeout_s),
+    };
+    let pipeline = Pipeline::open(journal, handle.clone(), metrics.clone(), settings)?;
+    let source = Source::new(&config, metrics.clone())?;
+    let acker = source.acker();
+    let (tx, rx) = flume::bounded(config.ingest.queue_capacity);
+    let stop = CancellationToken::new();
+    let committed = CancellationToken::new();
+
+    let committer_done = committed.clone();
+    let committer = std::thread::Builder::new()
+        .name("committer".into())
+        .spawn(move || {
+            let result = pipeline::run(pipeline, rx, |m| acker.ack(m));
+            committer_done.cancel();
+            result
+        })?;
+    let source_task = tokio::spawn(source.run(tx, stop.clone(), committed.clone()));
+    if let Some(addr) = config.metrics_addr()? {
+        let stopped = stop.clone();
+        let server = metrics::serve(
+            addr,
+            metrics.clone(),
+            async move { stopped.cancelled().await },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, %addr, "metrics endpoint failed");
+            }
+        });
+    }
+    if let Some(path) = config.policy.path.clone() {
+        tokio::spawn(reload::watch(path, handle, metrics.clone(), stop.clone()));
+    }
+
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutting down: committing what was received"),
+        () = committed.cancelled() => tracing::error!("the committer stopped"),
+    }
+    stop.cancel();
+    let result = tokio::task::spawn_blocking(move || committer.join()).await?;
+    committed.cancel();
+    source_task.await?;
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(e)) => bail!("journal failed; nothing of the failed batch was acknowledged: {e}"),
+        Err(_) => bail!("the committer panicked; nothing it had not stored was acknowledged"),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -180,7 +180,10 @@ impl Fields<'_> {
         match self.get(snake, camel) {
             None => Ok(0),
             Some(Value::String(s)) => E::parse_name(s).map(Into::into).ok_or_else(|| {
-                field(snake, format!("unknown value {s:?} (expected {})", E::expected()))
+                field(
+                    snake,
+                    format!("unknown value {s:?} (expected {})", E::expected()),
+                )
             }),
             Some(Value::Number(n)) => n
                 .as_i64()
@@ -255,14 +258,20 @@ mod tests {
 
     #[test]
     fn nan_survives_encoding() {
-        let t = Telemetry { depth_mm: f64::NAN, ..sample() };
+        let t = Telemetry {
+            depth_mm: f64::NAN,
+            ..sample()
+        };
         assert!(decode(&encode(&t)).expect("decodes").depth_mm.is_nan());
     }
 
     #[test]
     fn wrong_types_name_the_field() {
         let err = decode(br#"{"device_id":"p","depth_mm":"deep"}"#).expect_err("rejects");
-        assert_eq!(err.to_string(), "field depth_mm: expected a number, found \"deep\"");
+        assert_eq!(
+            err.to_string(),
+            "field depth_mm: expected a number, found \"deep\""
+        );
         let err = decode(br#"{"seq":-1}"#).expect_err("rejects");
         assert!(err.to_string().starts_with("field seq:"), "{err}");
         let err = decode(br#"{"device_class":"spa"}"#).expect_err("rejects");

@@ -33,12 +33,17 @@ pub trait ShortName: Sized + Copy + 'static {
         } else {
             format!("{}{upper}", Self::PREFIX)
         };
-        Self::from_full_name(&full).filter(|v| Self::ALL.iter().any(|a| a.full_name() == v.full_name()))
+        Self::from_full_name(&full)
+            .filter(|v| Self::ALL.iter().any(|a| a.full_name() == v.full_name()))
     }
 
     /// The accepted short names, comma separated, for error messages.
     fn expected() -> String {
-        Self::ALL.iter().map(|v| v.short_name()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|v| v.short_name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -58,11 +63,26 @@ macro_rules! short_name {
 }
 
 short_name!(DeviceClass, "DEVICE_CLASS_", [Home, Salon, Medical]);
-short_name!(Event, "EVENT_", [Sample, SessionStart, SessionEnd, CartridgeInserted]);
+short_name!(
+    Event,
+    "EVENT_",
+    [Sample, SessionStart, SessionEnd, CartridgeInserted]
+);
 short_name!(
     Zone,
     "ZONE_",
-    [Forehead, Periorbital, Cheek, Perioral, Nose, Chin, Neck, Scalp, Body, Scar]
+    [
+        Forehead,
+        Periorbital,
+        Cheek,
+        Perioral,
+        Nose,
+        Chin,
+        Neck,
+        Scalp,
+        Body,
+        Scar
+    ]
 );
 
 #[cfg(test)]
@@ -85,8 +105,14 @@ mod tests {
 
     #[test]
     fn full_names_and_case_are_accepted_unspecified_is_not() {
-        assert_eq!(DeviceClass::parse_name("DEVICE_CLASS_SALON"), Some(DeviceClass::Salon));
-        assert_eq!(DeviceClass::parse_name("Medical"), Some(DeviceClass::Medical));
+        assert_eq!(
+            DeviceClass::parse_name("DEVICE_CLASS_SALON"),
+            Some(DeviceClass::Salon)
+        );
+        assert_eq!(
+            DeviceClass::parse_name("Medical"),
+            Some(DeviceClass::Medical)
+        );
         assert_eq!(DeviceClass::parse_name("unspecified"), None);
         assert_eq!(DeviceClass::parse_name("spa"), None);
         assert_eq!(DeviceClass::expected(), "home, salon, medical");

@@ -47,7 +47,9 @@ pub fn status(clinic_id: &str, device_id: &str) -> String {
 
 /// Parses a pen topic.
 pub fn parse(topic: &str) -> Result<PenTopic<'_>, TopicError> {
-    let err = || TopicError { topic: topic.to_owned() };
+    let err = || TopicError {
+        topic: topic.to_owned(),
+    };
     let mut parts = topic.split('/');
     let (Some("clinics"), Some(clinic_id), Some("pens"), Some(device_id), Some(kind), None) = (
         parts.next(),
@@ -67,7 +69,11 @@ pub fn parse(topic: &str) -> Result<PenTopic<'_>, TopicError> {
         "status" => TopicKind::Status,
         _ => return Err(err()),
     };
-    Ok(PenTopic { clinic_id, device_id, kind })
+    Ok(PenTopic {
+        clinic_id,
+        device_id,
+        kind,
+    })
 }
 
 /// Whether an id can stand as a topic level: 1 to 64 printable ASCII characters, none of
@@ -75,7 +81,9 @@ pub fn parse(topic: &str) -> Result<PenTopic<'_>, TopicError> {
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'+' | b'#'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'+' | b'#'))
 }
 
 impl fmt::Display for TopicKind {
@@ -95,8 +103,14 @@ mod tests {
     fn parses_pen_topics() {
         let topic = telemetry("c1", "pen-7");
         let t = parse(&topic).expect("valid");
-        assert_eq!((t.clinic_id, t.device_id, t.kind), ("c1", "pen-7", TopicKind::Telemetry));
-        assert_eq!(parse(&status("c1", "p")).expect("valid").kind, TopicKind::Status);
+        assert_eq!(
+            (t.clinic_id, t.device_id, t.kind),
+            ("c1", "pen-7", TopicKind::Telemetry)
+        );
+        assert_eq!(
+            parse(&status("c1", "p")).expect("valid").kind,
+            TopicKind::Status
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ use tempfile::TempDir;
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     /// The server's binary is not installed.
-    #[error("{binary} not found: install the Debian package `{package}` (scripts/install-deps does)")]
+    #[error(
+        "{binary} not found: install the Debian package `{package}` (scripts/install-deps does)"
+    )]
     Missing {
         /// Binary looked for.
         binary: &'static str,
@@ -71,8 +73,18 @@ impl Server {
         binary: &'static str,
         package: &'static str,
     ) -> Result<Self, HarnessError> {
-        let dir = tempfile::Builder::new().prefix(&format!("penwatch-{name}-")).tempdir()?;
-        Ok(Self { name, binary, package, args: Vec::new(), port: free_port()?, dir, child: None })
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("penwatch-{name}-"))
+            .tempdir()?;
+        Ok(Self {
+            name,
+            binary,
+            package,
+            args: Vec::new(),
+            port: free_port()?,
+            dir,
+            child: None,
+        })
     }
 
     fn log_path(&self) -> PathBuf {
@@ -80,9 +92,14 @@ impl Server {
     }
 
     fn spawn(&mut self, ready: impl Fn(u16) -> bool) -> Result<(), HarnessError> {
-        let binary = find_binary(self.binary)
-            .ok_or(HarnessError::Missing { binary: self.binary, package: self.package })?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let binary = find_binary(self.binary).ok_or(HarnessError::Missing {
+            binary: self.binary,
+            package: self.package,
+        })?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
         let child = Command::new(binary)
             .args(&self.args)
             .stdin(Stdio::null())
@@ -102,10 +119,17 @@ impl Server {
             if exited.is_some() || Instant::now() > deadline {
                 let detail = match exited {
                     Some(status) => format!("exited with {status}; log: {}", self.log_tail()),
-                    None => format!("no answer after {READY_TIMEOUT:?}; log: {}", self.log_tail()),
+                    None => format!(
+                        "no answer after {READY_TIMEOUT:?}; log: {}",
+                        self.log_tail()
+                    ),
                 };
                 self.stop();
-                return Err(HarnessError::NotReady { name: self.name, port: self.port, detail });
+                return Err(HarnessError::NotReady {
+                    name: self.name,
+                    port: self.port,
+                    detail,
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -149,7 +173,11 @@ pub fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -241,7 +269,8 @@ impl InfluxV1 {
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.server.stop();
-        self.server.spawn(|port| http_status(port, "GET", "/ping") == Some(204))
+        self.server
+            .spawn(|port| http_status(port, "GET", "/ping") == Some(204))
     }
 }
 
@@ -266,7 +295,10 @@ impl VictoriaMetrics {
     pub fn start() -> Result<Self, HarnessError> {
         let mut server = Server::new("victoria-metrics", "victoria-metrics", "victoria-metrics")?;
         server.args = vec![
-            format!("-storageDataPath={}", server.dir.path().join("data").display()),
+            format!(
+                "-storageDataPath={}",
+                server.dir.path().join("data").display()
+            ),
             format!("-httpListenAddr=127.0.0.1:{}", server.port),
             "-loggerLevel=ERROR".into(),
         ];
@@ -292,8 +324,8 @@ mod tests {
 
     #[test]
     fn missing_binary_names_its_package() {
-        let mut s = Server::new("nothing", "penwatch-no-such-binary", "no-such-package")
-            .expect("temp dir");
+        let mut s =
+            Server::new("nothing", "penwatch-no-such-binary", "no-such-package").expect("temp dir");
         let err = s.spawn(|_| true).expect_err("missing");
         assert_eq!(
             err.to_string(),

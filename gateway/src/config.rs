@@ -1,0 +1,305 @@
+//! Gateway configuration: one typed struct, read from a TOML file, overridden by
+//! environment variables and command-line flags (see `main.rs`), validated at start-up.
+//!
+//! `gateway.example.toml` beside this crate documents every setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use penwatch_proto::broker::BrokerUrl;
+use serde::Deserialize;
+
+use crate::journal::Sync;
+
+/// Why the configuration is unusable. The message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A setting is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// MQTT source.
+    pub mqtt: MqttConfig,
+    /// Decoding and batching.
+    pub ingest: IngestConfig,
+    /// The embedded journal.
+    pub journal: JournalConfig,
+    /// Depth policy file.
+    pub policy: PolicyConfig,
+    /// Session tracking.
+    pub sessions: SessionsConfig,
+    /// Prometheus metrics endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker URL, `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+    pub broker: String,
+    /// Fixed client id: the broker keeps this persistent session's queue while the gateway is away.
+    pub client_id: String,
+    /// User name, if the broker requires one.
+    pub username: Option<String>,
+    /// Password (prefer the `PENWATCH_MQTT_PASSWORD` environment variable).
+    pub password: Option<String>,
+    /// Topic filters to subscribe to (`$share/GROUP/...` accepted).
+    pub topics: Vec<String>,
+    /// Keep-alive interval, seconds.
+    pub keep_alive_s: u64,
+    /// Largest MQTT packet accepted from the broker, bytes; keep it above the broker's own
+    /// `max_packet_size`, or an oversized message would break the connection.
+    pub max_packet_bytes: usize,
+    /// Longest wait between reconnection attempts, seconds.
+    pub reconnect_max_s: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            broker: penwatch_proto::broker::DEFAULT_BROKER.to_owned(),
+            client_id: "penwatch-gateway".to_owned(),
+            username: None,
+            password: None,
+            topics: vec![
+                penwatch_proto::topic::ALL_TELEMETRY.to_owned(),
+                penwatch_proto::topic::ALL_STATUS.to_owned(),
+            ],
+            keep_alive_s: 30,
+            max_packet_bytes: 16 * 1024 * 1024,
+            reconnect_max_s: 30,
+        }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest telemetry payload accepted, bytes; larger ones are quarantined.
+    pub max_payload_bytes: usize,
+    /// Most messages committed in one transaction.
+    pub batch_max: usize,
+    /// Longest wait for a batch to fill before committing, milliseconds.
+    pub batch_linger_ms: u64,
+    /// Messages queued between the MQTT connection and the committer.
+    pub queue_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 64 * 1024,
+            batch_max: 2000,
+            batch_linger_ms: 5,
+            queue_capacity: 8192,
+        }
+    }
+}
+
+/// `[journal]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// SQLite database file.
+    pub path: PathBuf,
+    /// `full` (fsync every commit) or `normal` (fsync at checkpoints).
+    pub sync: Sync,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("penwatch-journal.db"),
+            sync: Sync::Full,
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy TOML file; without one, the built-in defaults apply (no operators known).
+    pub path: Option<PathBuf>,
+}
+
+/// `[sessions]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session with no message for this long is closed, seconds.
+    pub inactivity_timeout_s: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            inactivity_timeout_s: 600,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`/metrics`); empty to disable.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Checks every setting; the error says what to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        self.broker()?;
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
+            return bad("mqtt.client_id must be 1 to 64 characters".into());
+        }
+        if self.mqtt.topics.is_empty() {
+            return bad("mqtt.topics is empty: give at least one topic filter, e.g. \"clinics/+/pens/+/telemetry\"".into());
+        }
+        for t in &self.mqtt.topics {
+            if t.is_empty() || t.contains('#') && !t.ends_with('#') {
+                return bad(format!(
+                    "mqtt.topics: {t:?} is not a valid MQTT topic filter"
+                ));
+            }
+        }
+        if self.mqtt.password.is_some() && self.mqtt.username.is_none() {
+            return bad("mqtt.password is set without mqtt.username".into());
+        }
+        if self.mqtt.keep_alive_s < 5 {
+            return bad("mqtt.keep_alive_s must be at least 5".into());
+        }
+        if self.ingest.max_payload_bytes == 0
+            || self.ingest.max_payload_bytes >= self.mqtt.max_packet_bytes
+        {
+            return bad(format!(
+                "ingest.max_payload_bytes ({}) must be above 0 and below mqtt.max_packet_bytes ({})",
+                self.ingest.max_payload_bytes, self.mqtt.max_packet_bytes
+            ));
+        }
+        if !(1..=100_000).contains(&self.ingest.batch_max) {
+            return bad("ingest.batch_max must be from 1 to 100000".into());
+        }
+        if self.ingest.batch_linger_ms > 1000 {
+            return bad(
+                "ingest.batch_linger_ms must be at most 1000 (acknowledgements wait for it)".into(),
+            );
+        }
+        if self.ingest.queue_capacity < self.ingest.batch_max {
+            return bad("ingest.queue_capacity must be at least ingest.batch_max".into());
+        }
+        if self.journal.path.as_os_str().is_empty() {
+            return bad("journal.path is empty".into());
+        }
+        if self.sessions.inactivity_timeout_s == 0 {
+            return bad("sessions.inactivity_timeout_s must be above 0".into());
+        }
+        self.metrics_addr()?;
+        Ok(())
+    }
+
+    /// The parsed broker URL.
+    pub fn broker(&self) -> Result<BrokerUrl, ConfigError> {
+        BrokerUrl::parse(&self.mqtt.broker)
+            .map_err(|e| ConfigError::Invalid(format!("mqtt.broker: {e}")))
+    }
+
+    /// The metrics address, `None` when disabled.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics.listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics.listen.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "metrics.listen: {:?} is not an address like 127.0.0.1:9464",
+                self.metrics.listen
+            ))
+        })
+    }
+
+    /// Batch linger as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.ingest.batch_linger_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_the_example_parses() {
+        Config::default().validate().expect("defaults valid");
+        let example: Config =
+            toml::from_str(include_str!("../gateway.example.toml")).expect("example parses");
+        example.validate().expect("example valid");
+    }
+
+    #[test]
+    fn errors_say_what_to_fix() {
+        let mut c = Config::default();
+        c.mqtt.broker = "tcp://x".into();
+        assert!(
+            c.validate()
+                .expect_err("bad")
+                .to_string()
+                .starts_with("config: mqtt.broker: broker URL")
+        );
+        let mut c = Config::default();
+        c.ingest.max_payload_bytes = c.mqtt.max_packet_bytes;
+        assert!(
+            c.validate()
+                .expect_err("bad")
+                .to_string()
+                .contains("ingest.max_payload_bytes")
+        );
+        let err = toml::from_str::<Config>("[mqtt]\nbrokr = \"x\"\n").expect_err("unknown key");
+        assert!(err.to_string().contains("brokr"), "{err}");
+    }
+}

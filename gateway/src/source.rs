@@ -1,0 +1,188 @@
+//! MQTT source: a persistent session (fixed client id, clean session off) with manual
+//! acknowledgements. This task only polls the connection and hands publishes on; the
+//! committer acknowledges them once they are durable, and the next poll sends the PUBACKs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::config::ConfigError;
+use crate::metrics::Metrics;
+use crate::pipeline::{Inflight, now_ms};
+
+/// Capacity of rumqttc's request channel. Only acknowledgements (and subscriptions) go
+/// through it, at most one per message in flight, so it must exceed the broker's in-flight
+/// window or the committer could wait on a poll that waits on the committer.
+const REQUEST_CAPACITY: usize = 65_536;
+
+/// The connection, its client handle and the current connection generation.
+pub struct Source {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    topics: Vec<String>,
+    generation: Arc<AtomicU64>,
+    reconnect_max: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Sends acknowledgements for committed messages.
+#[derive(Clone)]
+pub struct Acker {
+    client: AsyncClient,
+    generation: Arc<AtomicU64>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Acker {
+    /// Acknowledges a committed message, unless it arrived on an earlier connection (the
+    /// broker redelivers those; the journal recognises them and they are acknowledged then).
+    /// Call from a plain thread, not from the runtime.
+    pub fn ack(&self, m: &Inflight) {
+        if m.generation != self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.runtime.block_on(self.client.ack(&m.publish)) {
+            tracing::debug!(error = %e, "acknowledgement not sent; the broker will redeliver");
+        }
+    }
+}
+
+impl Source {
+    /// Builds the connection from the config (nothing is sent before the first poll).
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
+        let broker = config.broker()?;
+        let credentials = config
+            .mqtt
+            .username
+            .as_deref()
+            .map(|u| (u, config.mqtt.password.as_deref().unwrap_or_default()));
+        let mut options = broker.mqtt_options(
+            &config.mqtt.client_id,
+            credentials,
+            Duration::from_secs(config.mqtt.keep_alive_s),
+        );
+        options
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(config.mqtt.max_packet_bytes, 64 * 1024);
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        Ok(Self {
+            client,
+            eventloop,
+            topics: config.mqtt.topics.clone(),
+            generation: Arc::new(AtomicU64::new(0)),
+            reconnect_max: Duration::from_secs(config.mqtt.reconnect_max_s),
+            metrics,
+        })
+    }
+
+    /// The handle the committer acknowledges with.
+    pub fn acker(&self) -> Acker {
+        Acker {
+            client: self.client.clone(),
+            generation: self.generation.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Polls until `stop` is cancelled, sending publishes to `tx`. Then stops handing
+    /// messages on (they stay unacknowledged: the broker keeps them), and keeps polling
+    /// until `committed` is cancelled so the last acknowledgements go out, then disconnects.
+    pub async fn run(
+        mut self,
+        tx: flume::Sender<Inflight>,
+        stop: CancellationToken,
+        committed: CancellationToken,
+    ) {
+        let mut tx = Some(tx);
+        let mut backoff = Duration::from_millis(100);
+        let mut connected = false;
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = committed.cancelled() => break,
+                () = stop.cancelled(), if tx.is_some() => {
+                    tx = None;
+                    continue;
+                }
+                event = self.eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    connected = true;
+                    backoff = Duration::from_millis(100);
+                    self.metrics.mqtt_connected.set(1);
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        "connected to the broker"
+                    );
+                    let filters = self
+                        .topics
+                        .iter()
+                        .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = self.client.try_subscribe_many(filters) {
+                        tracing::error!(error = %e, "could not queue the subscription");
+                    }
+                }
+                Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                    let Some(sender) = &tx else { continue };
+                    let m = Inflight {
+                        publish,
+                        received_ms: now_ms(),
+                        generation: self.generation.load(Ordering::Acquire),
+                    };
+                    if sender.send_async(m).await.is_err() {
+                        tx = None;
+                    }
+                }
+                Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        tracing::error!(topics = ?self.topics, "the broker refused a subscription");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!(error = %e, "cut off from the broker; reconnecting");
+                        self.metrics.mqtt_disconnects.inc();
+                        self.metrics.mqtt_connected.set(0);
+                        connected = false;
+                    } else {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the broker");
+                    }
+                    tokio::select! {
+                        () = committed.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.reconnect_max);
+                }
+            }
+        }
+        if connected {
+            self.flush_and_disconnect().await;
+        }
+        self.metrics.mqtt_connected.set(0);
+    }
+
+    async fn flush_and_disconnect(&mut self) {
+        let _ = self.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
