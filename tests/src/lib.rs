@@ -334,3 +334,168 @@ mod tests {
         );
     }
 }
+
+/// A PenWatch binary built beside the running test (`target/<profile>/NAME`).
+///
+/// The test command builds them first (`cargo build --workspace --bins`).
+pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent()
+            } else {
+                Some(deps)
+            }
+        })
+        .ok_or_else(|| std::io::Error::other("test executable has no directory"))?;
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Io(std::io::Error::other(format!(
+            "{} not built: run `cargo build --workspace --bins` first",
+            path.display()
+        ))))
+    }
+}
+
+/// A `penwatch-gateway` process with its own journal and metrics port.
+pub struct Gateway {
+    child: Option<Child>,
+    args: Vec<String>,
+    dir: PathBuf,
+    metrics_port: u16,
+}
+
+impl Gateway {
+    /// Starts a gateway on `broker` with `extra` arguments (e.g. `--policy FILE`), its
+    /// journal in `dir`, and waits until it is connected to the broker.
+    pub fn start(broker: &str, dir: &Path, extra: &[&str]) -> Result<Self, HarnessError> {
+        let metrics_port = free_port()?;
+        let mut args = vec![
+            "--broker".to_owned(),
+            broker.to_owned(),
+            "--journal".to_owned(),
+            dir.join("journal.db").display().to_string(),
+            "--metrics-listen".to_owned(),
+            format!("127.0.0.1:{metrics_port}"),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut g = Self {
+            child: None,
+            args,
+            dir: dir.to_owned(),
+            metrics_port,
+        };
+        g.spawn()?;
+        Ok(g)
+    }
+
+    fn spawn(&mut self) -> Result<(), HarnessError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(binary("penwatch-gateway")?)
+            .args(&self.args)
+            .env("RUST_LOG", "warn,penwatch_gateway=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !self.metrics().contains("penwatch_mqtt_connected 1") {
+            let exited = self
+                .child
+                .as_mut()
+                .map(|c| c.try_wait())
+                .transpose()?
+                .flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                return Err(HarnessError::NotReady {
+                    name: "penwatch-gateway",
+                    port: self.metrics_port,
+                    detail: format!("exit: {exited:?}; log: {}", self.log()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Path of the gateway's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("gateway.log")
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("journal.db")
+    }
+
+    /// The Prometheus text from `/metrics` ("" if it does not answer).
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics").unwrap_or_default()
+    }
+
+    /// The value of one metric line (`name` with its labels, as exported).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Kills the process with SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited with success.
+    pub fn terminate(&mut self) -> Result<bool, HarnessError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(false);
+        };
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        Ok(child.wait()?.success())
+    }
+
+    /// Starts it again with the same arguments and journal.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Body of a plain HTTP/1.0 GET to 127.0.0.1, if it answered 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
+    ok.then(|| body.to_owned())
+}

@@ -1,0 +1,173 @@
+//! The gateway against a real broker: good messages journaled once, bad ones quarantined
+//! with a reason, duplicates recognised, sessions closed into the audit chain.
+
+use std::time::{Duration, Instant};
+
+use penwatch_gateway::journal::Journal;
+use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
+use penwatch_tests::{Gateway, Mosquitto};
+use prost::Message;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+const TOPIC: &str = "clinics/c01/pens/pen-h1/telemetry";
+
+fn telemetry(seq: u64, event: Event, depth_mm: f64, strokes: u64) -> Telemetry {
+    Telemetry {
+        device_id: "pen-h1".into(),
+        clinic_id: "c01".into(),
+        device_class: DeviceClass::Home.into(),
+        model: "HomePen".into(),
+        firmware: "1.0.0".into(),
+        operator_id: "op-x".into(),
+        session_id: "s-1".into(),
+        cartridge_id: "cart-1".into(),
+        cartridge_model: "NANO".into(),
+        seq,
+        timestamp_ms: 1_790_000_000_000 + seq as i64 * 1000,
+        event: event.into(),
+        depth_mm,
+        session_strokes: strokes,
+        cartridge_strokes: strokes,
+        speed_hz: 120.0,
+        battery_pct: 80.0,
+        zone: Zone::Cheek.into(),
+    }
+}
+
+async fn publisher(port: u16) -> AsyncClient {
+    let mut options = MqttOptions::new("test-pub", "127.0.0.1", port);
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn good_bad_and_duplicate_messages() {
+    let broker = Mosquitto::start().expect("broker");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut gateway = Gateway::start(&broker.url(), dir.path(), &[]).expect("gateway");
+    let client = publisher(broker.port()).await;
+
+    let good = [
+        telemetry(1, Event::SessionStart, 0.0, 0),
+        telemetry(2, Event::Sample, 0.5, 120),
+        telemetry(3, Event::Sample, 0.75, 240),
+        telemetry(4, Event::Sample, 0.75, 360),
+        telemetry(5, Event::Sample, 0.25, 480),
+    ];
+    for t in &good {
+        client
+            .publish(TOPIC, QoS::AtLeastOnce, false, t.encode_to_vec())
+            .await
+            .expect("publish");
+    }
+    client
+        .publish(TOPIC, QoS::AtLeastOnce, false, good[2].encode_to_vec())
+        .await
+        .expect("duplicate");
+    let json = penwatch_proto::json::encode(&telemetry(6, Event::Sample, 0.5, 600));
+    client
+        .publish(TOPIC, QoS::AtLeastOnce, false, json)
+        .await
+        .expect("json");
+    let bad: Vec<Vec<u8>> = vec![
+        good[1].encode_to_vec()[..4].to_vec(),
+        telemetry(7, Event::Sample, f64::NAN, 600).encode_to_vec(),
+        br#"{"device_id":"pen-h1","clinic_id":"c01","depth_mm":"deep"}"#.to_vec(),
+        Telemetry {
+            device_id: "pen-other".into(),
+            ..telemetry(7, Event::Sample, 0.5, 600)
+        }
+        .encode_to_vec(),
+        vec![b' '; 70 * 1024],
+    ];
+    for b in &bad {
+        client
+            .publish(TOPIC, QoS::AtLeastOnce, false, b.clone())
+            .await
+            .expect("bad");
+    }
+    let end = telemetry(7, Event::SessionEnd, 0.0, 600);
+    client
+        .publish(TOPIC, QoS::AtLeastOnce, false, end.encode_to_vec())
+        .await
+        .expect("end");
+
+    let total = good.len() + 1 + 1 + bad.len() + 1;
+    wait_for("every message", || {
+        gateway.metric("penwatch_messages_received_total") >= total as f64
+    });
+    assert_eq!(gateway.metric("penwatch_messages_duplicate_total"), 1.0);
+    assert!(
+        gateway.terminate().expect("terminate"),
+        "clean exit; log:\n{}",
+        gateway.log()
+    );
+
+    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let counts = journal.counts().expect("counts");
+    assert_eq!(counts.samples, 7, "5 protobuf + 1 JSON + session_end");
+    assert_eq!(counts.quarantined, 5);
+    let reasons: Vec<String> = journal
+        .quarantine(10)
+        .expect("quarantine")
+        .into_iter()
+        .map(|q| q.reason)
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("payload of 71680 bytes exceeds")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r == "field depth_mm: is NaN"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("topic says device_id")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("not a valid protobuf")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("field depth_mm: expected a number")),
+        "{reasons:?}"
+    );
+
+    let (session, state) = journal
+        .session("pen-h1", "s-1")
+        .expect("query")
+        .expect("session");
+    assert_eq!(state, "closed");
+    assert!(
+        session.unknown_operator,
+        "no policy file: every operator is unknown"
+    );
+    let evidence = session
+        .violation
+        .expect("0.75 mm on a home pen exceeds 0.5 mm");
+    assert_eq!((evidence.peak_depth_mm, evidence.limit_mm), (0.75, 0.5));
+    assert_eq!(evidence.binding, "class");
+    assert_eq!(evidence.samples_above, 2);
+    assert_eq!(evidence.strokes_above, 240);
+    assert_eq!(session.strokes, 600);
+    let v = journal.verify().expect("verify");
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.entries, 2, "one violation and one session record");
+}
