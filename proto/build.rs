@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["penwatch/v1/telemetry.proto"];
+const PROTOS: &[&str] = &["penwatch/v1/telemetry.proto", "penwatch/v1/api.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

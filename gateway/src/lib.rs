@@ -3,7 +3,8 @@
 //! Data flow, one module per step:
 //! MQTT in ([`source`]) → decode/validate ([`decode`]) → journal ([`journal`], [`audit`]) →
 //! policy and state ([`policy`], [`sessions`], [`cartridges`], [`fleet`]), tied together by
-//! the committer ([`pipeline`]); [`config`], [`metrics`] and policy [`reload`] around it.
+//! the committer ([`pipeline`]), which publishes what it committed as [`live`] events;
+//! [`config`], [`metrics`] and policy [`reload`] around it.
 
 pub mod audit;
 pub mod cartridges;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod fleet;
 pub mod journal;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

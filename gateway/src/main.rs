@@ -191,7 +191,14 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         linger: config.linger(),
         inactivity_timeout: Duration::from_secs(config.sessions.inactivity_timeout_s),
     };
-    let pipeline = Pipeline::open(journal, handle.clone(), metrics.clone(), settings)?;
+    let live = penwatch_gateway::live::channel();
+    let pipeline = Pipeline::open(
+        journal,
+        handle.clone(),
+        metrics.clone(),
+        settings,
+        live.clone(),
+    )?;
     let source = Source::new(&config, metrics.clone())?;
     let acker = source.acker();
     let (tx, rx) = flume::bounded(config.ingest.queue_capacity);

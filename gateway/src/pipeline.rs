@@ -16,6 +16,7 @@ use crate::cartridges::Cartridge;
 use crate::decode::{self, Inbound, Limits, Reading};
 use crate::fleet::Device;
 use crate::journal::{self, Batch, Journal};
+use crate::live::{LiveEvent, LiveSender};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, SampleContext};
 use crate::sessions::{CloseReason, Session, Verdict};
@@ -74,6 +75,7 @@ pub struct Pipeline {
     devices: HashMap<String, Device>,
     cartridges: HashMap<String, Cartridge>,
     last_sweep: Instant,
+    live: LiveSender,
 }
 
 /// Most cartridges kept in memory; the journal has them all.
@@ -93,6 +95,7 @@ impl Pipeline {
         policy: PolicyHandle,
         metrics: Arc<Metrics>,
         settings: Settings,
+        live: LiveSender,
     ) -> journal::Result<Self> {
         let mut p = Self {
             journal,
@@ -105,6 +108,7 @@ impl Pipeline {
             devices: HashMap::new(),
             cartridges: HashMap::new(),
             last_sweep: Instant::now(),
+            live,
         };
         p.reload_state()?;
         Ok(p)
@@ -157,7 +161,10 @@ impl Pipeline {
             .read()
             .map(|p| p.clone())
             .unwrap_or_else(|e| e.into_inner().clone());
-        let mut work = Work::default();
+        let mut work = Work {
+            publish: self.live.receiver_count() > 0,
+            ..Work::default()
+        };
         let mut out = Outcome::default();
         let tx = self.journal.batch()?;
         if self.recorded_version != loaded.version() {
@@ -205,23 +212,44 @@ impl Pipeline {
                     if tx.insert_sample(&r, &v, m.received_ms)? {
                         out.accepted += 1;
                         state.apply(&tx, &loaded, &r, &v, m.received_ms, &mut work)?;
+                        if work.publish {
+                            work.events.push(LiveEvent::Sample {
+                                reading: Arc::new(*r),
+                                verdict: Arc::new(v),
+                                received_ms: m.received_ms,
+                            });
+                        }
                     } else {
                         out.duplicates += 1;
                     }
                 }
             }
         }
-        for key in &work.to_close {
-            out.closed += u64::from(state.close(&tx, key, CloseReason::Ended)?);
+        let committed_ms = now_ms();
+        for key in std::mem::take(&mut work.to_close) {
+            if let Some(closed) = state.close(&tx, &key, CloseReason::Ended)? {
+                out.closed += 1;
+                work.closed(closed, committed_ms);
+            }
         }
         for key in &work.sessions {
             if let Some(s) = state.sessions.get(key) {
                 tx.put_session(s, None)?;
+                if work.publish && work.violations.contains(key) {
+                    work.events.push(LiveEvent::Violation {
+                        session: Arc::new(s.clone()),
+                        final_: false,
+                        committed_ms,
+                    });
+                }
             }
         }
         for id in &work.devices {
             if let Some(d) = state.devices.get(id) {
                 tx.put_device(d)?;
+                if work.publish {
+                    work.events.push(LiveEvent::Device(Arc::new(d.clone())));
+                }
             }
         }
         for id in &work.cartridges {
@@ -230,6 +258,9 @@ impl Pipeline {
             }
         }
         tx.commit()?;
+        for e in work.events {
+            let _ = self.live.send(e);
+        }
         if self.cartridges.len() > CARTRIDGE_CACHE {
             self.cartridges.clear();
         }
@@ -265,11 +296,22 @@ impl Pipeline {
             cartridges: &mut self.cartridges,
             metrics: &self.metrics,
         };
+        let mut work = Work {
+            publish: self.live.receiver_count() > 0,
+            ..Work::default()
+        };
+        let committed_ms = now_ms();
         let mut closed = 0;
         for key in &idle {
-            closed += u64::from(state.close(&tx, key, CloseReason::Inactive)?);
+            if let Some(s) = state.close(&tx, key, CloseReason::Inactive)? {
+                closed += 1;
+                work.closed(s, committed_ms);
+            }
         }
         tx.commit()?;
+        for e in work.events {
+            let _ = self.live.send(e);
+        }
         self.metrics.sessions_open.set(self.sessions.len() as i64);
         Ok(closed)
     }
@@ -315,6 +357,26 @@ struct Work {
     devices: HashSet<String>,
     cartridges: HashSet<String>,
     to_close: Vec<SessionKey>,
+    violations: HashSet<SessionKey>,
+    publish: bool,
+    events: Vec<LiveEvent>,
+}
+
+impl Work {
+    fn closed(&mut self, s: Session, committed_ms: i64) {
+        if !self.publish {
+            return;
+        }
+        let s = Arc::new(s);
+        if s.exceeded() {
+            self.events.push(LiveEvent::Violation {
+                session: s.clone(),
+                final_: true,
+                committed_ms,
+            });
+        }
+        self.events.push(LiveEvent::SessionClosed(s));
+    }
 }
 
 /// Borrowed live state for one transaction.
@@ -351,8 +413,12 @@ impl State<'_> {
                 self.sessions.insert(key.clone(), s);
             }
             if let Some(s) = self.sessions.get_mut(&key) {
-                if s.observe(r, v).newly_exceeded {
+                let change = s.observe(r, v);
+                if change.newly_exceeded {
                     self.metrics.violations.inc();
+                }
+                if change.violation_updated {
+                    work.violations.insert(key.clone());
                 }
             }
             self.last_activity.insert(key.clone(), received_ms);
@@ -380,21 +446,21 @@ impl State<'_> {
         Ok(())
     }
 
-    /// Closes a session: refolds its journaled samples in `seq` order for the exact final
+    /// Closes a session (returning its final record): refolds its journaled samples in `seq` order for the exact final
     /// record, and appends the violation (if any) and the session to the audit chain.
     fn close(
         &mut self,
         tx: &Batch<'_>,
         key: &SessionKey,
         reason: CloseReason,
-    ) -> journal::Result<bool> {
+    ) -> journal::Result<Option<Session>> {
         self.last_activity.remove(key);
         let Some(live) = self.sessions.remove(key) else {
-            return Ok(false);
+            return Ok(None);
         };
         let (samples, last_id) = tx.session_samples(&key.0, &key.1)?;
         let Some((first_r, first_v)) = samples.first() else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut s = Session::new(first_r, first_v);
         for (r, v) in &samples {
@@ -427,7 +493,7 @@ impl State<'_> {
             }),
         )?;
         tx.put_session(&s, Some((reason, &digest)))?;
-        Ok(true)
+        Ok(Some(s))
     }
 }
 

@@ -14,7 +14,10 @@ fn mosquitto_starts_and_stops() {
 #[test]
 fn influxdb_restarts_with_its_data() {
     let mut influx = InfluxV1::start().expect("influxd starts");
-    assert_eq!(http_status(influx.port(), "POST", "/query?q=CREATE%20DATABASE%20d"), Some(200));
+    assert_eq!(
+        http_status(influx.port(), "POST", "/query?q=CREATE%20DATABASE%20d"),
+        Some(200)
+    );
     influx.stop();
     assert_eq!(http_status(influx.port(), "GET", "/ping"), None);
     influx.restart().expect("influxd restarts");
