@@ -343,15 +343,15 @@ impl Journal {
                 field("session_id"),
                 field("samples_digest"),
             );
-            let samples = body.get("samples").and_then(|v| v.as_u64()).unwrap_or(0);
+            let messages = body.get("messages").and_then(|v| v.as_u64()).unwrap_or(0);
             let upto = body
                 .get("last_sample_id")
                 .and_then(|v| v.as_i64())
                 .unwrap_or(i64::MAX);
             let (found, recomputed) = samples_digest(&self.conn, &device, &session, upto)?;
-            if found == 0 && samples > 0 {
+            if found == 0 && messages > 0 {
                 v.digests_unchecked += 1;
-            } else if recomputed != digest || found != samples {
+            } else if recomputed != digest || found != messages {
                 v.first_broken = Some((
                     e.seq,
                     format!(

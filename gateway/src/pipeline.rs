@@ -193,6 +193,7 @@ impl Pipeline {
                         &bad.to_string(),
                     )?;
                     out.quarantined += 1;
+                    work.quarantined.push(bad.kind());
                 }
                 Ok(Inbound::StatusCleared) => {}
                 Ok(Inbound::Status {
@@ -260,6 +261,9 @@ impl Pipeline {
         tx.commit()?;
         for e in work.events {
             let _ = self.live.send(e);
+        }
+        for kind in work.quarantined {
+            self.metrics.quarantine(kind);
         }
         if self.cartridges.len() > CARTRIDGE_CACHE {
             self.cartridges.clear();
@@ -358,6 +362,7 @@ struct Work {
     cartridges: HashSet<String>,
     to_close: Vec<SessionKey>,
     violations: HashSet<SessionKey>,
+    quarantined: Vec<&'static str>,
     publish: bool,
     events: Vec<LiveEvent>,
 }
@@ -489,7 +494,7 @@ impl State<'_> {
                 "cartridge_id": s.cartridge_id, "started_ms": s.started_ms, "last_ms": s.last_ms,
                 "strokes": s.strokes, "max_depth_mm": s.max_depth_mm, "permitted_mm": s.permitted_mm,
                 "exceeded": s.exceeded(), "close_reason": reason.as_str(),
-                "samples": n, "last_sample_id": last_id, "samples_digest": digest,
+                "messages": n, "last_sample_id": last_id, "samples_digest": digest,
             }),
         )?;
         tx.put_session(&s, Some((reason, &digest)))?;

@@ -94,7 +94,7 @@ pub struct Session {
     pub started_ms: i64,
     /// Latest device time seen, Unix ms.
     pub last_ms: i64,
-    /// Samples and events seen.
+    /// `sample` messages seen (session and cartridge events not counted).
     pub samples: u64,
     /// Strokes delivered (highest cumulative `session_strokes`).
     pub strokes: u64,
@@ -161,7 +161,9 @@ impl Session {
     /// Folds one judged sample into the session.
     pub fn observe(&mut self, r: &Reading, v: &Verdict) -> Change {
         let mut change = Change::default();
-        self.samples += 1;
+        if r.event == Event::Sample {
+            self.samples += 1;
+        }
         self.started_ms = self.started_ms.min(r.timestamp_ms);
         self.last_ms = self.last_ms.max(r.timestamp_ms);
         self.strokes = self.strokes.max(r.session_strokes);

@@ -312,29 +312,6 @@ impl VictoriaMetrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn free_ports_are_distinct_and_nonzero() {
-        let a = free_port().expect("port");
-        assert_ne!(a, 0);
-    }
-
-    #[test]
-    fn missing_binary_names_its_package() {
-        let mut s =
-            Server::new("nothing", "penwatch-no-such-binary", "no-such-package").expect("temp dir");
-        let err = s.spawn(|_| true).expect_err("missing");
-        assert_eq!(
-            err.to_string(),
-            "penwatch-no-such-binary not found: install the Debian package `no-such-package` \
-             (scripts/install-deps does)"
-        );
-    }
-}
-
 /// A PenWatch binary built beside the running test (`target/<profile>/NAME`).
 ///
 /// The test command builds them first (`cargo build --workspace --bins`).
@@ -367,6 +344,7 @@ pub struct Gateway {
     args: Vec<String>,
     dir: PathBuf,
     metrics_port: u16,
+    api_port: u16,
 }
 
 impl Gateway {
@@ -374,6 +352,7 @@ impl Gateway {
     /// journal in `dir`, and waits until it is connected to the broker.
     pub fn start(broker: &str, dir: &Path, extra: &[&str]) -> Result<Self, HarnessError> {
         let metrics_port = free_port()?;
+        let api_port = free_port()?;
         let mut args = vec![
             "--broker".to_owned(),
             broker.to_owned(),
@@ -388,6 +367,7 @@ impl Gateway {
             args,
             dir: dir.to_owned(),
             metrics_port,
+            api_port,
         };
         g.spawn()?;
         Ok(g)
@@ -401,6 +381,10 @@ impl Gateway {
         let child = Command::new(binary("penwatch-gateway")?)
             .args(&self.args)
             .env("RUST_LOG", "warn,penwatch_gateway=info")
+            .env(
+                "PENWATCH_API_LISTEN",
+                format!("127.0.0.1:{}", self.api_port),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -424,6 +408,11 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    /// The gRPC API's port on 127.0.0.1.
+    pub fn api_port(&self) -> u16 {
+        self.api_port
     }
 
     /// Path of the gateway's log file.
@@ -453,6 +442,11 @@ impl Gateway {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the process with SIGKILL (a crash).
@@ -498,4 +492,27 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
     ok.then(|| body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_nonzero() {
+        let a = free_port().expect("port");
+        assert_ne!(a, 0);
+    }
+
+    #[test]
+    fn missing_binary_names_its_package() {
+        let mut s =
+            Server::new("nothing", "penwatch-no-such-binary", "no-such-package").expect("temp dir");
+        let err = s.spawn(|_| true).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "penwatch-no-such-binary not found: install the Debian package `no-such-package` \
+             (scripts/install-deps does)"
+        );
+    }
 }

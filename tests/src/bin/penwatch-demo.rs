@@ -1,0 +1,109 @@
+//! `penwatch-demo`: the whole product on this machine. Starts a broker and InfluxDB on free
+//! loopback ports (data in temp dirs), the gateway with the simulated fleet's policy, the
+//! simulated fleet, and the dashboard in front of you. Quitting the dashboard (or Ctrl-C)
+//! stops all of it and removes the temp dirs.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use penwatch_tests::{Gateway, InfluxV1, Mosquitto, binary, free_port};
+
+/// Fleet the demo simulates.
+const SIM_ARGS: &[&str] = &["--clinics", "3", "--pens-per-clinic", "4", "--seed", "7"];
+/// Token the dashboard uses (admin role, all clinics).
+const DEMO_TOKEN: &str = "demo-admin-token";
+
+fn main() -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("penwatch-demo-")
+        .tempdir()?;
+    eprintln!("starting mosquitto and InfluxDB…");
+    let broker = Mosquitto::start()?;
+    let influx = InfluxV1::start()?;
+
+    let policy = dir.path().join("policy.toml");
+    let out = Command::new(binary("penwatch-sim")?)
+        .args(SIM_ARGS)
+        .arg("--print-policy")
+        .output()
+        .context("running penwatch-sim --print-policy")?;
+    if !out.status.success() {
+        bail!(
+            "penwatch-sim --print-policy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::write(&policy, &out.stdout)?;
+
+    let api_port = free_port()?;
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, gateway_config(&policy, &influx.url(), api_port))?;
+    eprintln!("starting the gateway…");
+    let gateway = Gateway::start(
+        &broker.url(),
+        dir.path(),
+        &["--config", &config.display().to_string()],
+    )?;
+
+    eprintln!("starting the simulated fleet (3 clinics × 4 pens)…");
+    let mut sim = Command::new(binary("penwatch-sim")?)
+        .args(SIM_ARGS)
+        .args(["--broker", &broker.url(), "--speed", "20"])
+        .args([
+            "--scenario",
+            "normal,over-depth,cartridge-reuse,unknown-operator,malformed",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting penwatch-sim")?;
+
+    let result = foreground(api_port, &gateway);
+    stop(&mut sim);
+    drop(gateway);
+    drop(influx);
+    drop(broker);
+    eprintln!("stopped; temporary data removed");
+    result
+}
+
+fn gateway_config(policy: &Path, influx_url: &str, api_port: u16) -> String {
+    format!(
+        "[policy]\npath = \"{policy}\"\n\n\
+         [sessions]\ninactivity_timeout_s = 120\n\n\
+         # InfluxDB at {influx_url}; API on 127.0.0.1:{api_port}; token {DEMO_TOKEN}.\n",
+        policy = policy.display(),
+    )
+}
+
+/// Shows the fleet's progress until Ctrl-C (the dashboard takes this place once it exists).
+fn foreground(_api_port: u16, gateway: &Gateway) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            eprintln!(
+                "accepted {:.0} · quarantined {:.0} · sessions open {:.0} · violations {:.0}",
+                gateway.metric("penwatch_messages_accepted_total"),
+                gateway.metric("penwatch_messages_quarantined_total{reason=\"field\"}"),
+                gateway.metric("penwatch_sessions_open"),
+                gateway.metric("penwatch_violations_total"),
+            );
+        }
+    });
+    Ok(())
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
