@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::broker::{BrokerUrl, DEFAULT_BROKER};
 use crate::error::SimError;
+use penwatch_proto::broker::{BrokerUrl, DEFAULT_BROKER};
 
 /// A behaviour of the fleet (`--scenario a,b,...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]

@@ -7,14 +7,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
-    Transport,
-};
+use penwatch_proto::broker::BrokerUrl;
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::broker::BrokerUrl;
 use crate::config::SimConfig;
 use crate::error::SimError;
 
@@ -33,7 +30,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 pub struct ConnectOptions {
     broker: BrokerUrl,
     credentials: Option<(String, String)>,
-    tls: Option<TlsConfiguration>,
+    ca_pem: Option<Vec<u8>>,
     inflight: u16,
     channel_capacity: usize,
 }
@@ -45,22 +42,12 @@ impl ConnectOptions {
         inflight: u16,
         channel_capacity: usize,
     ) -> Result<Self, SimError> {
-        let tls = if config.broker.tls {
-            Some(match &config.ca_file {
-                Some(path) => {
-                    let ca = std::fs::read(path).map_err(|source| SimError::CaFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    TlsConfiguration::SimpleNative {
-                        ca,
-                        client_auth: None,
-                    }
-                }
-                None => TlsConfiguration::Native,
-            })
-        } else {
-            None
+        let ca_pem = match &config.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| SimError::CaFile {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
         };
         let credentials = config
             .username
@@ -69,24 +56,26 @@ impl ConnectOptions {
         Ok(Self {
             broker: config.broker.clone(),
             credentials,
-            tls,
+            ca_pem,
             inflight,
             channel_capacity,
         })
     }
 
     fn mqtt_options(&self, client_id: &str, last_will: Option<LastWill>) -> MqttOptions {
-        let mut opts = MqttOptions::new(client_id, self.broker.host.clone(), self.broker.port);
-        opts.set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(false)
+        let credentials = self
+            .credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()));
+        let mut opts = self.broker.mqtt_options(
+            client_id,
+            credentials,
+            Duration::from_secs(30),
+            self.ca_pem.clone(),
+        );
+        opts.set_clean_session(false)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_inflight(self.inflight);
-        if let Some((user, pass)) = &self.credentials {
-            opts.set_credentials(user.clone(), pass.clone());
-        }
-        if let Some(tls) = &self.tls {
-            opts.set_transport(Transport::tls_with_config(tls.clone()));
-        }
         if let Some(will) = last_will {
             opts.set_last_will(will);
         }

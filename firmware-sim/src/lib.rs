@@ -7,7 +7,6 @@
 
 #![warn(missing_docs)]
 
-pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod driver;

@@ -66,6 +66,8 @@ pub struct MqttConfig {
     pub username: Option<String>,
     /// Password (prefer the `PENWATCH_MQTT_PASSWORD` environment variable).
     pub password: Option<String>,
+    /// PEM CA certificate for `mqtts://` (default: the system trust store).
+    pub ca_file: Option<PathBuf>,
     /// Topic filters to subscribe to (`$share/GROUP/...` accepted).
     pub topics: Vec<String>,
     /// Keep-alive interval, seconds.
@@ -84,6 +86,7 @@ impl Default for MqttConfig {
             client_id: "penwatch-gateway".to_owned(),
             username: None,
             password: None,
+            ca_file: None,
             topics: vec![
                 penwatch_proto::topic::ALL_TELEMETRY.to_owned(),
                 penwatch_proto::topic::ALL_STATUS.to_owned(),

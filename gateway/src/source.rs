@@ -60,10 +60,17 @@ impl Source {
             .username
             .as_deref()
             .map(|u| (u, config.mqtt.password.as_deref().unwrap_or_default()));
+        let ca_pem = match &config.mqtt.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ConfigError::Invalid(format!("mqtt.ca_file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
         let mut options = broker.mqtt_options(
             &config.mqtt.client_id,
             credentials,
             Duration::from_secs(config.mqtt.keep_alive_s),
+            ca_pem,
         );
         options
             .set_clean_session(false)

@@ -73,11 +73,13 @@ impl BrokerUrl {
     }
 
     /// MQTT options for this broker: client id, keep-alive, credentials and transport.
+    /// With TLS, `ca_pem` (a PEM CA certificate) replaces the system trust store.
     pub fn mqtt_options(
         &self,
         client_id: &str,
         credentials: Option<(&str, &str)>,
         keep_alive: Duration,
+        ca_pem: Option<Vec<u8>>,
     ) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
         options.set_keep_alive(keep_alive);
@@ -85,7 +87,14 @@ impl BrokerUrl {
             options.set_credentials(user, password);
         }
         if self.tls {
-            options.set_transport(Transport::Tls(TlsConfiguration::Native));
+            let tls = match ca_pem {
+                Some(ca) => TlsConfiguration::SimpleNative {
+                    ca,
+                    client_auth: None,
+                },
+                None => TlsConfiguration::Native,
+            };
+            options.set_transport(Transport::Tls(tls));
         }
         options
     }
@@ -98,6 +107,17 @@ impl fmt::Display for BrokerUrl {
             write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Default for BrokerUrl {
+    /// [`DEFAULT_BROKER`].
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 1883,
+            tls: false,
         }
     }
 }

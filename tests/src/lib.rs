@@ -449,6 +449,16 @@ impl Gateway {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`, …) without waiting.
+    pub fn signal(&self, name: &str) -> Result<(), HarnessError> {
+        if let Some(pid) = self.pid() {
+            Command::new("kill")
+                .args([format!("-{name}"), pid.to_string()])
+                .status()?;
+        }
+        Ok(())
+    }
+
     /// Kills the process with SIGKILL (a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
