@@ -52,6 +52,10 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// Prometheus metrics endpoint.
     pub metrics: MetricsConfig,
+    /// gRPC API (`[api]`).
+    pub api: crate::api::ApiConfig,
+    /// InfluxDB sink (`[influx]`); absent = no sink.
+    pub influx: Option<crate::sink::InfluxConfig>,
 }
 
 /// `[mqtt]`
@@ -131,6 +135,11 @@ pub struct JournalConfig {
     pub path: PathBuf,
     /// `full` (fsync every commit) or `normal` (fsync at checkpoints).
     pub sync: Sync,
+    /// Raw samples older than this many days are pruned (once forwarded, with a sink);
+    /// 0 keeps them forever. Sessions, violations and the audit chain are never pruned.
+    pub retention_days: u64,
+    /// Size bound of the journal, bytes: an alarm at 80 % and at the bound (0 = no alarm).
+    pub max_bytes: u64,
 }
 
 impl Default for JournalConfig {
@@ -138,6 +147,8 @@ impl Default for JournalConfig {
         Self {
             path: PathBuf::from("penwatch-journal.db"),
             sync: Sync::Full,
+            retention_days: 30,
+            max_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -244,6 +255,10 @@ impl Config {
             return bad("sessions.inactivity_timeout_s must be above 0".into());
         }
         self.metrics_addr()?;
+        self.api.validate()?;
+        if let Some(influx) = &self.influx {
+            influx.validate().map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 

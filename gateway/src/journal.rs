@@ -8,6 +8,9 @@
 
 use std::path::Path;
 
+pub mod forward;
+pub mod queries;
+
 use penwatch_proto::names::ShortName;
 use penwatch_proto::v1::{DeviceClass, Event, Zone};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};

@@ -5,7 +5,10 @@
 //! policy and state ([`policy`], [`sessions`], [`cartridges`], [`fleet`]), tied together by
 //! the committer ([`pipeline`]), which publishes what it committed as [`live`] events;
 //! [`config`], [`metrics`] and policy [`reload`] around it.
+//! The gRPC [`api`] serves queries, live streams and the audit export.
+//! The [`sink`] forwards the journal to InfluxDB; [`retention`] keeps the journal bounded.
 
+pub mod api;
 pub mod audit;
 pub mod cartridges;
 pub mod config;
@@ -17,5 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod reload;
+pub mod retention;
 pub mod sessions;
+pub mod sink;
 pub mod source;

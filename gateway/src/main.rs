@@ -12,6 +12,8 @@ use penwatch_gateway::metrics::{self, Metrics};
 use penwatch_gateway::pipeline::{self, Pipeline, PolicyHandle, Settings};
 use penwatch_gateway::policy::Policy;
 use penwatch_gateway::reload;
+use penwatch_gateway::retention;
+use penwatch_gateway::sink::Forwarder;
 use penwatch_gateway::source::Source;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +70,28 @@ struct Overrides {
     /// Metrics address (host:port), or "" to disable.
     #[arg(long, env = "PENWATCH_METRICS_LISTEN", global = true)]
     metrics_listen: Option<String>,
+    /// gRPC API address (host:port), or "" to disable.
+    #[arg(long, env = "PENWATCH_API_LISTEN", global = true)]
+    api_listen: Option<String>,
+    /// InfluxDB URL (enables the sink with defaults if the file has no [influx] section).
+    #[arg(long, env = "PENWATCH_INFLUX_URL", global = true)]
+    influx_url: Option<String>,
+    /// InfluxDB v2 API token.
+    #[arg(
+        long,
+        env = "PENWATCH_INFLUX_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    influx_token: Option<String>,
+    /// InfluxDB v1 password.
+    #[arg(
+        long,
+        env = "PENWATCH_INFLUX_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    influx_password: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +129,16 @@ impl Overrides {
         }
         if let Some(v) = self.metrics_listen {
             c.metrics.listen = v;
+        }
+        if let Some(v) = self.api_listen {
+            c.api.listen = v;
+        }
+        if let Some(v) = self.influx_url {
+            c.influx.get_or_insert_with(Default::default).url = v;
+        }
+        if let Some(influx) = c.influx.as_mut() {
+            influx.token = self.influx_token.or(influx.token.take());
+            influx.password = self.influx_password.or(influx.password.take());
         }
     }
 }
@@ -203,6 +237,14 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let acker = source.acker();
     let (tx, rx) = flume::bounded(config.ingest.queue_capacity);
     let stop = CancellationToken::new();
+    penwatch_gateway::api::start(
+        &config.api,
+        &config.journal.path,
+        handle.clone(),
+        live.clone(),
+        stop.clone(),
+    )
+    .await?;
     let committed = CancellationToken::new();
 
     let committer_done = committed.clone();
@@ -230,6 +272,18 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     if let Some(path) = config.policy.path.clone() {
         tokio::spawn(reload::watch(path, handle, metrics.clone(), stop.clone()));
     }
+    let forwarder = match &config.influx {
+        Some(c) => Some(tokio::spawn(
+            Forwarder::new(c, &config.journal.path, metrics.clone())?.run(stop.clone()),
+        )),
+        None => None,
+    };
+    let housekeeping = tokio::spawn(retention::run(
+        config.journal.clone(),
+        config.influx.is_some(),
+        metrics.clone(),
+        stop.clone(),
+    ));
 
     tokio::select! {
         () = shutdown_signal() => tracing::info!("shutting down: committing what was received"),
@@ -239,6 +293,10 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let result = tokio::task::spawn_blocking(move || committer.join()).await?;
     committed.cancel();
     source_task.await?;
+    if let Some(f) = forwarder {
+        f.await?;
+    }
+    housekeeping.await?;
     match result {
         Ok(Ok(())) => {
             tracing::info!("stopped cleanly");

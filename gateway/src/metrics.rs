@@ -42,6 +42,20 @@ pub struct Metrics {
     pub mqtt_disconnects: Counter,
     /// Policy reloads, by result (`ok`, `rejected`).
     pub policy_reloads: Family<Kind, Counter>,
+    /// Points InfluxDB confirmed, by stream.
+    pub sink_points_written: Family<Kind, Counter>,
+    /// Points InfluxDB refused as invalid (skipped; they stay in the journal).
+    pub sink_points_rejected: Counter,
+    /// Journal records not yet forwarded, by stream.
+    pub sink_backlog: Family<Kind, Gauge>,
+    /// Failed sink writes, by kind (`server`, `throttled`, `timeout`, `connect`, `auth`, …).
+    pub sink_errors: Family<Kind, Counter>,
+    /// 1 while the last sink write succeeded.
+    pub sink_up: Gauge,
+    /// Raw samples deleted by retention.
+    pub journal_pruned: Counter,
+    /// 1 while the journal is at or above 80 % of `journal.max_bytes`.
+    pub journal_size_alarm: Gauge,
 }
 
 impl Metrics {
@@ -62,6 +76,13 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             mqtt_disconnects: Counter::default(),
             policy_reloads: Family::default(),
+            sink_points_written: Family::default(),
+            sink_points_rejected: Counter::default(),
+            sink_backlog: Family::default(),
+            sink_errors: Family::default(),
+            sink_up: Gauge::default(),
+            journal_pruned: Counter::default(),
+            journal_size_alarm: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,6 +146,41 @@ impl Metrics {
             "Policy reloads, by result",
             m.policy_reloads.clone(),
         );
+        registry.register(
+            "sink_points_written",
+            "Points InfluxDB confirmed, by stream",
+            m.sink_points_written.clone(),
+        );
+        registry.register(
+            "sink_points_rejected",
+            "Points InfluxDB refused as invalid (skipped, kept in the journal)",
+            m.sink_points_rejected.clone(),
+        );
+        registry.register(
+            "sink_backlog",
+            "Journal records not yet forwarded to InfluxDB, by stream",
+            m.sink_backlog.clone(),
+        );
+        registry.register(
+            "sink_errors",
+            "Failed InfluxDB writes, by kind",
+            m.sink_errors.clone(),
+        );
+        registry.register(
+            "sink_up",
+            "1 while the last InfluxDB write succeeded",
+            m.sink_up.clone(),
+        );
+        registry.register(
+            "journal_pruned_samples",
+            "Raw samples deleted by retention",
+            m.journal_pruned.clone(),
+        );
+        registry.register(
+            "journal_size_alarm",
+            "1 while the journal is at or above 80 % of journal.max_bytes",
+            m.journal_size_alarm.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -147,6 +203,27 @@ impl Metrics {
         let result = if ok { "ok" } else { "rejected" };
         self.policy_reloads
             .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts points a sink wrote.
+    pub fn sink_written(&self, stream: &str, n: u64) {
+        self.sink_points_written
+            .get_or_create(&vec![("stream", stream.to_owned())])
+            .inc_by(n);
+    }
+
+    /// Sets a sink stream's backlog.
+    pub fn set_sink_backlog(&self, stream: &str, n: u64) {
+        self.sink_backlog
+            .get_or_create(&vec![("stream", stream.to_owned())])
+            .set(n as i64);
+    }
+
+    /// Counts one failed sink write.
+    pub fn sink_error(&self, kind: &str) {
+        self.sink_errors
+            .get_or_create(&vec![("kind", kind.to_owned())])
             .inc();
     }
 

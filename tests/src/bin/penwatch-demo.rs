@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use penwatch_tests::{Gateway, InfluxV1, Mosquitto, binary, free_port};
+use penwatch_tests::{Gateway, InfluxV1, Mosquitto, binary, http_status};
 
 /// Fleet the demo simulates.
 const SIM_ARGS: &[&str] = &["--clinics", "3", "--pens-per-clinic", "4", "--seed", "7"];
@@ -37,9 +37,16 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&policy, &out.stdout)?;
 
-    let api_port = free_port()?;
+    if http_status(
+        influx.port(),
+        "POST",
+        "/query?q=CREATE%20DATABASE%20penwatch",
+    ) != Some(200)
+    {
+        bail!("could not create the InfluxDB database");
+    }
     let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, gateway_config(&policy, &influx.url(), api_port))?;
+    std::fs::write(&config, gateway_config(&policy, &influx.url()))?;
     eprintln!("starting the gateway…");
     let gateway = Gateway::start(
         &broker.url(),
@@ -60,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         .spawn()
         .context("starting penwatch-sim")?;
 
-    let result = foreground(api_port, &gateway);
+    let result = foreground(&gateway);
     stop(&mut sim);
     drop(gateway);
     drop(influx);
@@ -69,17 +76,18 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
-fn gateway_config(policy: &Path, influx_url: &str, api_port: u16) -> String {
+fn gateway_config(policy: &Path, influx_url: &str) -> String {
     format!(
         "[policy]\npath = \"{policy}\"\n\n\
          [sessions]\ninactivity_timeout_s = 120\n\n\
-         # InfluxDB at {influx_url}; API on 127.0.0.1:{api_port}; token {DEMO_TOKEN}.\n",
+         [[api.tokens]]\nname = \"demo\"\ntoken = \"{DEMO_TOKEN}\"\nrole = \"admin\"\n\n\
+         [influx]\napi = \"v1\"\nurl = \"{influx_url}\"\ndatabase = \"penwatch\"\n",
         policy = policy.display(),
     )
 }
 
 /// Shows the fleet's progress until Ctrl-C (the dashboard takes this place once it exists).
-fn foreground(_api_port: u16, gateway: &Gateway) -> anyhow::Result<()> {
+fn foreground(gateway: &Gateway) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,0 +1,334 @@
+//! The gRPC API (`proto/penwatch/v1/api.proto`): queries over the journal, live streams from
+//! the committer, bearer-token roles and clinic scopes, audit export; standard gRPC health
+//! and server reflection beside it.
+//!
+//! - [`auth`]: tokens, roles, scope and operator pseudonyms.
+//! - [`service`]: the rpcs; [`stream`]: the live streams; [`export`]: CSV / JSON lines export.
+//! - [`convert`]: journal records to API messages.
+//!
+//! Queries run on read-only connections to the journal file ([`Reader`]), never on the
+//! committer's.
+
+pub mod auth;
+pub mod convert;
+pub mod export;
+pub mod service;
+pub mod stream;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use penwatch_proto::v1::pen_watch_server::PenWatchServer;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::config::ConfigError;
+use crate::journal::{self, Journal};
+use crate::live::LiveSender;
+use crate::pipeline::PolicyHandle;
+
+pub use auth::Role;
+
+/// Why the API server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The `[api]` section is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A TLS file could not be read.
+    #[error("api TLS file {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound, or TLS could not be set up.
+    #[error("api listen {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Reflection could not load the descriptor set.
+    #[error("api reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A secret from the configuration; never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// `[api]`: the gRPC API.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to serve on; empty disables the API.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, the port speaks TLS (rustls).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Secret keying operator pseudonyms for manufacturer tokens (required when one is
+    /// configured; at least 16 characters; keep it stable or the pseudonyms change).
+    pub pseudonym_key: Option<Secret>,
+    /// Environment variable holding the pseudonym key instead.
+    pub pseudonym_key_env: Option<String>,
+    /// Bearer tokens.
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            pseudonym_key: None,
+            pseudonym_key_env: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// `[[api.tokens]]`: one bearer token with its role and scope.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Name (shown by `WhoAmI` and in logs).
+    pub name: String,
+    /// The token itself (at least 16 characters) …
+    pub token: Option<Secret>,
+    /// … or the environment variable that holds it.
+    pub token_env: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Clinics in scope; empty means all (not allowed for `clinic-manager`).
+    #[serde(default)]
+    pub clinics: Vec<String>,
+}
+
+/// Shortest accepted token and pseudonym key.
+const MIN_SECRET_LEN: usize = 16;
+
+impl ApiConfig {
+    /// The address to serve on, `None` when disabled.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "api.listen: {:?} is not an address like 127.0.0.1:50051 (\"\" disables the API)",
+                self.listen
+            ))
+        })
+    }
+
+    /// Checks the section; the error says what to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.addr()?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(invalid(
+                    "api.tls_cert and api.tls_key go together: set both (PEM files) or neither",
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                for (k, p) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !p.is_file() {
+                        return Err(invalid(format!(
+                            "api.{k}: {} is not a readable file",
+                            p.display()
+                        )));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        auth::Auth::from_config(self).map(|_| ())
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Reads a secret given inline or through an environment variable.
+fn secret(
+    what: &str,
+    inline: Option<&Secret>,
+    env: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    let value = match (inline, env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "{what}: give the value or the _env variable, not both"
+            )));
+        }
+        (Some(s), None) => s.0.clone(),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            invalid(format!(
+                "{what}: environment variable {var} is not set (or not UTF-8)"
+            ))
+        })?,
+        (None, None) => return Ok(None),
+    };
+    if value.chars().count() < MIN_SECRET_LEN {
+        return Err(invalid(format!(
+            "{what}: must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 24`)"
+        )));
+    }
+    Ok(Some(value))
+}
+
+/// Most idle read-only connections kept.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Read-only connections to the journal file, used on blocking threads.
+pub struct Reader {
+    path: PathBuf,
+    idle: Mutex<Vec<Journal>>,
+}
+
+impl Reader {
+    /// Readers of the journal at `path` (opened on first use).
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a read-only connection on a blocking thread.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Journal) -> journal::Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_blocking(f))
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+    }
+
+    /// Runs `f` on a read-only connection on this thread.
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Journal) -> journal::Result<T>,
+    ) -> Result<T, Status> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let journal = match pooled {
+            Some(j) => j,
+            None => Journal::open_read_only(&self.path).map_err(internal)?,
+        };
+        let result = f(&journal).map_err(internal);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(journal);
+        }
+        result
+    }
+}
+
+/// A journal error as a status (details logged, not sent).
+pub fn internal(e: journal::JournalError) -> Status {
+    tracing::error!(error = %e, "api query failed");
+    Status::internal("journal query failed; see the gateway log")
+}
+
+/// What the API serves from.
+#[derive(Clone)]
+pub struct Shared {
+    /// Read-only journal connections.
+    pub reader: Arc<Reader>,
+    /// The policy in force.
+    pub policy: PolicyHandle,
+    /// Live events from the committer.
+    pub live: LiveSender,
+    /// Cancelled when the gateway stops: streams end.
+    pub stop: CancellationToken,
+}
+
+/// Binds the API port (when `config.listen` is set) and serves the API, health and
+/// reflection on it until `stop` is cancelled.
+pub async fn start(
+    config: &ApiConfig,
+    journal: &Path,
+    policy: PolicyHandle,
+    live: LiveSender,
+    stop: CancellationToken,
+) -> Result<(), ApiError> {
+    let Some(addr) = config.addr()? else {
+        return Ok(());
+    };
+    let auth = auth::Auth::from_config(config)?;
+    if auth.is_empty() {
+        tracing::warn!("api: no [[api.tokens]] configured; every API call will be refused");
+    }
+    let mut builder = Server::builder();
+    let tls = config.tls_cert.is_some();
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|source| ApiError::TlsFile {
+                path: p.clone(),
+                source,
+            })
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ApiError::Listen {
+                addr,
+                source: Box::new(e),
+            })?;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ApiError::Listen {
+            addr,
+            source: Box::new(e),
+        })?;
+    let shared = Shared {
+        reader: Arc::new(Reader::new(journal)),
+        policy,
+        live,
+        stop: stop.clone(),
+    };
+    let api = PenWatchServer::new(service::Api::new(Arc::new(auth), shared));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<PenWatchServer<service::Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(penwatch_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(api);
+    tracing::info!(%addr, tls, "gRPC API listening");
+    tokio::spawn(async move {
+        let incoming = TcpIncoming::from(listener);
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, %addr, "gRPC API failed");
+        }
+    });
+    Ok(())
+}

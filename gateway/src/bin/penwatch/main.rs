@@ -1,0 +1,536 @@
+//! `penwatch`: the command line over the gateway's gRPC API.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use penwatch_proto::v1 as pb;
+use penwatch_proto::v1::pen_watch_client::PenWatchClient;
+use tokio_stream::StreamExt;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
+
+use output::Out;
+
+/// PenWatch command line: fleet, sessions, violations, cartridges, operators, quarantine,
+/// policy, depth-log export and audit-chain verification, from a running gateway's gRPC API.
+///
+/// Output is a table for people, or JSON with --json (one object per line for --follow).
+/// Times are RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20, UTC), or a duration
+/// back from now (24h, 7d, 30m).
+///
+/// Exit codes: 0 ok; 1 the chain is broken, the policy is invalid, or the gateway reported
+/// an error; 2 usage error; 3 token missing, unknown, or not allowed this; 4 gateway
+/// unreachable.
+#[derive(Parser)]
+#[command(version, name = "penwatch")]
+struct Cli {
+    /// Gateway API address (https:// needs --ca-cert).
+    #[arg(
+        long,
+        env = "PENWATCH_GATEWAY",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    gateway: String,
+    /// Bearer token from the gateway's [[api.tokens]].
+    #[arg(long, env = "PENWATCH_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// PEM CA certificate to trust for an https:// gateway.
+    #[arg(long, env = "PENWATCH_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which rows: empty options do not filter.
+#[derive(Args, Clone, Default)]
+struct FilterArgs {
+    /// Clinic id (repeat for several).
+    #[arg(long = "clinic")]
+    clinics: Vec<String>,
+    /// Pen serial (repeat for several).
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// Operator staff id (repeat for several).
+    #[arg(long = "operator")]
+    operators: Vec<String>,
+    /// Device class: home, salon or medical (repeat for several).
+    #[arg(long = "class")]
+    classes: Vec<String>,
+    /// Sessions started at or after this time.
+    #[arg(long, alias = "from", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Sessions started before this time.
+    #[arg(long, alias = "to", value_parser = parse_time)]
+    until: Option<i64>,
+    /// Only sessions that exceeded their permitted depth.
+    #[arg(long)]
+    exceeded: bool,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> pb::Filter {
+        pb::Filter {
+            clinic_ids: self.clinics.clone(),
+            device_ids: self.devices.clone(),
+            operator_ids: self.operators.clone(),
+            device_classes: self.classes.clone(),
+            from_ms: self.since.unwrap_or_default(),
+            to_ms: self.until.unwrap_or_default(),
+            only_exceeded: self.exceeded,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Who the token is: name, role and clinics.
+    Whoami,
+    /// Pens with their live state.
+    Fleet {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Sessions, newest first.
+    Sessions {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Most sessions shown.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One session with its depth timeline.
+    Session {
+        /// Pen serial.
+        device: String,
+        /// Session id.
+        session: String,
+        /// Most timeline points (each keeps its stretch's deepest sample; 0 = all).
+        #[arg(long, default_value_t = 60)]
+        points: u32,
+    },
+    /// Violations, newest first; --follow streams new ones as they happen.
+    Violations {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Most violations listed.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Keep watching and print each new or updated violation (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cartridge wear, aggregates by model and firmware, and reuse events.
+    Cartridges {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Most cartridges and reuse events listed.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Operators with their session and violation counts.
+    Operators {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Recently quarantined messages and why.
+    Quarantine {
+        /// Most messages listed.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The policy in force, or check a candidate file with --validate (exit 1 if invalid).
+    Policy {
+        /// Policy file to validate without applying it (admin).
+        #[arg(long, value_name = "FILE")]
+        validate: Option<PathBuf>,
+    },
+    /// Depth log (sessions, violations, optionally samples) to stdout, checked against the
+    /// audit chain; the chain head goes to stderr. Exit 1 if the chain does not verify.
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "jsonl"])]
+        format: String,
+        /// Include every sample of the exported sessions.
+        #[arg(long)]
+        samples: bool,
+    },
+    /// Recompute the audit chain and session digests; exit 1 if broken.
+    Verify,
+}
+
+/// Why the command failed, with its exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Auth(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Failed(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Auth(_) => 3,
+            Failure::Unreachable(_) => 4,
+        }
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Self {
+        let msg = format!("gateway: {} ({:?})", s.message(), s.code());
+        match s.code() {
+            Code::Unauthenticated | Code::PermissionDenied => Failure::Auth(msg),
+            Code::Unavailable => Failure::Unreachable(msg),
+            Code::InvalidArgument => Failure::Usage(msg),
+            _ => Failure::Failed(msg),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = PenWatchClient<InterceptedService<Channel, Bearer>>;
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    let to_ms = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|_| format!("{s:?} is before 1970"))
+    };
+    if let Ok(d) = humantime::parse_duration(s) {
+        return to_ms(SystemTime::now() - d);
+    }
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_owned()
+    };
+    match humantime::parse_rfc3339_weak(&full) {
+        Ok(t) => to_ms(t),
+        Err(_) => Err(format!(
+            "{s:?} is not a time: use RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20) \
+             or a duration back from now (24h, 7d)"
+        )),
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let mut endpoint = Endpoint::from_shared(cli.gateway.clone())
+        .map_err(|e| Failure::Usage(format!("--gateway {:?}: {e}", cli.gateway)))?
+        .connect_timeout(Duration::from_secs(5));
+    if cli.gateway.starts_with("https://") {
+        let path = cli.ca_cert.as_ref().ok_or_else(|| {
+            Failure::Usage("an https:// gateway needs --ca-cert FILE (PEM)".into())
+        })?;
+        let pem = std::fs::read(path)
+            .map_err(|e| Failure::Usage(format!("--ca-cert {}: {e}", path.display())))?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+            .map_err(|e| Failure::Usage(format!("TLS: {e}")))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !why.contains(&s_text) {
+                why = format!("{why}: {s_text}");
+            }
+            source = s.source();
+        }
+        Failure::Unreachable(format!(
+            "cannot reach the gateway at {}: {why} (is it running, and is [api] listen set?)",
+            cli.gateway
+        ))
+    })?;
+    let token = match &cli.token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| Failure::Usage("--token must be printable ASCII".into()))?,
+        ),
+        None => None,
+    };
+    Ok(PenWatchClient::with_interceptor(channel, Bearer(token)))
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let mut c = connect(&cli).await?;
+    let out = Out::new(cli.json);
+    match cli.command {
+        Command::Whoami => out.whoami(&c.who_am_i(pb::WhoAmIRequest {}).await?.into_inner()),
+        Command::Fleet { filter } => {
+            let r = c
+                .list_devices(pb::ListDevicesRequest {
+                    filter: Some(filter.filter()),
+                })
+                .await?
+                .into_inner();
+            out.devices(&r.devices);
+        }
+        Command::Sessions { filter, limit } => {
+            let mut sessions = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let r = c
+                    .list_sessions(pb::ListSessionsRequest {
+                        filter: Some(filter.filter()),
+                        page_size: u32::try_from(limit.min(1000)).unwrap_or(1000),
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                sessions.extend(r.sessions);
+                page_token = r.next_page_token;
+                if page_token.is_empty() || sessions.len() >= limit {
+                    break;
+                }
+            }
+            sessions.truncate(limit);
+            out.sessions(&sessions);
+        }
+        Command::Session {
+            device,
+            session,
+            points,
+        } => {
+            let r = c
+                .get_session(pb::GetSessionRequest {
+                    device_id: device,
+                    session_id: session,
+                    max_points: points,
+                })
+                .await?
+                .into_inner();
+            out.session(&r);
+        }
+        Command::Violations {
+            filter,
+            limit,
+            follow,
+        } => {
+            if follow {
+                let mut stream = c
+                    .watch_violations(pb::WatchViolationsRequest {
+                        filter: Some(filter.filter()),
+                    })
+                    .await?
+                    .into_inner();
+                out.follow_header();
+                while let Some(v) = stream.next().await {
+                    out.violation_line(&v?);
+                }
+                return Err(Failure::Unreachable("the gateway ended the stream".into()));
+            }
+            let r = c
+                .list_violations(pb::ListViolationsRequest {
+                    filter: Some(filter.filter()),
+                    page_size: u32::try_from(limit.min(1000)).unwrap_or(1000),
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            out.violations(&r.violations);
+        }
+        Command::Cartridges { filter, limit } => {
+            let r = c
+                .list_cartridges(pb::ListCartridgesRequest {
+                    filter: Some(filter.filter()),
+                    limit,
+                })
+                .await?
+                .into_inner();
+            out.cartridges(&r);
+        }
+        Command::Operators { filter } => {
+            let r = c
+                .list_operators(pb::ListOperatorsRequest {
+                    filter: Some(filter.filter()),
+                })
+                .await?
+                .into_inner();
+            out.operators(&r.operators);
+        }
+        Command::Quarantine { limit } => {
+            let r = c
+                .list_quarantine(pb::ListQuarantineRequest { limit })
+                .await?
+                .into_inner();
+            out.quarantine(&r);
+        }
+        Command::Policy { validate: None } => {
+            out.policy(&c.get_policy(pb::GetPolicyRequest {}).await?.into_inner());
+        }
+        Command::Policy {
+            validate: Some(path),
+        } => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+            let r = c
+                .validate_policy(pb::ValidatePolicyRequest { text })
+                .await?
+                .into_inner();
+            out.validation(&r);
+            if !r.valid {
+                return Err(Failure::Failed(format!("{}: invalid", path.display())));
+            }
+        }
+        Command::Export {
+            filter,
+            format,
+            samples,
+        } => {
+            let mut stream = c
+                .export_depth_log(pb::ExportRequest {
+                    filter: Some(filter.filter()),
+                    format,
+                    include_samples: samples,
+                })
+                .await?
+                .into_inner();
+            let mut stdout = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                std::io::Write::write_all(&mut stdout, &chunk.data)?;
+                if chunk.last {
+                    std::io::Write::flush(&mut stdout)?;
+                    eprintln!(
+                        "audit chain head {} ({})",
+                        chunk.chain_head,
+                        if chunk.chain_ok { "verified" } else { "BROKEN" }
+                    );
+                    if !chunk.chain_ok {
+                        return Err(Failure::Failed(
+                            "the audit chain did not verify: run `penwatch verify`".into(),
+                        ));
+                    }
+                    return Ok(());
+                }
+            }
+            return Err(Failure::Unreachable(
+                "the export ended before its last chunk".into(),
+            ));
+        }
+        Command::Verify => {
+            let r = c
+                .verify_audit_chain(pb::VerifyRequest {})
+                .await?
+                .into_inner();
+            out.verify(&r);
+            if !r.ok {
+                return Err(Failure::Failed(format!(
+                    "audit chain broken at entry {}: {}",
+                    r.first_broken, r.problem
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("penwatch: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("penwatch: {f}");
+            ExitCode::from(f.code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_accept_rfc3339_dates_and_durations() {
+        assert_eq!(
+            parse_time("2026-11-20T08:00:00Z"),
+            Ok(1_795_132_800_000 + 8 * 3_600_000)
+        );
+        assert_eq!(parse_time("2026-11-20"), Ok(1_795_132_800_000));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let day_ago = parse_time("24h").unwrap_or_default();
+        assert!((now - 86_400_000 - day_ago).abs() < 5_000);
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn statuses_map_to_exit_codes() {
+        assert_eq!(Failure::from(Status::unauthenticated("x")).code(), 3);
+        assert_eq!(Failure::from(Status::permission_denied("x")).code(), 3);
+        assert_eq!(Failure::from(Status::unavailable("x")).code(), 4);
+        assert_eq!(Failure::from(Status::invalid_argument("x")).code(), 2);
+        assert_eq!(Failure::from(Status::internal("x")).code(), 1);
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "penwatch",
+            "sessions",
+            "--exceeded",
+            "--clinic",
+            "c01",
+            "--since",
+            "24h",
+            "--json",
+        ])
+        .expect("parses");
+        assert!(cli.json);
+        assert!(matches!(cli.command, Command::Sessions { ref filter, .. } if filter.exceeded));
+    }
+}

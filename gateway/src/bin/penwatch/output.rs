@@ -1,0 +1,578 @@
+//! Tables for people and JSON for scripts.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use penwatch_proto::v1 as pb;
+use serde_json::{Value, json};
+
+/// Where results go: stdout, as tables or JSON.
+pub struct Out {
+    json: bool,
+}
+
+/// A Unix ms time as RFC 3339 (UTC, seconds), "-" for 0.
+fn time(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".to_owned();
+    }
+    let t = UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn mm(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "" }.to_owned()
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+    if rows.is_empty() {
+        println!("(none)");
+    }
+}
+
+fn evidence_json(e: Option<&pb::Evidence>) -> Value {
+    e.map_or(Value::Null, |e| {
+        json!({
+            "limit_mm": e.limit_mm, "binding_rule": e.binding_rule,
+            "peak_depth_mm": e.peak_depth_mm, "first_above_ms": e.first_above_ms,
+            "last_above_ms": e.last_above_ms, "strokes_above": e.strokes_above,
+            "samples_above": e.samples_above, "policy_version": e.policy_version,
+        })
+    })
+}
+
+fn device_json(d: &pb::DeviceState) -> Value {
+    json!({
+        "device_id": d.device_id, "clinic_id": d.clinic_id, "device_class": d.device_class,
+        "model": d.model, "firmware": d.firmware, "status": d.status, "status_ms": d.status_ms,
+        "last_seen_ms": d.last_seen_ms, "battery_pct": d.battery_pct, "session_id": d.session_id,
+        "operator_id": d.operator_id, "cartridge_id": d.cartridge_id, "depth_mm": d.depth_mm,
+        "permitted_mm": d.permitted_mm, "session_strokes": d.session_strokes,
+        "cartridge_wear_pct": d.cartridge_wear_pct, "registered": d.registered,
+        "class_mismatch": d.class_mismatch, "clock_offset_ms": d.clock_offset_ms,
+        "exceeded": d.exceeded,
+    })
+}
+
+fn session_json(s: &pb::Session) -> Value {
+    json!({
+        "session_id": s.session_id, "device_id": s.device_id, "clinic_id": s.clinic_id,
+        "operator_id": s.operator_id, "device_class": s.device_class,
+        "cartridge_id": s.cartridge_id, "cartridge_model": s.cartridge_model,
+        "started_ms": s.started_ms, "last_ms": s.last_ms, "samples": s.samples,
+        "strokes": s.strokes, "max_depth_mm": s.max_depth_mm, "permitted_mm": s.permitted_mm,
+        "binding_rule": s.binding_rule, "zones": s.zones, "exceeded": s.exceeded,
+        "unknown_operator": s.unknown_operator, "unregistered_device": s.unregistered_device,
+        "state": s.state, "close_reason": s.close_reason,
+        "evidence": evidence_json(s.evidence.as_ref()), "samples_digest": s.samples_digest,
+    })
+}
+
+fn violation_json(v: &pb::Violation) -> Value {
+    json!({
+        "session_id": v.session_id, "device_id": v.device_id, "clinic_id": v.clinic_id,
+        "operator_id": v.operator_id, "device_class": v.device_class,
+        "evidence": evidence_json(v.evidence.as_ref()), "final": v.r#final,
+        "committed_ms": v.committed_ms,
+    })
+}
+
+fn violation_row(v: &pb::Violation) -> Vec<String> {
+    let e = v.evidence.clone().unwrap_or_default();
+    vec![
+        time(e.first_above_ms),
+        v.clinic_id.clone(),
+        v.device_id.clone(),
+        v.session_id.clone(),
+        dash(&v.operator_id),
+        v.device_class.clone(),
+        mm(e.peak_depth_mm),
+        mm(e.limit_mm),
+        e.binding_rule,
+        e.strokes_above.to_string(),
+        if v.r#final { "closed" } else { "open" }.to_owned(),
+    ]
+}
+
+const VIOLATION_HEADERS: &[&str] = &[
+    "first above",
+    "clinic",
+    "device",
+    "session",
+    "operator",
+    "class",
+    "peak mm",
+    "limit mm",
+    "rule",
+    "strokes above",
+    "session",
+];
+
+impl Out {
+    /// Tables, or JSON when `json`.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    fn print(&self, v: &Value) {
+        println!("{v}");
+    }
+
+    /// `whoami`.
+    pub fn whoami(&self, w: &pb::WhoAmIResponse) {
+        if self.json {
+            self.print(&json!({"name": w.name, "role": w.role, "clinic_ids": w.clinic_ids}));
+        } else {
+            let clinics = if w.clinic_ids.is_empty() {
+                "all clinics".to_owned()
+            } else {
+                w.clinic_ids.join(", ")
+            };
+            println!("{} ({}): {clinics}", w.name, w.role);
+        }
+    }
+
+    /// `fleet`.
+    pub fn devices(&self, devices: &[pb::DeviceState]) {
+        if self.json {
+            self.print(&Value::Array(devices.iter().map(device_json).collect()));
+            return;
+        }
+        let rows: Vec<Vec<String>> = devices
+            .iter()
+            .map(|d| {
+                vec![
+                    d.clinic_id.clone(),
+                    d.device_id.clone(),
+                    d.device_class.clone(),
+                    format!("{} {}", d.model, d.firmware).trim().to_owned(),
+                    d.status.clone(),
+                    time(d.last_seen_ms),
+                    format!("{:.0}", d.battery_pct),
+                    dash(&d.session_id),
+                    dash(&d.operator_id),
+                    mm(d.depth_mm),
+                    mm(d.permitted_mm),
+                    yes(d.exceeded),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "clinic",
+                "device",
+                "class",
+                "model",
+                "status",
+                "last seen",
+                "battery %",
+                "session",
+                "operator",
+                "depth mm",
+                "permitted mm",
+                "exceeded",
+            ],
+            &rows,
+        );
+    }
+
+    /// `sessions`.
+    pub fn sessions(&self, sessions: &[pb::Session]) {
+        if self.json {
+            self.print(&Value::Array(sessions.iter().map(session_json).collect()));
+            return;
+        }
+        let rows: Vec<Vec<String>> = sessions
+            .iter()
+            .map(|s| {
+                vec![
+                    time(s.started_ms),
+                    s.clinic_id.clone(),
+                    s.device_id.clone(),
+                    s.session_id.clone(),
+                    dash(&s.operator_id),
+                    s.device_class.clone(),
+                    s.strokes.to_string(),
+                    mm(s.max_depth_mm),
+                    mm(s.permitted_mm),
+                    yes(s.exceeded),
+                    s.state.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "started",
+                "clinic",
+                "device",
+                "session",
+                "operator",
+                "class",
+                "strokes",
+                "max mm",
+                "permitted mm",
+                "exceeded",
+                "state",
+            ],
+            &rows,
+        );
+    }
+
+    /// `session`.
+    pub fn session(&self, d: &pb::SessionDetail) {
+        let s = d.session.clone().unwrap_or_default();
+        if self.json {
+            let timeline: Vec<Value> = d
+                .timeline
+                .iter()
+                .map(|p| {
+                    json!({"timestamp_ms": p.timestamp_ms, "depth_mm": p.depth_mm,
+                        "permitted_mm": p.permitted_mm, "session_strokes": p.session_strokes,
+                        "zone": p.zone, "exceeded": p.exceeded})
+                })
+                .collect();
+            self.print(&json!({"session": session_json(&s), "timeline": timeline}));
+            return;
+        }
+        self.sessions(std::slice::from_ref(&s));
+        if let Some(e) = &s.evidence {
+            println!(
+                "\nEXCEEDED: peak {} mm over a {} mm limit ({}), {} strokes in {} samples above it, policy {}",
+                mm(e.peak_depth_mm),
+                mm(e.limit_mm),
+                e.binding_rule,
+                e.strokes_above,
+                e.samples_above,
+                e.policy_version
+            );
+        }
+        println!();
+        let rows: Vec<Vec<String>> = d
+            .timeline
+            .iter()
+            .map(|p| {
+                vec![
+                    time(p.timestamp_ms),
+                    mm(p.depth_mm),
+                    mm(p.permitted_mm),
+                    p.session_strokes.to_string(),
+                    dash(&p.zone),
+                    yes(p.exceeded),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "time",
+                "depth mm",
+                "permitted mm",
+                "strokes",
+                "zone",
+                "exceeded",
+            ],
+            &rows,
+        );
+    }
+
+    /// `violations`.
+    pub fn violations(&self, violations: &[pb::Violation]) {
+        if self.json {
+            self.print(&Value::Array(
+                violations.iter().map(violation_json).collect(),
+            ));
+            return;
+        }
+        let rows: Vec<Vec<String>> = violations.iter().map(violation_row).collect();
+        table(VIOLATION_HEADERS, &rows);
+    }
+
+    /// The header line of `violations --follow`.
+    pub fn follow_header(&self) {
+        if !self.json {
+            eprintln!("watching violations (Ctrl-C to stop)");
+        }
+    }
+
+    /// One streamed violation.
+    pub fn violation_line(&self, v: &pb::Violation) {
+        if self.json {
+            self.print(&violation_json(v));
+        } else {
+            println!("{}", violation_row(v).join("  "));
+        }
+    }
+
+    /// `cartridges`.
+    pub fn cartridges(&self, r: &pb::ListCartridgesResponse) {
+        if self.json {
+            let cartridges: Vec<Value> = r
+                .cartridges
+                .iter()
+                .map(|c| {
+                    json!({"cartridge_id": c.cartridge_id, "model": c.model, "strokes": c.strokes,
+                        "rated_strokes": c.rated_strokes, "wear_pct": c.wear_pct, "wear": c.wear,
+                        "reused": c.reused, "sessions": c.sessions,
+                        "last_device_id": c.last_device_id, "clinic_id": c.clinic_id,
+                        "firmware": c.firmware})
+                })
+                .collect();
+            let aggregates: Vec<Value> = r
+                .by_model_firmware
+                .iter()
+                .map(|a| {
+                    json!({"model": a.model, "firmware": a.firmware, "cartridges": a.cartridges,
+                        "mean_wear_pct": a.mean_wear_pct, "warn": a.warn, "worn": a.worn,
+                        "reused": a.reused})
+                })
+                .collect();
+            let reuse: Vec<Value> = r
+                .reuse_events
+                .iter()
+                .map(|e| {
+                    json!({"cartridge_id": e.cartridge_id, "device_id": e.device_id,
+                        "session_id": e.session_id, "timestamp_ms": e.timestamp_ms,
+                        "detail": e.detail})
+                })
+                .collect();
+            self.print(
+                &json!({"cartridges": cartridges, "by_model_firmware": aggregates,
+                "reuse_events": reuse}),
+            );
+            return;
+        }
+        let rows: Vec<Vec<String>> = r
+            .cartridges
+            .iter()
+            .map(|c| {
+                vec![
+                    c.cartridge_id.clone(),
+                    c.model.clone(),
+                    c.strokes.to_string(),
+                    c.rated_strokes.to_string(),
+                    format!("{:.1}", c.wear_pct),
+                    c.wear.clone(),
+                    yes(c.reused),
+                    dash(&c.clinic_id),
+                    dash(&c.last_device_id),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "cartridge",
+                "model",
+                "strokes",
+                "rated",
+                "wear %",
+                "wear",
+                "reused",
+                "clinic",
+                "last device",
+            ],
+            &rows,
+        );
+        println!();
+        let rows: Vec<Vec<String>> = r
+            .by_model_firmware
+            .iter()
+            .map(|a| {
+                vec![
+                    a.model.clone(),
+                    dash(&a.firmware),
+                    a.cartridges.to_string(),
+                    format!("{:.1}", a.mean_wear_pct),
+                    a.warn.to_string(),
+                    a.worn.to_string(),
+                    a.reused.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "model",
+                "firmware",
+                "cartridges",
+                "mean wear %",
+                "warn",
+                "worn",
+                "reused",
+            ],
+            &rows,
+        );
+        println!();
+        let rows: Vec<Vec<String>> = r
+            .reuse_events
+            .iter()
+            .map(|e| {
+                vec![
+                    time(e.timestamp_ms),
+                    e.cartridge_id.clone(),
+                    e.device_id.clone(),
+                    e.session_id.clone(),
+                    e.detail.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &["reused at", "cartridge", "device", "session", "detail"],
+            &rows,
+        );
+    }
+
+    /// `operators`.
+    pub fn operators(&self, operators: &[pb::OperatorSummary]) {
+        if self.json {
+            let list: Vec<Value> = operators
+                .iter()
+                .map(|o| {
+                    json!({"operator_id": o.operator_id, "clinic_id": o.clinic_id,
+                        "qualification": o.qualification, "max_mm": o.max_mm, "known": o.known,
+                        "sessions": o.sessions, "violations": o.violations,
+                        "max_depth_mm": o.max_depth_mm})
+                })
+                .collect();
+            self.print(&Value::Array(list));
+            return;
+        }
+        let rows: Vec<Vec<String>> = operators
+            .iter()
+            .map(|o| {
+                vec![
+                    o.clinic_id.clone(),
+                    dash(&o.operator_id),
+                    if o.known {
+                        o.qualification.clone()
+                    } else {
+                        "(unknown)".into()
+                    },
+                    mm(o.max_mm),
+                    o.sessions.to_string(),
+                    o.violations.to_string(),
+                    mm(o.max_depth_mm),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "clinic",
+                "operator",
+                "qualification",
+                "max mm",
+                "sessions",
+                "violations",
+                "deepest mm",
+            ],
+            &rows,
+        );
+    }
+
+    /// `quarantine`.
+    pub fn quarantine(&self, r: &pb::ListQuarantineResponse) {
+        if self.json {
+            let list: Vec<Value> = r
+                .messages
+                .iter()
+                .map(|q| {
+                    json!({"received_ms": q.received_ms, "topic": q.topic, "kind": q.kind,
+                        "reason": q.reason, "payload_hex": hex::encode(&q.payload)})
+                })
+                .collect();
+            self.print(&json!({"total": r.total, "messages": list}));
+            return;
+        }
+        let rows: Vec<Vec<String>> = r
+            .messages
+            .iter()
+            .map(|q| {
+                vec![
+                    time(q.received_ms),
+                    q.topic.clone(),
+                    q.kind.clone(),
+                    q.payload.len().to_string(),
+                    q.reason.clone(),
+                ]
+            })
+            .collect();
+        table(&["received", "topic", "kind", "bytes", "reason"], &rows);
+        println!("{} quarantined in total", r.total);
+    }
+
+    /// `policy`.
+    pub fn policy(&self, p: &pb::PolicyInfo) {
+        if self.json {
+            self.print(&json!({"version": p.version, "loaded_ms": p.loaded_ms, "text": p.text}));
+            return;
+        }
+        println!(
+            "policy version {} (in force since {})",
+            p.version,
+            time(p.loaded_ms)
+        );
+        if !p.text.is_empty() {
+            println!("\n{}", p.text.trim_end());
+        }
+    }
+
+    /// `policy --validate`.
+    pub fn validation(&self, r: &pb::ValidatePolicyResponse) {
+        if self.json {
+            self.print(&json!({"valid": r.valid, "error": r.error, "version": r.version}));
+        } else if r.valid {
+            println!("valid: it would be policy version {}", r.version);
+        } else {
+            println!("invalid: {}", r.error);
+        }
+    }
+
+    /// `verify`.
+    pub fn verify(&self, r: &pb::VerifyResponse) {
+        if self.json {
+            self.print(&json!({"ok": r.ok, "entries": r.entries, "head": r.head,
+                "first_broken": r.first_broken, "problem": r.problem,
+                "digests_unchecked": r.digests_unchecked}));
+            return;
+        }
+        println!("audit chain: {} entries, head {}", r.entries, r.head);
+        if r.digests_unchecked > 0 {
+            println!(
+                "{} sessions' samples were pruned by retention; their digests were not recomputed",
+                r.digests_unchecked
+            );
+        }
+        if r.ok {
+            println!("verified: no entry was altered");
+        } else {
+            println!("BROKEN at entry {}: {}", r.first_broken, r.problem);
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The journal's read side for sinks: records after a cursor in journal order, the cursors
+//! themselves, backlog counts, and retention (pruning forwarded raw samples).
+//!
+//! A sink opens its own connection ([`Journal::open_forwarding`]); in WAL mode its reads never
+//! block the committer, and its small cursor writes wait on the committer's (busy timeout).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Journal, Result};
+
+/// A journaled sample as a sink forwards it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRecord {
+    /// Journal id (journal order).
+    pub id: i64,
+    /// Pen serial.
+    pub device_id: String,
+    /// Per-device sequence number.
+    pub seq: i64,
+    /// Clinic.
+    pub clinic_id: String,
+    /// Effective device class.
+    pub device_class: String,
+    /// Operator ("" when idle).
+    pub operator_id: String,
+    /// Session ("" outside a session).
+    pub session_id: String,
+    /// Cartridge.
+    pub cartridge_id: String,
+    /// Cartridge model.
+    pub cartridge_model: String,
+    /// Device time, Unix ms.
+    pub ts_ms: i64,
+    /// Event short name (`sample`, `session_start`, …).
+    pub event: String,
+    /// Depth, mm.
+    pub depth_mm: f64,
+    /// Permitted depth, mm.
+    pub permitted_mm: f64,
+    /// Above the permitted depth.
+    pub exceeded: bool,
+    /// Cumulative strokes in the session.
+    pub session_strokes: i64,
+    /// Cumulative strokes of the cartridge.
+    pub cartridge_strokes: i64,
+    /// Needle frequency, Hz.
+    pub speed_hz: f64,
+    /// Battery, %.
+    pub battery_pct: f64,
+    /// Zone short name, where reported.
+    pub zone: Option<String>,
+    /// Rule that set the permitted depth.
+    pub binding: String,
+    /// Policy version that judged it.
+    pub policy_version: String,
+}
+
+/// An audit chain entry (a closed session's summary or a final violation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Chain position (journal order).
+    pub seq: i64,
+    /// `session` or `violation`.
+    pub kind: String,
+    /// The JSON body as chained.
+    pub body: serde_json::Value,
+}
+
+/// A cartridge event with the context a sink tags it with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CartridgeEventRecord {
+    /// Journal id (journal order).
+    pub id: i64,
+    /// Cartridge.
+    pub cartridge_id: String,
+    /// `reuse`, `wear_80` or `wear_100`.
+    pub kind: String,
+    /// Pen it was seen in.
+    pub device_id: String,
+    /// Session it was seen in.
+    pub session_id: String,
+    /// Device time, Unix ms.
+    pub ts_ms: i64,
+    /// Text a person can read.
+    pub detail: String,
+    /// Clinic of the pen ("" if unknown).
+    pub clinic_id: String,
+    /// Cartridge model ("" if unknown).
+    pub cartridge_model: String,
+    /// Strokes counted on the cartridge now.
+    pub strokes: i64,
+}
+
+/// Most rows deleted per transaction, so the committer never waits long for the write lock.
+const PRUNE_CHUNK: i64 = 5000;
+
+impl Journal {
+    /// Opens a separate connection for a sink or for housekeeping beside the committer's.
+    ///
+    /// The committer must have created the journal ([`Journal::open`]) first.
+    pub fn open_forwarding(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // A lost cursor update after a power cut only means a resend, which is idempotent.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Self { conn })
+    }
+
+    /// The last journal id (or audit seq) a sink stream has forwarded; 0 when none.
+    pub fn cursor(&self, name: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT last_id FROM sink_cursors WHERE sink = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Moves a sink stream's cursor (call only after the target confirmed the write).
+    pub fn set_cursor(&self, name: &str, last_id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sink_cursors (sink, last_id) VALUES (?1, ?2)
+                 ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id",
+            )?
+            .execute(params![name, last_id])?;
+        Ok(())
+    }
+
+    /// Up to `limit` samples with an id above `after`, in journal order.
+    pub fn samples_after(&self, after: i64, limit: usize) -> Result<Vec<SampleRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, device_id, seq, clinic_id, device_class, operator_id, session_id,
+                cartridge_id, cartridge_model, ts_ms, event, depth_mm, permitted_mm, exceeded,
+                session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, binding,
+                policy_version
+             FROM samples WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok(SampleRecord {
+                id: r.get(0)?,
+                device_id: r.get(1)?,
+                seq: r.get(2)?,
+                clinic_id: r.get(3)?,
+                device_class: r.get(4)?,
+                operator_id: r.get(5)?,
+                session_id: r.get(6)?,
+                cartridge_id: r.get(7)?,
+                cartridge_model: r.get(8)?,
+                ts_ms: r.get(9)?,
+                event: r.get(10)?,
+                depth_mm: r.get(11)?,
+                permitted_mm: r.get(12)?,
+                exceeded: r.get(13)?,
+                session_strokes: r.get(14)?,
+                cartridge_strokes: r.get(15)?,
+                speed_hz: r.get(16)?,
+                battery_pct: r.get(17)?,
+                zone: r.get(18)?,
+                binding: r.get(19)?,
+                policy_version: r.get(20)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Up to `limit` audit chain entries with a seq above `after`, in chain order.
+    pub fn audit_after(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, kind, body FROM audit_chain WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(seq, kind, body)| {
+                Ok(AuditRecord {
+                    seq,
+                    kind,
+                    body: serde_json::from_str(&body)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` cartridge events with an id above `after`, in journal order.
+    pub fn cartridge_events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<CartridgeEventRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, e.cartridge_id, e.kind, e.device_id, e.session_id, e.ts_ms, e.detail,
+                IFNULL(d.clinic_id, ''), IFNULL(c.model, ''), IFNULL(c.strokes, 0)
+             FROM cartridge_events e
+             LEFT JOIN devices d ON d.device_id = e.device_id
+             LEFT JOIN cartridges c ON c.cartridge_id = e.cartridge_id
+             WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok(CartridgeEventRecord {
+                id: r.get(0)?,
+                cartridge_id: r.get(1)?,
+                kind: r.get(2)?,
+                device_id: r.get(3)?,
+                session_id: r.get(4)?,
+                ts_ms: r.get(5)?,
+                detail: r.get(6)?,
+                clinic_id: r.get(7)?,
+                cartridge_model: r.get(8)?,
+                strokes: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many rows of a stream lie above `after` in journal order. Ids are dense (rows
+    /// above a cursor are never deleted), so this is the newest id minus the cursor: cheap
+    /// even with a backlog of millions.
+    pub fn backlog(&self, table: Backlog, after: i64) -> Result<u64> {
+        let sql = match table {
+            Backlog::Samples => "SELECT IFNULL(MAX(id), 0) FROM samples",
+            Backlog::Audit => "SELECT IFNULL(MAX(seq), 0) FROM audit_chain",
+            Backlog::CartridgeEvents => "SELECT IFNULL(MAX(id), 0) FROM cartridge_events",
+        };
+        let newest: i64 = self.conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        Ok((newest - after).max(0) as u64)
+    }
+
+    /// Deletes raw samples with a device time before `cutoff_ms`, whole sessions at a time,
+    /// never samples of an open session, and, with `forwarded_upto`, only samples older than
+    /// the oldest sample not yet forwarded. Sessions, violations and the audit chain stay.
+    /// Returns how many samples were deleted.
+    pub fn prune_samples(&self, cutoff_ms: i64, forwarded_upto: Option<i64>) -> Result<u64> {
+        let mut cutoff = cutoff_ms;
+        if let Some(upto) = forwarded_upto {
+            let oldest_unforwarded: Option<i64> = self.conn.query_row(
+                "SELECT MIN(ts_ms) FROM samples WHERE id > ?1",
+                [upto],
+                |r| r.get(0),
+            )?;
+            if let Some(t) = oldest_unforwarded {
+                cutoff = cutoff.min(t);
+            }
+        }
+        // A sample goes only when its whole session is older than the cutoff, so a session
+        // is either kept whole (its digest verifiable) or pruned whole (reported as pruned).
+        let mut stmt = self.conn.prepare_cached(
+            "DELETE FROM samples WHERE id IN (
+                SELECT s.id FROM samples s
+                LEFT JOIN sessions x ON x.device_id = s.device_id AND x.session_id = s.session_id
+                WHERE s.ts_ms < ?1 AND (x.state IS NULL OR (x.state = 'closed' AND x.last_ms < ?1))
+                LIMIT ?2)",
+        )?;
+        let mut pruned = 0;
+        loop {
+            let n = stmt.execute(params![cutoff, PRUNE_CHUNK])?;
+            pruned += n as u64;
+            if (n as i64) < PRUNE_CHUNK {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// Bytes the journal's live pages occupy (free pages left by pruning are reused, so this
+    /// is what grows toward the configured bound).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(((pages - free).max(0) * size) as u64)
+    }
+}
+
+/// A journal stream whose backlog [`Journal::backlog`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// `samples` by id.
+    Samples,
+    /// `audit_chain` by seq.
+    Audit,
+    /// `cartridge_events` by id.
+    CartridgeEvents,
+}
+
+#[cfg(test)]
+mod tests {
+    use penwatch_proto::v1::{DeviceClass, Event};
+
+    use super::*;
+    use crate::decode::{Encoding, Reading};
+    use crate::journal::Sync;
+    use crate::sessions::{CloseReason, Session, Verdict};
+
+    fn reading(session: &str, seq: u64, ts_ms: i64) -> Reading {
+        Reading {
+            device_id: "pen-1".into(),
+            clinic_id: "c01".into(),
+            claimed_class: DeviceClass::Home,
+            model: "m".into(),
+            firmware: "f".into(),
+            operator_id: "op".into(),
+            session_id: session.into(),
+            cartridge_id: "cart".into(),
+            cartridge_model: "NANO".into(),
+            seq,
+            timestamp_ms: ts_ms,
+            event: Event::Sample,
+            depth_mm: 0.25,
+            session_strokes: seq,
+            cartridge_strokes: seq,
+            speed_hz: 100.0,
+            battery_pct: 50.0,
+            zone: None,
+            encoding: Encoding::Protobuf,
+        }
+    }
+
+    fn verdict() -> Verdict {
+        Verdict {
+            permitted_mm: 0.5,
+            binding: "class".into(),
+            device_class: "home".into(),
+            exceeded: false,
+            unknown_operator: false,
+            unregistered_device: false,
+            class_mismatch: false,
+            policy_version: "p".into(),
+        }
+    }
+
+    /// Session "old" (ids 1-2, closed, old), "straddle" (ids 3-4, closed, one old sample),
+    /// "open" (ids 5-6, open, old).
+    fn journal(dir: &Path) -> Journal {
+        let path = dir.join("j.db");
+        let mut j = Journal::open(&path, Sync::Normal).expect("open");
+        let b = j.batch().expect("batch");
+        let sessions = [
+            ("old", [(1, 100), (2, 200)], true),
+            ("straddle", [(3, 300), (4, 5000)], true),
+            ("open", [(5, 100), (6, 200)], false),
+        ];
+        for (session, samples, closed) in sessions {
+            let [(seq, ts), (seq2, ts2)] = samples;
+            let (r, r2) = (reading(session, seq, ts), reading(session, seq2, ts2));
+            assert!(b.insert_sample(&r, &verdict(), ts).expect("insert"));
+            assert!(b.insert_sample(&r2, &verdict(), ts2).expect("insert"));
+            let mut s = Session::new(&r, &verdict());
+            s.observe(&r2, &verdict());
+            b.put_session(&s, closed.then_some((CloseReason::Ended, "d")))
+                .expect("session");
+        }
+        b.commit().expect("commit");
+        drop(j);
+        Journal::open_forwarding(&path).expect("forwarding")
+    }
+
+    fn ids(j: &Journal) -> Vec<i64> {
+        j.samples_after(0, 100)
+            .expect("read")
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    #[test]
+    fn cursors_and_batches_follow_journal_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let j = journal(dir.path());
+        assert_eq!(j.cursor("influx:samples").expect("cursor"), 0);
+        j.set_cursor("influx:samples", 2).expect("set");
+        assert_eq!(j.cursor("influx:samples").expect("cursor"), 2);
+        let next: Vec<i64> = j
+            .samples_after(2, 3)
+            .expect("read")
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(next, vec![3, 4, 5]);
+        assert_eq!(j.backlog(Backlog::Samples, 2).expect("backlog"), 4);
+    }
+
+    #[test]
+    fn retention_prunes_whole_closed_forwarded_sessions_only() {
+        let dir = tempfile::tempdir().expect("dir");
+        let j = journal(dir.path());
+        // Nothing forwarded: the oldest unforwarded sample (ts 100) holds everything back.
+        assert_eq!(j.prune_samples(1000, Some(0)).expect("prune"), 0);
+        // All forwarded: "old" goes whole; "straddle" has a sample newer than the
+        // cutoff and "open" is open, so both stay whole.
+        assert_eq!(j.prune_samples(1000, Some(6)).expect("prune"), 2);
+        assert_eq!(ids(&j), vec![3, 4, 5, 6]);
+        // Without a sink, only age and session state count.
+        assert_eq!(j.prune_samples(10_000, None).expect("prune"), 2);
+        assert_eq!(ids(&j), vec![5, 6]);
+        assert!(j.used_bytes().expect("size") > 0);
+    }
+}

@@ -1,0 +1,718 @@
+//! Read queries for the API: sessions, violations, timelines, operators, cartridges and the
+//! export, on a read-only connection beside the committer (WAL lets readers run while it
+//! writes).
+//!
+//! Filtering is by a [`Selection`]; listings are keyset-paged by `(started_ms, device_id,
+//! session_id)` so a page never repeats or skips a row while new sessions arrive.
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
+
+use super::{Journal, Result, sample_from_row};
+use crate::cartridges::Cartridge;
+use crate::decode::Reading;
+use crate::sessions::{Evidence, Session, Verdict};
+
+/// Which rows a query selects. Empty lists do not filter; `clinics: None` means every clinic
+/// and `Some(empty)` means none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// Clinics in scope.
+    pub clinics: Option<Vec<String>>,
+    /// Pen serials.
+    pub devices: Vec<String>,
+    /// Operator staff ids.
+    pub operators: Vec<String>,
+    /// Effective device classes (short names).
+    pub classes: Vec<String>,
+    /// Earliest session start (device time, Unix ms), inclusive.
+    pub from_ms: Option<i64>,
+    /// Latest session start (device time, Unix ms), exclusive.
+    pub to_ms: Option<i64>,
+    /// Only sessions that exceeded their permitted depth.
+    pub only_exceeded: bool,
+}
+
+impl Selection {
+    /// Whether the clinic is in scope.
+    pub fn clinic_selected(&self, clinic: &str) -> bool {
+        self.clinics
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|x| x == clinic))
+    }
+
+    /// Whether a row with these attributes is selected (for devices and live events);
+    /// `ts_ms` is checked against the time range.
+    pub fn matches(
+        &self,
+        clinic: &str,
+        device: &str,
+        operator: &str,
+        class: &str,
+        ts_ms: i64,
+        exceeded: bool,
+    ) -> bool {
+        let listed = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        self.clinic_selected(clinic)
+            && listed(&self.devices, device)
+            && listed(&self.operators, operator)
+            && listed(&self.classes, class)
+            && self.from_ms.is_none_or(|f| ts_ms >= f)
+            && self.to_ms.is_none_or(|t| ts_ms < t)
+            && (!self.only_exceeded || exceeded)
+    }
+
+    /// SQL condition over the `sessions` table aliased `s`, and its parameters.
+    fn condition(&self) -> (String, Vec<Value>) {
+        let mut sql = vec!["1".to_owned()];
+        let mut args = Vec::new();
+        let mut list = |column: &str, values: &[String], sql: &mut Vec<String>| {
+            let marks = vec!["?"; values.len()].join(", ");
+            sql.push(format!("s.{column} IN ({marks})"));
+            args.extend(values.iter().map(|v| Value::Text(v.clone())));
+        };
+        if let Some(clinics) = &self.clinics {
+            if clinics.is_empty() {
+                sql.push("0".to_owned());
+            } else {
+                list("clinic_id", clinics, &mut sql);
+            }
+        }
+        for (column, values) in [
+            ("device_id", &self.devices),
+            ("operator_id", &self.operators),
+            ("device_class", &self.classes),
+        ] {
+            if !values.is_empty() {
+                list(column, values, &mut sql);
+            }
+        }
+        if let Some(f) = self.from_ms {
+            sql.push("s.started_ms >= ?".to_owned());
+            args.push(Value::Integer(f));
+        }
+        if let Some(t) = self.to_ms {
+            sql.push("s.started_ms < ?".to_owned());
+            args.push(Value::Integer(t));
+        }
+        if self.only_exceeded {
+            sql.push("s.exceeded = 1".to_owned());
+        }
+        (sql.join(" AND "), args)
+    }
+}
+
+/// The last row of a page: the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Session start, Unix ms.
+    pub started_ms: i64,
+    /// Pen serial.
+    pub device_id: String,
+    /// Session id.
+    pub session_id: String,
+}
+
+/// Listing order by session start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first (lists).
+    NewestFirst,
+    /// Oldest first (export).
+    OldestFirst,
+}
+
+impl Order {
+    fn sql(self, after: bool) -> (&'static str, &'static str) {
+        match self {
+            Order::NewestFirst => (
+                if after {
+                    "(s.started_ms, s.device_id, s.session_id) < (?, ?, ?)"
+                } else {
+                    "1"
+                },
+                "s.started_ms DESC, s.device_id DESC, s.session_id DESC",
+            ),
+            Order::OldestFirst => (
+                if after {
+                    "(s.started_ms, s.device_id, s.session_id) > (?, ?, ?)"
+                } else {
+                    "1"
+                },
+                "s.started_ms, s.device_id, s.session_id",
+            ),
+        }
+    }
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    /// The record.
+    pub session: Session,
+    /// Still open.
+    pub open: bool,
+    /// `ended` or `inactive` once closed.
+    pub close_reason: Option<String>,
+    /// Digest over its samples once closed.
+    pub samples_digest: Option<String>,
+}
+
+impl StoredSession {
+    /// Its position, for the page token.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            started_ms: self.session.started_ms,
+            device_id: self.session.device_id.clone(),
+            session_id: self.session.session_id.clone(),
+        }
+    }
+}
+
+/// A violation as stored, with the start of its session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredViolation {
+    /// Session id.
+    pub session_id: String,
+    /// Pen serial.
+    pub device_id: String,
+    /// Clinic.
+    pub clinic_id: String,
+    /// Operator staff id.
+    pub operator_id: String,
+    /// Effective class.
+    pub device_class: String,
+    /// The evidence.
+    pub evidence: Evidence,
+    /// The session has closed.
+    pub final_: bool,
+    /// Session start, Unix ms.
+    pub started_ms: i64,
+}
+
+impl StoredViolation {
+    /// Its position, for the page token.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            started_ms: self.started_ms,
+            device_id: self.device_id.clone(),
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+/// One point of a session's depth timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePoint {
+    /// Device time, Unix ms.
+    pub ts_ms: i64,
+    /// Set needle protrusion, mm.
+    pub depth_mm: f64,
+    /// Permitted depth, mm.
+    pub permitted_mm: f64,
+    /// Cumulative strokes of the session.
+    pub session_strokes: u64,
+    /// Zone (short name), where reported.
+    pub zone: Option<String>,
+    /// Above the permitted depth.
+    pub exceeded: bool,
+}
+
+/// At most `max` points (0 = all): the points are cut into `max` equal runs and each run
+/// keeps its deepest point (the first one on a tie), so no excursion disappears.
+pub fn downsample(points: Vec<TimelinePoint>, max: usize) -> Vec<TimelinePoint> {
+    let n = points.len();
+    if max == 0 || n <= max {
+        return points;
+    }
+    let mut out = Vec::with_capacity(max);
+    let mut best: Option<TimelinePoint> = None;
+    let mut bucket = 0;
+    for (i, p) in points.into_iter().enumerate() {
+        let b = i * max / n;
+        if b != bucket {
+            out.extend(best.take());
+            bucket = b;
+        }
+        if best.as_ref().is_none_or(|q| p.depth_mm > q.depth_mm) {
+            best = Some(p);
+        }
+    }
+    out.extend(best);
+    out
+}
+
+/// Sessions and violations of one operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorStats {
+    /// Clinic.
+    pub clinic_id: String,
+    /// Staff id.
+    pub operator_id: String,
+    /// Sessions.
+    pub sessions: u64,
+    /// Sessions that exceeded.
+    pub violations: u64,
+    /// Deepest depth in any of them, mm.
+    pub max_depth_mm: f64,
+}
+
+/// A cartridge reuse event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReuseRow {
+    /// Cartridge id.
+    pub cartridge_id: String,
+    /// Pen serial of the reusing session.
+    pub device_id: String,
+    /// Reusing session.
+    pub session_id: String,
+    /// Device time, Unix ms.
+    pub ts_ms: i64,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A journaled sample with its verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    /// The reading.
+    pub reading: Reading,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Gateway time received, Unix ms.
+    pub received_ms: i64,
+}
+
+const SESSION_COLUMNS: &str = "s.record, s.state, s.close_reason, s.samples_digest";
+
+fn stored_session(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, Option<String>, Option<String>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn decode_session(
+    (record, state, close_reason, samples_digest): (String, String, Option<String>, Option<String>),
+) -> Result<StoredSession> {
+    Ok(StoredSession {
+        session: serde_json::from_str(&record)?,
+        open: state == "open",
+        close_reason,
+        samples_digest,
+    })
+}
+
+const VIOLATION_COLUMNS: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
+    v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
+    v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms";
+
+fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
+    Ok(StoredViolation {
+        session_id: r.get(0)?,
+        device_id: r.get(1)?,
+        clinic_id: r.get(2)?,
+        operator_id: r.get(3)?,
+        device_class: r.get(4)?,
+        evidence: Evidence {
+            limit_mm: r.get(5)?,
+            binding: r.get(6)?,
+            peak_depth_mm: r.get(7)?,
+            first_above_ms: r.get(8)?,
+            last_above_ms: r.get(9)?,
+            strokes_above: r.get::<_, i64>(10)? as u64,
+            samples_above: r.get::<_, i64>(11)? as u64,
+            policy_version: r.get(12)?,
+        },
+        final_: r.get(13)?,
+        started_ms: r.get(14)?,
+    })
+}
+
+fn paged_args(mut args: Vec<Value>, after: Option<&Cursor>, limit: u32) -> Vec<Value> {
+    if let Some(c) = after {
+        args.push(Value::Integer(c.started_ms));
+        args.push(Value::Text(c.device_id.clone()));
+        args.push(Value::Text(c.session_id.clone()));
+    }
+    args.push(Value::Integer(i64::from(limit)));
+    args
+}
+
+impl Journal {
+    /// Runs `f` in one read transaction, so everything it reads is one consistent snapshot.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let result = f(self);
+        self.conn.execute_batch("COMMIT")?;
+        result
+    }
+
+    /// Up to `limit` sessions of the selection after `after`, in `order`.
+    pub fn sessions_page(
+        &self,
+        sel: &Selection,
+        order: Order,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredSession>> {
+        let (cond, args) = sel.condition();
+        let (after_sql, order_sql) = order.sql(after.is_some());
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE {cond} AND {after_sql} \
+             ORDER BY {order_sql} LIMIT ?"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params_from_iter(paged_args(args, after, limit)),
+                stored_session,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(decode_session).collect()
+    }
+
+    /// One session as stored.
+    pub fn stored_session(
+        &self,
+        device_id: &str,
+        session_id: &str,
+    ) -> Result<Option<StoredSession>> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.device_id = ?1 AND s.session_id = ?2"
+            ))?
+            .query_row(params![device_id, session_id], stored_session)
+            .optional()?;
+        row.map(decode_session).transpose()
+    }
+
+    /// A session's depth timeline in `seq` order.
+    pub fn timeline(&self, device_id: &str, session_id: &str) -> Result<Vec<TimelinePoint>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ts_ms, depth_mm, permitted_mm, session_strokes, zone, exceeded FROM samples \
+             WHERE device_id = ?1 AND session_id = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![device_id, session_id], |r| {
+            Ok(TimelinePoint {
+                ts_ms: r.get(0)?,
+                depth_mm: r.get(1)?,
+                permitted_mm: r.get(2)?,
+                session_strokes: r.get::<_, i64>(3)? as u64,
+                zone: r.get(4)?,
+                exceeded: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Up to `limit` violations of the selection after `after`, newest session first.
+    pub fn violations_page(
+        &self,
+        sel: &Selection,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredViolation>> {
+        let (cond, args) = sel.condition();
+        let (after_sql, order_sql) = Order::NewestFirst.sql(after.is_some());
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {VIOLATION_COLUMNS} FROM violations v JOIN sessions s \
+             ON s.device_id = v.device_id AND s.session_id = v.session_id \
+             WHERE {cond} AND {after_sql} ORDER BY {order_sql} LIMIT ?"
+        ))?;
+        let rows = stmt.query_map(
+            params_from_iter(paged_args(args, after, limit)),
+            violation_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The violation of one session, if it exceeded.
+    pub fn session_violation(
+        &self,
+        device_id: &str,
+        session_id: &str,
+    ) -> Result<Option<StoredViolation>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {VIOLATION_COLUMNS} FROM violations v JOIN sessions s \
+                 ON s.device_id = v.device_id AND s.session_id = v.session_id \
+                 WHERE v.device_id = ?1 AND v.session_id = ?2"
+            ))?
+            .query_row(params![device_id, session_id], violation_from_row)
+            .optional()?)
+    }
+
+    /// Session and violation counts per operator of the selection.
+    pub fn operator_stats(&self, sel: &Selection) -> Result<Vec<OperatorStats>> {
+        let (cond, args) = sel.condition();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT s.clinic_id, s.operator_id, COUNT(*), SUM(s.exceeded), \
+             MAX(json_extract(s.record, '$.max_depth_mm')) FROM sessions s WHERE {cond} \
+             GROUP BY s.clinic_id, s.operator_id ORDER BY s.clinic_id, s.operator_id"
+        ))?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok(OperatorStats {
+                clinic_id: r.get(0)?,
+                operator_id: r.get(1)?,
+                sessions: r.get::<_, i64>(2)? as u64,
+                violations: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                max_depth_mm: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every cartridge.
+    pub fn cartridges(&self) -> Result<Vec<Cartridge>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record FROM cartridges ORDER BY cartridge_id")?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
+    }
+
+    /// Cartridge reuse events, newest first.
+    pub fn reuse_events(&self) -> Result<Vec<ReuseRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT cartridge_id, device_id, session_id, ts_ms, detail FROM cartridge_events \
+             WHERE kind = 'reuse' ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ReuseRow {
+                cartridge_id: r.get(0)?,
+                device_id: r.get(1)?,
+                session_id: r.get(2)?,
+                ts_ms: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Hands each sample of a session to `f`, in `seq` order.
+    pub fn for_each_sample(
+        &self,
+        device_id: &str,
+        session_id: &str,
+        mut f: impl FnMut(SampleRow) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, device_id, clinic_id, claimed_class, model, firmware, operator_id, session_id,
+                cartridge_id, cartridge_model, seq, ts_ms, event, depth_mm, session_strokes,
+                cartridge_strokes, speed_hz, battery_pct, zone, encoding, permitted_mm, binding,
+                device_class, exceeded, unknown_operator, unregistered_device, class_mismatch,
+                policy_version, received_ms
+             FROM samples WHERE device_id = ?1 AND session_id = ?2 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![device_id, session_id])?;
+        while let Some(row) = rows.next()? {
+            let (reading, verdict) = sample_from_row(row)?;
+            f(SampleRow {
+                reading,
+                verdict,
+                received_ms: row.get(28)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Number of quarantined messages kept.
+    pub fn quarantine_total(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// When a policy version was first put in force, Unix ms.
+    pub fn policy_loaded_ms(&self, version: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT loaded_ms FROM policy_versions WHERE version = ?1")?
+            .query_row([version], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Encoding;
+    use crate::journal::Sync;
+    use penwatch_proto::v1::{DeviceClass, Event};
+
+    fn stored(dir: &std::path::Path) -> Journal {
+        let mut j = Journal::open(&dir.join("j.db"), Sync::Normal).expect("open");
+        let tx = j.batch().expect("batch");
+        for i in 0..7_i64 {
+            let clinic = if i % 2 == 0 { "c01" } else { "c02" };
+            let r = Reading {
+                device_id: format!("pen-{}", i % 3),
+                clinic_id: clinic.into(),
+                claimed_class: DeviceClass::Salon,
+                model: "m".into(),
+                firmware: "f".into(),
+                operator_id: format!("op-{clinic}"),
+                session_id: format!("s-{i}"),
+                cartridge_id: format!("cart-{i}"),
+                cartridge_model: "N12".into(),
+                seq: i as u64 + 1,
+                timestamp_ms: 1_000 + (i % 4) * 100,
+                event: Event::Sample,
+                depth_mm: if i == 3 { 1.5 } else { 0.5 },
+                session_strokes: 10,
+                cartridge_strokes: 10,
+                speed_hz: 120.0,
+                battery_pct: 90.0,
+                zone: None,
+                encoding: Encoding::Protobuf,
+            };
+            let v = Verdict {
+                permitted_mm: 1.0,
+                binding: "class".into(),
+                device_class: "salon".into(),
+                exceeded: r.depth_mm > 1.0,
+                unknown_operator: false,
+                unregistered_device: false,
+                class_mismatch: false,
+                policy_version: "v1".into(),
+            };
+            let mut s = Session::new(&r, &v);
+            s.observe(&r, &v);
+            tx.insert_sample(&r, &v, 0).expect("sample");
+            tx.put_session(&s, None).expect("session");
+        }
+        tx.commit().expect("commit");
+        j
+    }
+
+    #[test]
+    fn keyset_pages_cover_every_session_once_newest_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let j = stored(dir.path());
+        let all = Selection::default();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = j
+                .sessions_page(&all, Order::NewestFirst, after.as_ref(), 2)
+                .expect("page");
+            let Some(last) = page.last() else { break };
+            after = Some(last.cursor());
+            seen.extend(
+                page.iter()
+                    .map(|s| (s.session.started_ms, s.session.session_id.clone())),
+            );
+        }
+        assert_eq!(seen.len(), 7);
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(
+            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+            sorted.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+        let mut ids: Vec<_> = seen.iter().map(|s| s.1.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 7, "no session twice");
+
+        let c02 = Selection {
+            clinics: Some(vec!["c02".into()]),
+            ..Selection::default()
+        };
+        let rows = j
+            .sessions_page(&c02, Order::OldestFirst, None, 100)
+            .expect("c02");
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|s| s.session.clinic_id == "c02"));
+        let exceeded = Selection {
+            only_exceeded: true,
+            ..Selection::default()
+        };
+        let rows = j
+            .sessions_page(&exceeded, Order::OldestFirst, None, 100)
+            .expect("exceeded");
+        assert_eq!(
+            rows.iter()
+                .map(|s| s.session.session_id.as_str())
+                .collect::<Vec<_>>(),
+            ["s-3"]
+        );
+        let v = j.violations_page(&c02, None, 10).expect("violations");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].evidence.peak_depth_mm, 1.5);
+        let c01 = Selection {
+            clinics: Some(vec!["c01".into()]),
+            ..Selection::default()
+        };
+        assert!(j.violations_page(&c01, None, 10).expect("none").is_empty());
+        let ops = j.operator_stats(&all).expect("operators");
+        assert_eq!(ops.len(), 2);
+        assert_eq!(
+            (
+                ops[1].operator_id.as_str(),
+                ops[1].sessions,
+                ops[1].violations
+            ),
+            ("op-c02", 3, 1)
+        );
+        assert_eq!(j.timeline("pen-0", "s-3").expect("timeline").len(), 1);
+    }
+
+    fn point(i: i64, depth: f64) -> TimelinePoint {
+        TimelinePoint {
+            ts_ms: i,
+            depth_mm: depth,
+            permitted_mm: 1.0,
+            session_strokes: i as u64,
+            zone: None,
+            exceeded: depth > 1.0,
+        }
+    }
+
+    #[test]
+    fn downsampling_keeps_each_buckets_deepest_point() {
+        let points: Vec<_> = (0..100)
+            .map(|i| point(i, if i == 37 { 1.8 } else { 0.5 }))
+            .collect();
+        let kept = downsample(points.clone(), 10);
+        assert_eq!(kept.len(), 10);
+        assert!(kept.iter().any(|p| p.ts_ms == 37 && p.exceeded));
+        assert!(kept.windows(2).all(|w| w[0].ts_ms < w[1].ts_ms));
+        assert_eq!(downsample(points.clone(), 0).len(), 100);
+        assert_eq!(downsample(points.clone(), 500).len(), 100);
+        let uneven = downsample(points, 7);
+        assert_eq!(uneven.len(), 7);
+    }
+
+    #[test]
+    fn selection_matches_and_builds_sql() {
+        let sel = Selection {
+            clinics: Some(vec!["c01".into()]),
+            classes: vec!["salon".into()],
+            from_ms: Some(10),
+            only_exceeded: true,
+            ..Selection::default()
+        };
+        assert!(sel.matches("c01", "p", "o", "salon", 10, true));
+        assert!(!sel.matches("c02", "p", "o", "salon", 10, true));
+        assert!(!sel.matches("c01", "p", "o", "home", 10, true));
+        assert!(!sel.matches("c01", "p", "o", "salon", 9, true));
+        assert!(!sel.matches("c01", "p", "o", "salon", 10, false));
+        let (sql, args) = sel.condition();
+        assert_eq!(
+            sql,
+            "1 AND s.clinic_id IN (?) AND s.device_class IN (?) AND s.started_ms >= ? AND s.exceeded = 1"
+        );
+        assert_eq!(args.len(), 3);
+        let none = Selection {
+            clinics: Some(Vec::new()),
+            ..Selection::default()
+        };
+        assert!(!none.matches("c01", "p", "o", "salon", 0, false));
+        assert!(none.condition().0.contains(" AND 0"));
+    }
+}

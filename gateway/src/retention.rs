@@ -1,0 +1,121 @@
+//! Journal housekeeping: deletes raw samples older than `journal.retention_days` (only once
+//! forwarded, when a sink is configured) and raises an alarm at 80 % of `journal.max_bytes`.
+//!
+//! Sessions, violations, cartridges and the audit chain are never pruned. The size bound is an
+//! alarm, not a stop: the gateway keeps accepting and acknowledging telemetry beyond it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::JournalConfig;
+use crate::journal::{self, Journal};
+use crate::metrics::Metrics;
+use crate::pipeline::now_ms;
+use crate::sink::SAMPLES_CURSOR;
+
+/// How often the journal size is checked.
+const SIZE_EVERY: Duration = Duration::from_secs(30);
+/// Pruning runs once per this many size checks (10 minutes), and at start.
+const PRUNE_EVERY_CHECKS: u32 = 20;
+const DAY_MS: i64 = 86_400_000;
+
+/// Runs until `stop` is cancelled; `sink` says whether a sink's cursor limits pruning.
+pub async fn run(
+    config: JournalConfig,
+    sink: bool,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut journal = match open(&config.path).await {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "journal housekeeping cannot open the journal; retention and the size alarm are off");
+            return;
+        }
+    };
+    let mut alarmed = false;
+    let mut checks = 0;
+    loop {
+        let prune = config.retention_days > 0 && checks % PRUNE_EVERY_CHECKS == 0;
+        checks += 1;
+        let days = config.retention_days as i64;
+        let result = tokio::task::spawn_blocking(move || {
+            let pruned = if prune {
+                let cursor = if sink {
+                    Some(journal.cursor(SAMPLES_CURSOR)?)
+                } else {
+                    None
+                };
+                journal.prune_samples(now_ms() - days.saturating_mul(DAY_MS), cursor)?
+            } else {
+                0
+            };
+            let used = journal.used_bytes()?;
+            Ok::<_, journal::JournalError>((journal, pruned, used))
+        })
+        .await;
+        match result {
+            Ok(Ok((j, pruned, used))) => {
+                journal = j;
+                if pruned > 0 {
+                    tracing::info!(samples = pruned, days, "retention pruned raw samples");
+                    metrics.journal_pruned.inc_by(pruned);
+                }
+                alarmed = size_alarm(&config, used, alarmed, &metrics);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "journal housekeeping failed");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal housekeeping died");
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SIZE_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn open(path: &Path) -> Result<Journal, String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || Journal::open_forwarding(&path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Logs and sets the alarm gauge when `used` crosses 80 % of the bound (and at the bound);
+/// returns whether the alarm is on.
+fn size_alarm(config: &JournalConfig, used: u64, was: bool, metrics: &Metrics) -> bool {
+    if config.max_bytes == 0 {
+        return false;
+    }
+    let on = used.saturating_mul(5) >= config.max_bytes.saturating_mul(4);
+    if on && used >= config.max_bytes {
+        tracing::error!(
+            used_bytes = used,
+            max_bytes = config.max_bytes,
+            "journal is at its size bound: telemetry is still accepted; free disk, shorten \
+             journal.retention_days or fix the sink so forwarded samples can be pruned"
+        );
+    } else if on && !was {
+        tracing::warn!(
+            used_bytes = used,
+            max_bytes = config.max_bytes,
+            "journal above 80 % of journal.max_bytes"
+        );
+    } else if !on && was {
+        tracing::info!(
+            used_bytes = used,
+            "journal back below 80 % of journal.max_bytes"
+        );
+    }
+    metrics.journal_size_alarm.set(i64::from(on));
+    on
+}

@@ -1,0 +1,611 @@
+//! The InfluxDB sink: store-and-forward from the journal.
+//!
+//! The forwarder reads each journal stream (samples by id, the audit chain's session and
+//! violation records by seq, cartridge events by id) from its cursor, writes one batch per
+//! stream per round (so a long backlog of one never starves the others, and live data is at
+//! most one round behind a drain), and moves a stream's cursor only after InfluxDB answered
+//! 2xx. Device status is snapshotted periodically (not backlogged: it is a gauge).
+//!
+//! - 5xx, 429, 408, timeouts and connection errors: the same batch is retried with exponential
+//!   backoff and jitter, honouring `Retry-After`.
+//! - 400 / 413 (points refused): the batch is split in halves until the refused points are
+//!   isolated; those are logged with InfluxDB's error text, counted, and skipped (they stay
+//!   in the journal).
+//! - 401, 403, 404 and other 4xx: reported loudly, forwarding halts with the cursor unmoved and
+//!   is retried every `halt_retry_s`, so fixing the target resumes it without a restart.
+
+mod influx;
+pub mod schema;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+pub use influx::{WriteError, Writer};
+pub use schema::Precision;
+
+use crate::journal::forward::Backlog;
+use crate::journal::{self, Journal};
+use crate::metrics::Metrics;
+use crate::pipeline::now_ms;
+
+/// Which InfluxDB write API to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `/write?db=…&rp=…` with user/password: InfluxDB 1.x.
+    V1,
+    /// `/api/v2/write` with org, bucket and token: InfluxDB 1.8+, 2.x, 3.x, Cloud (default).
+    #[default]
+    V2,
+}
+
+/// `[influx]`: the InfluxDB sink (absent = no sink).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// `v2` (default) or `v1`.
+    pub api: Api,
+    /// Base URL, `http://HOST:8086` or `https://…`.
+    pub url: String,
+    /// v1: database.
+    pub database: String,
+    /// v1: retention policy ("" = the database's default).
+    pub retention_policy: String,
+    /// v1: user name.
+    pub username: Option<String>,
+    /// v1: password (prefer `PENWATCH_INFLUX_PASSWORD`).
+    pub password: Option<String>,
+    /// v2: organisation.
+    pub org: String,
+    /// v2: bucket.
+    pub bucket: String,
+    /// v2: API token (prefer `PENWATCH_INFLUX_TOKEN`).
+    pub token: Option<String>,
+    /// `ns` (default) or `us`; coarser would merge samples of one millisecond.
+    pub precision: Precision,
+    /// Gzip request bodies.
+    pub gzip: bool,
+    /// Most points per write request.
+    pub batch_size: usize,
+    /// When no stream had a full batch, wait this long before the next round, ms.
+    pub linger_ms: u64,
+    /// Request timeout, seconds.
+    pub timeout_s: u64,
+    /// Longest backoff between retries of temporary errors, seconds.
+    pub retry_max_s: u64,
+    /// Interval of retries after an error that needs fixing (401/403/404), seconds.
+    pub halt_retry_s: u64,
+    /// Device status snapshot interval, seconds (0 = none).
+    pub status_interval_s: u64,
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        Self {
+            api: Api::V2,
+            url: "http://127.0.0.1:8086".to_owned(),
+            database: "penwatch".to_owned(),
+            retention_policy: String::new(),
+            username: None,
+            password: None,
+            org: "penwatch".to_owned(),
+            bucket: "penwatch".to_owned(),
+            token: None,
+            precision: Precision::Ns,
+            gzip: true,
+            batch_size: 5000,
+            linger_ms: 1000,
+            timeout_s: 10,
+            retry_max_s: 60,
+            halt_retry_s: 60,
+            status_interval_s: 60,
+        }
+    }
+}
+
+impl std::fmt::Debug for InfluxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("InfluxConfig")
+            .field("api", &self.api)
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("retention_policy", &self.retention_policy)
+            .field("username", &self.username)
+            .field("password", &secret(&self.password))
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &secret(&self.token))
+            .field("precision", &self.precision)
+            .field("gzip", &self.gzip)
+            .field("batch_size", &self.batch_size)
+            .field("linger_ms", &self.linger_ms)
+            .field("timeout_s", &self.timeout_s)
+            .field("retry_max_s", &self.retry_max_s)
+            .field("halt_retry_s", &self.halt_retry_s)
+            .field("status_interval_s", &self.status_interval_s)
+            .finish()
+    }
+}
+
+impl InfluxConfig {
+    /// Checks the section; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "influx.url: {:?} is not a URL like http://127.0.0.1:8086",
+                    self.url
+                ));
+            }
+        }
+        match self.api {
+            Api::V1 => {
+                if self.database.is_empty() {
+                    return Err("influx.database is empty: name the v1 database to write to".into());
+                }
+                if self.password.is_some() && self.username.is_none() {
+                    return Err("influx.password is set without influx.username".into());
+                }
+            }
+            Api::V2 => {
+                if self.bucket.is_empty() {
+                    return Err("influx.bucket is empty: name the v2 bucket to write to".into());
+                }
+                if self.org.is_empty() {
+                    return Err("influx.org is empty: give the v2 organisation (any name for servers that ignore it)".into());
+                }
+            }
+        }
+        if !(1..=100_000).contains(&self.batch_size) {
+            return Err("influx.batch_size must be from 1 to 100000".into());
+        }
+        if self.linger_ms > 60_000 {
+            return Err("influx.linger_ms must be at most 60000".into());
+        }
+        if !(1..=600).contains(&self.timeout_s) {
+            return Err("influx.timeout_s must be from 1 to 600".into());
+        }
+        if self.retry_max_s == 0 || self.halt_retry_s == 0 {
+            return Err("influx.retry_max_s and influx.halt_retry_s must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sink errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The HTTP client could not be built.
+    #[error("InfluxDB client: {0}")]
+    Client(String),
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    /// A journal worker thread died.
+    #[error("journal reader: {0}")]
+    Worker(String),
+}
+
+/// A journal stream the forwarder follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Samples,
+    Audit,
+    CartridgeEvents,
+}
+
+impl Stream {
+    const ALL: [Stream; 3] = [Stream::Samples, Stream::Audit, Stream::CartridgeEvents];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Samples => "samples",
+            Stream::Audit => "audit",
+            Stream::CartridgeEvents => "cartridge_events",
+        }
+    }
+
+    fn cursor(self) -> &'static str {
+        match self {
+            Stream::Samples => SAMPLES_CURSOR,
+            Stream::Audit => "influx:audit",
+            Stream::CartridgeEvents => "influx:cartridge_events",
+        }
+    }
+
+    fn backlog(self) -> Backlog {
+        match self {
+            Stream::Samples => Backlog::Samples,
+            Stream::Audit => Backlog::Audit,
+            Stream::CartridgeEvents => Backlog::CartridgeEvents,
+        }
+    }
+}
+
+/// The `sink_cursors` row of the samples stream (retention prunes only below it).
+pub const SAMPLES_CURSOR: &str = "influx:samples";
+
+/// One batch read from the journal and encoded.
+struct Encoded {
+    text: String,
+    /// End offset of each line in `text`.
+    ends: Vec<usize>,
+    /// Journal rows read (a row may yield no point).
+    rows: usize,
+    last_id: i64,
+}
+
+/// The forwarder stopped because the gateway is shutting down.
+struct Stopped;
+
+/// Shared handle on the forwarder's own journal connection.
+#[derive(Clone)]
+struct Db(Arc<Mutex<Journal>>);
+
+impl Db {
+    /// Runs `f` on the connection on a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> journal::Result<T> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let j = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let g = j
+                .lock()
+                .map_err(|_| SinkError::Worker("poisoned journal lock".into()))?;
+            Ok(f(&g)?)
+        })
+        .await
+        .map_err(|e| SinkError::Worker(e.to_string()))?
+    }
+}
+
+/// The store-and-forward loop for one InfluxDB target.
+pub struct Forwarder {
+    config: InfluxConfig,
+    db: Db,
+    writer: Writer,
+    metrics: Arc<Metrics>,
+    failures: u32,
+}
+
+/// First retry delay of a temporary error.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+
+impl Forwarder {
+    /// Opens its own journal connection and builds the HTTP client.
+    pub fn new(
+        config: &InfluxConfig,
+        journal_path: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SinkError> {
+        Ok(Self {
+            config: config.clone(),
+            db: Db(Arc::new(Mutex::new(Journal::open_forwarding(
+                journal_path,
+            )?))),
+            writer: Writer::new(config)?,
+            metrics,
+            failures: 0,
+        })
+    }
+
+    /// Forwards until `stop` is cancelled. Nothing is lost on stop: cursors only ever
+    /// moved after a confirmed write, and a batch in flight is written again next time.
+    pub async fn run(mut self, stop: CancellationToken) {
+        tracing::info!(url = %self.config.url, api = ?self.config.api, "InfluxDB sink starting");
+        let status_every = Duration::from_secs(self.config.status_interval_s);
+        let mut next_status = Instant::now();
+        let mut next_backlog = Instant::now();
+        loop {
+            let mut busy = false;
+            for stream in Stream::ALL {
+                match self.forward_batch(stream, &stop).await {
+                    Ok(Ok(rows)) => busy |= rows >= self.config.batch_size,
+                    Ok(Err(Stopped)) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, stream = stream.name(), "InfluxDB sink cannot read the journal; retrying");
+                        self.metrics.sink_error("journal");
+                        if pause(&stop, Duration::from_secs(5)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            if !status_every.is_zero() && Instant::now() >= next_status {
+                next_status = Instant::now() + status_every;
+                match self.snapshot_devices(&stop).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(Stopped)) => return,
+                    Err(e) => tracing::warn!(error = %e, "device status snapshot skipped"),
+                }
+            }
+            if !busy || Instant::now() >= next_backlog {
+                next_backlog = Instant::now() + Duration::from_secs(1);
+                self.update_backlog().await;
+            }
+            if !busy
+                && pause(&stop, Duration::from_millis(self.config.linger_ms))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Reads one batch of `stream` after its cursor, writes it, moves the cursor; the
+    /// number of rows read.
+    async fn forward_batch(
+        &mut self,
+        stream: Stream,
+        stop: &CancellationToken,
+    ) -> Result<Result<usize, Stopped>, SinkError> {
+        let (limit, precision) = (self.config.batch_size, self.config.precision);
+        let batch = self
+            .db
+            .run(move |j| {
+                let after = j.cursor(stream.cursor())?;
+                read_batch(j, stream, after, limit, precision)
+            })
+            .await?;
+        if batch.rows == 0 {
+            return Ok(Ok(0));
+        }
+        let written = match self.send(&batch, stop).await {
+            Ok(n) => n,
+            Err(Stopped) => return Ok(Err(Stopped)),
+        };
+        let last_id = batch.last_id;
+        self.db
+            .run(move |j| j.set_cursor(stream.cursor(), last_id))
+            .await?;
+        self.metrics.sink_written(stream.name(), written as u64);
+        Ok(Ok(batch.rows))
+    }
+
+    /// Writes the encoded batch, retrying, splitting refused parts; the points written.
+    async fn send(&mut self, batch: &Encoded, stop: &CancellationToken) -> Result<usize, Stopped> {
+        let mut todo = vec![(0, batch.ends.len())];
+        let mut written = 0;
+        while let Some((from, to)) = todo.pop() {
+            if from == to {
+                continue;
+            }
+            let start = if from == 0 { 0 } else { batch.ends[from - 1] };
+            let text = &batch.text[start..batch.ends[to - 1]];
+            match self.write_retrying(text, stop).await? {
+                Ok(()) => written += to - from,
+                Err((status, detail)) if to - from > 1 => {
+                    tracing::warn!(status, error = %detail, points = to - from, "InfluxDB refused some points; splitting the batch to find them");
+                    let mid = from + (to - from) / 2;
+                    todo.push((mid, to));
+                    todo.push((from, mid));
+                }
+                Err((status, detail)) => {
+                    tracing::error!(status, error = %detail, line = text.trim_end(), "InfluxDB refused a point; skipped (it stays in the journal)");
+                    self.metrics.sink_points_rejected.inc();
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes `text` until it succeeds or is refused as bad points (`Err((status, text))`).
+    async fn write_retrying(
+        &mut self,
+        text: &str,
+        stop: &CancellationToken,
+    ) -> Result<Result<(), (u16, String)>, Stopped> {
+        loop {
+            let result = tokio::select! {
+                r = self.writer.write(text.to_owned()) => r,
+                () = stop.cancelled() => return Err(Stopped),
+            };
+            let e = match result {
+                Ok(()) => {
+                    if self.failures > 0 {
+                        tracing::info!(failures = self.failures, "InfluxDB writes succeed again");
+                    }
+                    self.failures = 0;
+                    self.metrics.sink_up.set(1);
+                    return Ok(Ok(()));
+                }
+                Err(e) => e,
+            };
+            self.metrics.sink_error(e.kind());
+            self.metrics.sink_up.set(0);
+            self.failures += 1;
+            let wait = match e {
+                WriteError::Rejected { status, detail } => {
+                    self.metrics.sink_up.set(1);
+                    return Ok(Err((status, detail)));
+                }
+                WriteError::Halt { status, ref detail } => {
+                    tracing::error!(
+                        status,
+                        error = %detail,
+                        url = %self.config.url,
+                        hint = halt_hint(status),
+                        retry_in_s = self.config.halt_retry_s,
+                        "InfluxDB sink HALTED: this target refuses every write until it is fixed; \
+                         the backlog is kept in the journal"
+                    );
+                    Duration::from_secs(self.config.halt_retry_s)
+                }
+                WriteError::Retry {
+                    kind,
+                    ref detail,
+                    retry_after,
+                } => {
+                    let wait = retry_after
+                        .map(|d| d.min(Duration::from_secs(3600)))
+                        .unwrap_or_else(|| self.backoff());
+                    tracing::warn!(kind, error = %detail, attempt = self.failures, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
+                    wait
+                }
+            };
+            pause(stop, wait).await?;
+        }
+    }
+
+    /// Exponential backoff with jitter: half the capped delay plus a random part of the rest.
+    fn backoff(&self) -> Duration {
+        let cap = Duration::from_secs(self.config.retry_max_s);
+        let exp = BACKOFF_BASE.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
+        let d = exp.min(cap);
+        let half = d / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    /// Writes one `device_status` point per device (dropped, not retried, if the write fails:
+    /// the next snapshot supersedes it).
+    async fn snapshot_devices(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Result<(), Stopped>, SinkError> {
+        let devices = self.db.run(|j| j.devices()).await?;
+        if devices.is_empty() {
+            return Ok(Ok(()));
+        }
+        let at_ms = now_ms() / 1000 * 1000;
+        let mut text = String::new();
+        for d in &devices {
+            schema::device_status(d, at_ms, self.config.precision).write_line(&mut text);
+        }
+        let result = tokio::select! {
+            r = self.writer.write(text) => r,
+            () = stop.cancelled() => return Ok(Err(Stopped)),
+        };
+        match result {
+            Ok(()) => self
+                .metrics
+                .sink_written("device_status", devices.len() as u64),
+            Err(e) => {
+                self.metrics.sink_error(e.kind());
+                tracing::debug!(error = %e, "device status snapshot not written");
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn update_backlog(&self) {
+        for stream in Stream::ALL {
+            let n = self
+                .db
+                .run(move |j| {
+                    let after = j.cursor(stream.cursor())?;
+                    j.backlog(stream.backlog(), after)
+                })
+                .await;
+            if let Ok(n) = n {
+                self.metrics.set_sink_backlog(stream.name(), n);
+            }
+        }
+    }
+}
+
+/// What to check for a status that halts the sink.
+fn halt_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => {
+            "check influx.token (v2) or influx.username/password (v1) and its write permission"
+        }
+        404 => "check influx.database (v1) or influx.org/bucket (v2): create it on the server",
+        _ => "check the [influx] settings against the server",
+    }
+}
+
+/// Sleeps, or returns `Err(Stopped)` as soon as `stop` is cancelled.
+async fn pause(stop: &CancellationToken, d: Duration) -> Result<(), Stopped> {
+    tokio::select! {
+        () = tokio::time::sleep(d) => Ok(()),
+        () = stop.cancelled() => Err(Stopped),
+    }
+}
+
+/// Reads up to `limit` rows of `stream` after `after` and encodes them as line protocol.
+fn read_batch(
+    j: &Journal,
+    stream: Stream,
+    after: i64,
+    limit: usize,
+    p: Precision,
+) -> journal::Result<Encoded> {
+    let mut e = Encoded {
+        text: String::with_capacity(limit * 320),
+        ends: Vec::with_capacity(limit),
+        rows: 0,
+        last_id: after,
+    };
+    let push = |e: &mut Encoded, id: i64, point: Option<schema::Point>| {
+        e.rows += 1;
+        e.last_id = e.last_id.max(id);
+        if let Some(point) = point {
+            point.write_line(&mut e.text);
+            e.ends.push(e.text.len());
+        }
+    };
+    match stream {
+        Stream::Samples => {
+            for r in j.samples_after(after, limit)? {
+                push(&mut e, r.id, Some(schema::sample(&r, p)));
+            }
+        }
+        Stream::Audit => {
+            for a in j.audit_after(after, limit)? {
+                push(&mut e, a.seq, schema::audit(&a, p));
+            }
+        }
+        Stream::CartridgeEvents => {
+            for c in j.cartridge_events_after(after, limit)? {
+                push(&mut e, c.id, Some(schema::cartridge_event(&c, p)));
+            }
+        }
+    }
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_errors_say_what_to_fix() {
+        InfluxConfig::default().validate().expect("defaults");
+        let c = InfluxConfig {
+            url: "localhost:8086".into(),
+            ..InfluxConfig::default()
+        };
+        assert!(c.validate().expect_err("bad url").contains("influx.url"));
+        let c = InfluxConfig {
+            api: Api::V1,
+            database: String::new(),
+            ..InfluxConfig::default()
+        };
+        assert!(c.validate().expect_err("no db").contains("influx.database"));
+        let err = toml::from_str::<InfluxConfig>("precision = \"ms\"\n").expect_err("ms");
+        assert!(err.to_string().contains("precision"), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = InfluxConfig {
+            token: Some("s3cret".into()),
+            password: Some("hunter2".into()),
+            ..InfluxConfig::default()
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+}

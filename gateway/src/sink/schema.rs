@@ -1,0 +1,385 @@
+//! Mapping journal records to InfluxDB points, and line-protocol encoding.
+//!
+//! Measurements: `pen_sample`, `pen_session`, `pen_violation`, `cartridge_wear`,
+//! `device_status`. Tags are low-cardinality (clinic, device, class, operator, models,
+//! zone, event kinds); ids that grow without bound (session, cartridge) are fields, so the
+//! series count stays proportional to the fleet, not to its history.
+//!
+//! Timestamps are device event time, made unique per device with a sequence number in the
+//! sub-millisecond digits: `ts_ms * 1_000_000 + seq % 1_000_000` at nanosecond precision
+//! (`ts_ms * 1000 + seq % 1000` at microseconds). The tag set and timestamp of a record are
+//! a pure function of it, so a resend writes the same point again (InfluxDB overwrites it).
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::fleet::Device;
+use crate::journal::forward::{AuditRecord, CartridgeEventRecord, SampleRecord};
+
+/// Timestamp precision of the points written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Nanoseconds: `ts_ms * 1_000_000 + seq % 1_000_000` (default).
+    #[default]
+    Ns,
+    /// Microseconds: `ts_ms * 1000 + seq % 1000`.
+    Us,
+}
+
+impl Precision {
+    /// The API's name for it (`ns`, `us`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Ns => "ns",
+            Precision::Us => "us",
+        }
+    }
+
+    /// A point time from a millisecond time and a per-source sequence number.
+    pub fn time(self, ts_ms: i64, seq: i64) -> i64 {
+        match self {
+            Precision::Ns => ts_ms
+                .saturating_mul(1_000_000)
+                .saturating_add(seq.rem_euclid(1_000_000)),
+            Precision::Us => ts_ms
+                .saturating_mul(1000)
+                .saturating_add(seq.rem_euclid(1000)),
+        }
+    }
+}
+
+/// A field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// Float (non-finite values are left out of the line).
+    F(f64),
+    /// Integer.
+    I(i64),
+    /// Boolean.
+    B(bool),
+    /// String.
+    S(String),
+}
+
+/// One InfluxDB point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Measurement.
+    pub measurement: &'static str,
+    /// Tags in key order; empty values are left out.
+    pub tags: Vec<(&'static str, String)>,
+    /// Fields.
+    pub fields: Vec<(&'static str, Field)>,
+    /// Time in the writer's precision.
+    pub time: i64,
+}
+
+impl Point {
+    /// Appends the point as one line of line protocol (with a trailing newline).
+    pub fn write_line(&self, out: &mut String) {
+        escape(out, self.measurement, &[',', ' ']);
+        let mut tags: Vec<&(&str, String)> =
+            self.tags.iter().filter(|(_, v)| !v.is_empty()).collect();
+        tags.sort_by_key(|(k, _)| *k);
+        for (k, v) in tags {
+            out.push(',');
+            escape(out, k, &[',', '=', ' ']);
+            out.push('=');
+            escape(out, v, &[',', '=', ' ']);
+        }
+        let mut sep = ' ';
+        for (k, v) in &self.fields {
+            if matches!(v, Field::F(f) if !f.is_finite()) {
+                continue;
+            }
+            out.push(sep);
+            sep = ',';
+            escape(out, k, &[',', '=', ' ']);
+            out.push('=');
+            match v {
+                Field::F(f) => {
+                    let _ = write!(out, "{f}");
+                }
+                Field::I(i) => {
+                    let _ = write!(out, "{i}i");
+                }
+                Field::B(b) => out.push_str(if *b { "true" } else { "false" }),
+                Field::S(s) => {
+                    out.push('"');
+                    for c in s.chars() {
+                        match c {
+                            '"' | '\\' => {
+                                out.push('\\');
+                                out.push(c);
+                            }
+                            '\n' | '\r' => out.push(' '),
+                            _ => out.push(c),
+                        }
+                    }
+                    out.push('"');
+                }
+            }
+        }
+        let _ = writeln!(out, " {}", self.time);
+    }
+}
+
+/// Escapes `chars` (and backslashes before them); line breaks become spaces.
+fn escape(out: &mut String, s: &str, chars: &[char]) {
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push_str("\\ "),
+            c if chars.contains(&c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// `pen_sample`: one raw sample or event.
+pub fn sample(r: &SampleRecord, p: Precision) -> Point {
+    Point {
+        measurement: "pen_sample",
+        tags: vec![
+            ("cartridge_model", r.cartridge_model.clone()),
+            ("clinic", r.clinic_id.clone()),
+            ("device", r.device_id.clone()),
+            ("device_class", r.device_class.clone()),
+            ("event", r.event.clone()),
+            ("operator", r.operator_id.clone()),
+            ("zone", r.zone.clone().unwrap_or_default()),
+        ],
+        fields: vec![
+            ("depth_mm", Field::F(r.depth_mm)),
+            ("permitted_mm", Field::F(r.permitted_mm)),
+            ("exceeded", Field::B(r.exceeded)),
+            ("session_strokes", Field::I(r.session_strokes)),
+            ("cartridge_strokes", Field::I(r.cartridge_strokes)),
+            ("speed_hz", Field::F(r.speed_hz)),
+            ("battery_pct", Field::F(r.battery_pct)),
+            ("seq", Field::I(r.seq)),
+            ("session_id", Field::S(r.session_id.clone())),
+            ("cartridge_id", Field::S(r.cartridge_id.clone())),
+            ("binding", Field::S(r.binding.clone())),
+            ("policy_version", Field::S(r.policy_version.clone())),
+        ],
+        time: p.time(r.ts_ms, r.seq),
+    }
+}
+
+/// `pen_session` or `pen_violation` from an audit entry; `None` for other kinds.
+pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
+    let b = &a.body;
+    let s = |k: &str| {
+        b.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let f = |k: &str| b.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let i = |k: &str| b.get(k).and_then(Value::as_i64).unwrap_or_default();
+    let tags = |extra: (&'static str, String)| {
+        vec![
+            ("clinic", s("clinic_id")),
+            ("device", s("device_id")),
+            ("device_class", s("device_class")),
+            ("operator", s("operator_id")),
+            extra,
+        ]
+    };
+    match a.kind.as_str() {
+        "session" => Some(Point {
+            measurement: "pen_session",
+            tags: tags(("close_reason", s("close_reason"))),
+            fields: vec![
+                ("session_id", Field::S(s("session_id"))),
+                ("cartridge_id", Field::S(s("cartridge_id"))),
+                ("strokes", Field::I(i("strokes"))),
+                ("samples", Field::I(i("samples"))),
+                ("max_depth_mm", Field::F(f("max_depth_mm"))),
+                ("permitted_mm", Field::F(f("permitted_mm"))),
+                (
+                    "exceeded",
+                    Field::B(b.get("exceeded").and_then(Value::as_bool).unwrap_or(false)),
+                ),
+                (
+                    "duration_s",
+                    Field::F((i("last_ms") - i("started_ms")) as f64 / 1000.0),
+                ),
+                ("samples_digest", Field::S(s("samples_digest"))),
+                ("audit_seq", Field::I(a.seq)),
+            ],
+            time: p.time(i("started_ms"), a.seq),
+        }),
+        "violation" => Some(Point {
+            measurement: "pen_violation",
+            tags: tags(("binding", s("binding"))),
+            fields: vec![
+                ("session_id", Field::S(s("session_id"))),
+                ("limit_mm", Field::F(f("limit_mm"))),
+                ("peak_depth_mm", Field::F(f("peak_depth_mm"))),
+                ("excess_mm", Field::F(f("peak_depth_mm") - f("limit_mm"))),
+                ("strokes_above", Field::I(i("strokes_above"))),
+                ("samples_above", Field::I(i("samples_above"))),
+                (
+                    "duration_above_s",
+                    Field::F((i("last_above_ms") - i("first_above_ms")) as f64 / 1000.0),
+                ),
+                ("policy_version", Field::S(s("policy_version"))),
+                ("audit_seq", Field::I(a.seq)),
+            ],
+            time: p.time(i("first_above_ms"), a.seq),
+        }),
+        _ => None,
+    }
+}
+
+/// `cartridge_wear`: a reuse or wear-level event.
+pub fn cartridge_event(e: &CartridgeEventRecord, p: Precision) -> Point {
+    Point {
+        measurement: "cartridge_wear",
+        tags: vec![
+            ("cartridge_model", e.cartridge_model.clone()),
+            ("clinic", e.clinic_id.clone()),
+            ("device", e.device_id.clone()),
+            ("kind", e.kind.clone()),
+        ],
+        fields: vec![
+            ("cartridge_id", Field::S(e.cartridge_id.clone())),
+            ("session_id", Field::S(e.session_id.clone())),
+            ("strokes", Field::I(e.strokes)),
+            ("detail", Field::S(e.detail.clone())),
+            ("event_id", Field::I(e.id)),
+        ],
+        time: p.time(e.ts_ms, e.id),
+    }
+}
+
+/// `device_status`: a pen's state at a snapshot taken at gateway time `at_ms`.
+pub fn device_status(d: &Device, at_ms: i64, p: Precision) -> Point {
+    let mut fields = vec![
+        ("battery_pct", Field::F(d.battery_pct)),
+        ("firmware", Field::S(d.firmware.clone())),
+        ("last_seen_ms", Field::I(d.last_seen_ms)),
+        ("last_event_ms", Field::I(d.last_event_ms)),
+        ("clock_offset_ms", Field::I(d.clock_offset_ms)),
+        ("last_seq", Field::I(d.last_seq as i64)),
+        ("registered", Field::B(d.registered)),
+        ("class_mismatch", Field::B(d.class_mismatch)),
+        ("in_session", Field::B(!d.session_id.is_empty())),
+        ("session_id", Field::S(d.session_id.clone())),
+        ("depth_mm", Field::F(d.depth_mm)),
+        ("permitted_mm", Field::F(d.permitted_mm)),
+    ];
+    if let Some(online) = d.online {
+        fields.push(("online", Field::B(online)));
+    }
+    Point {
+        measurement: "device_status",
+        tags: vec![
+            ("clinic", d.clinic_id.clone()),
+            ("device", d.device_id.clone()),
+            ("device_class", d.device_class.clone()),
+            ("model", d.model.clone()),
+        ],
+        fields,
+        time: p.time(at_ms, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: i64, ts_ms: i64) -> SampleRecord {
+        SampleRecord {
+            id: seq,
+            device_id: "pen 1".into(),
+            seq,
+            clinic_id: "c,01".into(),
+            device_class: "home".into(),
+            operator_id: "op=x".into(),
+            session_id: "s-1".into(),
+            cartridge_id: "cart-1".into(),
+            cartridge_model: "NANO".into(),
+            ts_ms,
+            event: "sample".into(),
+            depth_mm: 0.5,
+            permitted_mm: 0.5,
+            exceeded: false,
+            session_strokes: 120,
+            cartridge_strokes: 240,
+            speed_hz: 120.0,
+            battery_pct: 80.5,
+            zone: None,
+            binding: "class".into(),
+            policy_version: "v\"1\\".into(),
+        }
+    }
+
+    #[test]
+    fn sample_line_is_escaped_and_typed() {
+        let mut out = String::new();
+        sample(&record(7, 1_790_000_000_123), Precision::Ns).write_line(&mut out);
+        assert_eq!(
+            out,
+            "pen_sample,cartridge_model=NANO,clinic=c\\,01,device=pen\\ 1,device_class=home,\
+             event=sample,operator=op\\=x depth_mm=0.5,permitted_mm=0.5,exceeded=false,\
+             session_strokes=120i,cartridge_strokes=240i,speed_hz=120,battery_pct=80.5,seq=7i,\
+             session_id=\"s-1\",cartridge_id=\"cart-1\",binding=\"class\",\
+             policy_version=\"v\\\"1\\\\\" 1790000000123000007\n"
+        );
+    }
+
+    #[test]
+    fn samples_of_one_millisecond_do_not_collide() {
+        let a = sample(&record(1_000_001, 5), Precision::Ns).time;
+        let b = sample(&record(1_000_002, 5), Precision::Ns).time;
+        assert_ne!(a, b);
+        assert_eq!(a, 5_000_001);
+        assert_eq!(Precision::Us.time(5, 1234), 5234);
+    }
+
+    #[test]
+    fn non_finite_fields_are_left_out() {
+        let mut r = record(1, 1);
+        r.speed_hz = f64::NAN;
+        let mut out = String::new();
+        sample(&r, Precision::Ns).write_line(&mut out);
+        assert!(!out.contains("speed_hz"), "{out}");
+    }
+
+    #[test]
+    fn audit_entries_map_to_sessions_and_violations() {
+        let body = serde_json::json!({
+            "session_id": "s-1", "device_id": "pen-1", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "home", "limit_mm": 0.5, "binding": "class", "peak_depth_mm": 0.75,
+            "first_above_ms": 1000, "last_above_ms": 3000, "strokes_above": 240,
+            "samples_above": 2, "policy_version": "p1",
+        });
+        let v = audit(
+            &AuditRecord {
+                seq: 3,
+                kind: "violation".into(),
+                body,
+            },
+            Precision::Ns,
+        )
+        .expect("violation");
+        assert_eq!(v.measurement, "pen_violation");
+        assert_eq!(v.time, 1_000_000_003);
+        assert!(v.fields.contains(&("excess_mm", Field::F(0.25))));
+        assert!(v.fields.contains(&("duration_above_s", Field::F(2.0))));
+        let other = AuditRecord {
+            seq: 4,
+            kind: "policy".into(),
+            body: serde_json::json!({}),
+        };
+        assert_eq!(audit(&other, Precision::Ns), None);
+    }
+}
