@@ -1,1 +1,89 @@
-fn main() {}
+//! `penwatch-dashboard`: the terminal dashboard over the gateway's gRPC API.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use penwatch_dashboard::app::App;
+use penwatch_dashboard::client::{self, Settings, now_ms};
+use penwatch_dashboard::event_loop;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+/// Default gateway address.
+const DEFAULT_GATEWAY: &str = "http://127.0.0.1:50051";
+
+/// PenWatch terminal dashboard: the fleet live, flagged sessions, violations, cartridges and
+/// operators. Press ? inside for the keys.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Gateway gRPC address [default: http://127.0.0.1:50051].
+    #[arg(long, env = "PENWATCH_GATEWAY")]
+    gateway: Option<String>,
+    /// API token (as configured in the gateway's [[api.tokens]]).
+    #[arg(long, env = "PENWATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TOML file with `gateway`, `token`, `bell` and `refresh_secs`; flags and environment win.
+    #[arg(long, env = "PENWATCH_DASHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Ring the terminal bell when a new violation arrives.
+    #[arg(long)]
+    bell: bool,
+    /// Seconds between list reloads (sessions, violations, cartridges, operators).
+    #[arg(long)]
+    refresh_secs: Option<u64>,
+}
+
+/// The optional config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    gateway: Option<String>,
+    token: Option<String>,
+    #[serde(default)]
+    bell: bool,
+    refresh_secs: Option<u64>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => FileConfig::default(),
+    };
+    let settings = Settings {
+        gateway: args
+            .gateway
+            .or(file.gateway)
+            .unwrap_or_else(|| DEFAULT_GATEWAY.to_owned()),
+        token: args.token.or(file.token).unwrap_or_default(),
+        refresh: Duration::from_secs(args.refresh_secs.or(file.refresh_secs).unwrap_or(5).max(1)),
+    };
+    client::check(&settings)?;
+    let bell = args.bell || file.bell;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (msg_tx, msg_rx) = mpsc::channel(1024);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    runtime.spawn(client::run(settings, msg_tx, cmd_rx));
+    let app = App::new(now_ms(), bell);
+    ratatui::run(|terminal| {
+        let events = event_loop::spawn_terminal_events();
+        runtime.block_on(event_loop::run(terminal, app, msg_rx, events, cmd_tx))
+    })
+    .context("terminal error")?;
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    Ok(())
+}

@@ -161,10 +161,7 @@ impl Pipeline {
             .read()
             .map(|p| p.clone())
             .unwrap_or_else(|e| e.into_inner().clone());
-        let mut work = Work {
-            publish: self.live.receiver_count() > 0,
-            ..Work::default()
-        };
+        let mut work = Work::default();
         let mut out = Outcome::default();
         let tx = self.journal.batch()?;
         if self.recorded_version != loaded.version() {
@@ -213,13 +210,11 @@ impl Pipeline {
                     if tx.insert_sample(&r, &v, m.received_ms)? {
                         out.accepted += 1;
                         state.apply(&tx, &loaded, &r, &v, m.received_ms, &mut work)?;
-                        if work.publish {
-                            work.events.push(LiveEvent::Sample {
-                                reading: Arc::new(*r),
-                                verdict: Arc::new(v),
-                                received_ms: m.received_ms,
-                            });
-                        }
+                        work.events.push(LiveEvent::Sample {
+                            reading: Arc::new(*r),
+                            verdict: Arc::new(v),
+                            received_ms: m.received_ms,
+                        });
                     } else {
                         out.duplicates += 1;
                     }
@@ -236,7 +231,7 @@ impl Pipeline {
         for key in &work.sessions {
             if let Some(s) = state.sessions.get(key) {
                 tx.put_session(s, None)?;
-                if work.publish && work.violations.contains(key) {
+                if work.violations.contains(key) {
                     work.events.push(LiveEvent::Violation {
                         session: Arc::new(s.clone()),
                         final_: false,
@@ -248,9 +243,7 @@ impl Pipeline {
         for id in &work.devices {
             if let Some(d) = state.devices.get(id) {
                 tx.put_device(d)?;
-                if work.publish {
-                    work.events.push(LiveEvent::Device(Arc::new(d.clone())));
-                }
+                work.events.push(LiveEvent::Device(Arc::new(d.clone())));
             }
         }
         for id in &work.cartridges {
@@ -300,10 +293,7 @@ impl Pipeline {
             cartridges: &mut self.cartridges,
             metrics: &self.metrics,
         };
-        let mut work = Work {
-            publish: self.live.receiver_count() > 0,
-            ..Work::default()
-        };
+        let mut work = Work::default();
         let committed_ms = now_ms();
         let mut closed = 0;
         for key in &idle {
@@ -363,15 +353,11 @@ struct Work {
     to_close: Vec<SessionKey>,
     violations: HashSet<SessionKey>,
     quarantined: Vec<&'static str>,
-    publish: bool,
     events: Vec<LiveEvent>,
 }
 
 impl Work {
     fn closed(&mut self, s: Session, committed_ms: i64) {
-        if !self.publish {
-            return;
-        }
         let s = Arc::new(s);
         if s.exceeded() {
             self.events.push(LiveEvent::Violation {

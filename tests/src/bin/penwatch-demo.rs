@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use penwatch_tests::{Gateway, InfluxV1, Mosquitto, binary, http_status};
@@ -86,26 +85,23 @@ fn gateway_config(policy: &Path, influx_url: &str) -> String {
     )
 }
 
-/// Shows the fleet's progress until Ctrl-C (the dashboard takes this place once it exists).
+/// Runs the dashboard in the foreground until the user quits it.
 fn foreground(gateway: &Gateway) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            eprintln!(
-                "accepted {:.0} · quarantined {:.0} · sessions open {:.0} · violations {:.0}",
-                gateway.metric("penwatch_messages_accepted_total"),
-                gateway.metric("penwatch_messages_quarantined_total{reason=\"field\"}"),
-                gateway.metric("penwatch_sessions_open"),
-                gateway.metric("penwatch_violations_total"),
-            );
-        }
-    });
+    let status = Command::new(binary("penwatch-dashboard")?)
+        .args([
+            "--gateway",
+            &format!("http://127.0.0.1:{}", gateway.api_port()),
+            "--token",
+            DEMO_TOKEN,
+        ])
+        .status()
+        .context("starting penwatch-dashboard")?;
+    if !status.success() {
+        eprintln!(
+            "the dashboard exited with {status}; gateway log:\n{}",
+            gateway.log()
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,131 @@
+//! Fleet: one row per pen, the ones that need attention first.
+
+use penwatch_proto::v1::DeviceState;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::Line;
+use ratatui::widgets::Cell;
+
+use crate::app::{App, Attention, LOW_BATTERY_PCT, WEAR_WARN_PCT};
+use crate::format;
+use crate::ui::table::{Column, col};
+use crate::ui::{selected, table, theme};
+
+/// Draws the Fleet screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = app.fleet_rows();
+    let urgent = rows
+        .iter()
+        .filter(|d| Attention::of(d) <= Attention::Warning)
+        .count();
+    let online = rows.iter().filter(|d| d.status == "online").count();
+    let ops = app.shows_operators();
+    let mut columns: Vec<Column> = vec![
+        col("Attention", 10, 0),
+        col("Device", 12, 0).grow(20),
+        col("Clinic", 6, 4),
+        col("Class", 7, 2),
+        col("Status", 7, 1),
+        col("Batt", 4, 4),
+    ];
+    if ops {
+        columns.push(col("Operator", 10, 3).grow(16));
+    }
+    columns.extend([
+        col("Depth/permitted mm", 19, 0),
+        col("Strokes", 7, 4),
+        col("Wear", 5, 3),
+        col("Session", 12, 6).grow(20),
+        col("Model", 10, 7).grow(16),
+        col("Firmware", 8, 8),
+        col("Seen", 5, 5),
+    ]);
+    let cells = rows.iter().map(|d| row(app, d, ops)).collect();
+    let title = Line::from(format!(
+        " Fleet: {} pens, {online} online, {urgent} need attention ",
+        rows.len()
+    ));
+    table::render(
+        frame,
+        area,
+        title,
+        &columns,
+        cells,
+        selected(app, rows.len()),
+    );
+}
+
+fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
+    let attention = Attention::of(d);
+    let (mark, style) = match attention {
+        Attention::Exceeded => (theme::EXCEEDED.to_owned(), theme::DANGER),
+        Attention::OfflineInSession => ("! OFFLINE".to_owned(), theme::DANGER),
+        Attention::WornCartridge => ("◆ WORN".to_owned(), theme::WARN),
+        Attention::Warning => (warning(d).to_owned(), theme::WARN),
+        _ => (String::new(), Style::new()),
+    };
+    let status = match d.status.as_str() {
+        "online" => Cell::from("online").style(theme::OK),
+        "offline" => Cell::from("OFFLINE").style(theme::DIM),
+        other => Cell::from(other.to_owned()).style(theme::DIM),
+    };
+    let battery_style = if d.battery_pct < LOW_BATTERY_PCT {
+        theme::WARN
+    } else {
+        Style::new()
+    };
+    let mut cells = vec![
+        Cell::from(mark).style(style),
+        Cell::from(d.device_id.clone()),
+        Cell::from(d.clinic_id.clone()),
+        Cell::from(class_text(d)),
+        status,
+        Cell::from(format::pct(d.battery_pct)).style(battery_style),
+    ];
+    if ops {
+        cells.push(Cell::from(d.operator_id.clone()));
+    }
+    let session = !d.session_id.is_empty();
+    cells.extend([
+        if session || d.depth_mm > 0.0 {
+            Cell::from(theme::depth_gauge(d.depth_mm, d.permitted_mm, d.exceeded))
+        } else {
+            Cell::from(" idle").style(theme::DIM)
+        },
+        Cell::from(if session {
+            format::count(d.session_strokes)
+        } else {
+            String::new()
+        }),
+        if d.cartridge_id.is_empty() {
+            Cell::from("")
+        } else {
+            Cell::from(format::pct(d.cartridge_wear_pct))
+                .style(theme::wear_style(d.cartridge_wear_pct))
+        },
+        Cell::from(d.session_id.clone()),
+        Cell::from(d.model.clone()),
+        Cell::from(d.firmware.clone()),
+        Cell::from(format::ago(app.now_ms, d.last_seen_ms)),
+    ]);
+    cells
+}
+
+fn class_text(d: &DeviceState) -> String {
+    if d.class_mismatch {
+        format!("{}?", d.device_class)
+    } else {
+        d.device_class.clone()
+    }
+}
+
+fn warning(d: &DeviceState) -> &'static str {
+    if d.cartridge_wear_pct >= WEAR_WARN_PCT {
+        "· wear"
+    } else if d.class_mismatch {
+        "· class?"
+    } else {
+        "· battery"
+    }
+}

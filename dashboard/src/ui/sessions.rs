@@ -1,0 +1,123 @@
+//! Sessions: live and recent, every exceeded one flagged with colour and `▲ EXCEEDED`.
+
+use penwatch_proto::v1::Session;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Cell;
+
+use crate::app::App;
+use crate::format;
+use crate::ui::table::{Column, col};
+use crate::ui::{selected, table, theme};
+
+/// Draws the Sessions screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = app.session_rows();
+    let live = rows.iter().filter(|s| s.state == "open").count();
+    let exceeded = rows.iter().filter(|s| s.exceeded).count();
+    let ops = app.shows_operators();
+    let mut columns: Vec<Column> = vec![
+        col("Verdict", 10, 0),
+        col("State", 5, 1),
+        col("Session", 12, 0).grow(20),
+        col("Device", 12, 0).grow(20),
+        col("Clinic", 6, 4),
+        col("Class", 7, 3),
+    ];
+    if ops {
+        columns.push(col("Operator", 10, 2).grow(16));
+    }
+    columns.extend([
+        col("Started", 11, 4),
+        col("Peak/limit mm", 13, 0),
+        col("Rule", 8, 1),
+        col("Strokes", 7, 5),
+        col("Cartridge", 10, 6).grow(20),
+        col("Zones", 14, 7),
+    ]);
+    let cells = rows.iter().map(|s| row(s, ops)).collect();
+    let title = Line::from(vec![
+        Span::raw(format!(" Sessions: {} shown, {live} live, ", rows.len())),
+        Span::styled(
+            format!("{exceeded} exceeded"),
+            if exceeded > 0 {
+                theme::DANGER
+            } else {
+                Style::new()
+            },
+        ),
+        Span::raw(" · Enter opens "),
+    ]);
+    table::render(
+        frame,
+        area,
+        title,
+        &columns,
+        cells,
+        selected(app, rows.len()),
+    );
+}
+
+/// The verdict cell of a session.
+pub fn verdict(s: &Session) -> Cell<'static> {
+    if s.exceeded {
+        Cell::from(theme::EXCEEDED).style(theme::DANGER)
+    } else if s.samples == 0 && s.strokes == 0 && s.state == "open" {
+        Cell::from("")
+    } else {
+        Cell::from("✓ ok").style(theme::OK)
+    }
+}
+
+/// Peak against limit, with the binding rule's limit.
+pub fn peak_limit(peak: f64, limit: f64, exceeded: bool) -> Cell<'static> {
+    let text = format!("{} / {}", format::mm(peak), format::mm(limit));
+    let style = if exceeded {
+        theme::DANGER
+    } else {
+        Style::new()
+    };
+    Cell::from(text).style(style)
+}
+
+fn row(s: &Session, ops: bool) -> Vec<Cell<'static>> {
+    let (limit, rule) = match &s.evidence {
+        Some(e) if s.exceeded => (e.limit_mm, e.binding_rule.clone()),
+        _ => (s.permitted_mm, s.binding_rule.clone()),
+    };
+    let state = if s.state == "open" {
+        Cell::from("live").style(theme::OK)
+    } else {
+        Cell::from("ended").style(theme::DIM)
+    };
+    let mut cells = vec![
+        verdict(s),
+        state,
+        Cell::from(s.session_id.clone()),
+        Cell::from(s.device_id.clone()),
+        Cell::from(s.clinic_id.clone()),
+        Cell::from(s.device_class.clone()),
+    ];
+    if ops {
+        cells.push(Cell::from(if s.unknown_operator {
+            format!("{}?", s.operator_id)
+        } else {
+            s.operator_id.clone()
+        }));
+    }
+    cells.extend([
+        Cell::from(format::date_time(s.started_ms)),
+        peak_limit(s.max_depth_mm, limit, s.exceeded),
+        Cell::from(rule).style(if s.exceeded {
+            theme::DANGER
+        } else {
+            Style::new()
+        }),
+        Cell::from(format::count(s.strokes)),
+        Cell::from(s.cartridge_id.clone()),
+        Cell::from(s.zones.join(",")),
+    ]);
+    cells
+}

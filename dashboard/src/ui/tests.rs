@@ -1,0 +1,275 @@
+//! Every screen rendered with `TestBackend`: text as insta snapshots, colours checked apart.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::{Color, Modifier};
+
+use crate::app::{App, Msg, Tab};
+use crate::fixtures::{self, NOW};
+use crate::ui::draw;
+
+fn render(app: &App, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(|f| draw(f, app)).expect("draw");
+    terminal.backend().buffer().clone()
+}
+
+/// The buffer's symbols, one line per row, trailing blanks trimmed.
+fn text(buffer: &Buffer) -> String {
+    let width = buffer.area.width as usize;
+    buffer
+        .content
+        .chunks(width)
+        .map(|row| {
+            row.iter()
+                .map(|c| c.symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Position of the first cell of `needle` in the buffer.
+fn find(buffer: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    let width = buffer.area.width;
+    (0..buffer.area.height).find_map(|y| {
+        let row: Vec<&str> = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+        let line = row.concat();
+        line.find(needle).map(|byte| {
+            let x = row
+                .iter()
+                .scan(0, |acc, s| {
+                    let start = *acc;
+                    *acc += s.len();
+                    Some(start)
+                })
+                .position(|start| start == byte)
+                .unwrap_or(0);
+            (x as u16, y)
+        })
+    })
+}
+
+fn on(tab: Tab, role: &str) -> App {
+    let mut app = fixtures::app(role);
+    app.update(Msg::SelectTab(tab));
+    app
+}
+
+fn opened_detail() -> App {
+    let mut app = on(Tab::Sessions, "clinic-manager");
+    let cmds = app.update(Msg::Open);
+    assert_eq!(cmds.len(), 1, "opening asks the client to load it");
+    app.update(Msg::SessionDetail(Box::new(fixtures::detail())));
+    app
+}
+
+#[test]
+fn fleet_wide() {
+    insta::assert_snapshot!(text(&render(&on(Tab::Fleet, "clinic-manager"), 140, 16)));
+}
+
+#[test]
+fn a_thousand_pens_render_and_scroll() {
+    let mut app = App::new(NOW, false);
+    app.update(Msg::Identity(penwatch_proto::v1::WhoAmIResponse {
+        role: "reviewer".into(),
+        ..Default::default()
+    }));
+    let fleet = (0..1_000)
+        .map(|i| {
+            fixtures::device(
+                &format!("pen-{i:04}"),
+                &format!("c{:02}", i % 20),
+                "medical",
+                "online",
+                &format!("s-{i}"),
+                "op",
+                if i == 700 { 2.75 } else { 1.0 },
+                2.5,
+            )
+        })
+        .collect();
+    app.update(Msg::Fleet(fleet));
+    let screen = text(&render(&app, 200, 60));
+    assert!(screen.contains("Fleet: 1000 pens"), "{screen}");
+    let first_row = screen.lines().nth(4).unwrap_or_default();
+    assert!(first_row.starts_with("▲ EXCEEDED pen-0700"), "{first_row}");
+    app.update(Msg::Bottom);
+    let screen = text(&render(&app, 200, 60));
+    assert!(screen.contains("pen-0999"), "scrolled to the end: {screen}");
+}
+
+#[test]
+fn fleet_80x24() {
+    insta::assert_snapshot!(text(&render(&on(Tab::Fleet, "clinic-manager"), 80, 24)));
+}
+
+#[test]
+fn fleet_manufacturer_has_no_operator_column() {
+    let buffer = render(&on(Tab::Fleet, "manufacturer"), 140, 16);
+    let screen = text(&buffer);
+    assert!(!screen.contains("Operator"), "{screen}");
+    assert!(!screen.contains("op-ana"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn sessions_wide_flags_exceeded() {
+    insta::assert_snapshot!(text(&render(&on(Tab::Sessions, "clinic-manager"), 140, 14)));
+}
+
+#[test]
+fn sessions_80x24() {
+    insta::assert_snapshot!(text(&render(&on(Tab::Sessions, "clinic-manager"), 80, 24)));
+}
+
+#[test]
+fn sessions_manufacturer() {
+    let screen = text(&render(&on(Tab::Sessions, "manufacturer"), 140, 14));
+    assert!(
+        !screen.contains("Operator") && !screen.contains("op-"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("5 Operators"),
+        "no Operators tab: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn exceeded_flag_is_red_and_bold_and_ok_is_green() {
+    let buffer = render(&on(Tab::Sessions, "clinic-manager"), 140, 14);
+    let (x, y) = find(&buffer, "▲ EXCEEDED").expect("a flagged session");
+    for dx in 0..10 {
+        let cell = &buffer[(x + dx, y)];
+        assert_eq!(cell.fg, Color::Red, "cell {dx} of the flag");
+        assert!(cell.modifier.contains(Modifier::BOLD));
+    }
+    let (x, y) = find(&buffer, "✓ ok").expect("a session within limits");
+    assert_eq!(buffer[(x, y)].fg, Color::Green);
+    let (x, y) = find(&buffer, "0.75 / 0.50").expect("peak over limit");
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn fleet_gauge_colours() {
+    let buffer = render(&on(Tab::Fleet, "clinic-manager"), 140, 16);
+    let (x, y) = find(&buffer, "0.75/0.50").expect("over-limit pen");
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+    let (x, y) = find(&buffer, "1.20/2.50").expect("pen within limit");
+    assert_eq!(buffer[(x - 9, y)].fg, Color::Green, "its bar is green");
+    let (x, y) = find(&buffer, "104%").expect("worn cartridge");
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn session_detail_wide() {
+    insta::assert_snapshot!(text(&render(&opened_detail(), 120, 30)));
+}
+
+#[test]
+fn session_detail_80x24() {
+    insta::assert_snapshot!(text(&render(&opened_detail(), 80, 24)));
+}
+
+#[test]
+fn session_detail_draws_the_limit_in_red() {
+    let buffer = render(&opened_detail(), 120, 30);
+    let red_dots = buffer
+        .content
+        .iter()
+        .filter(|c| c.symbol() == "•" && c.fg == Color::Red)
+        .count();
+    assert!(red_dots > 20, "permitted-depth line: {red_dots} red dots");
+    assert!(
+        buffer.content.iter().any(|c| c.fg == Color::Cyan),
+        "depth line"
+    );
+}
+
+#[test]
+fn violations_with_alert_banner() {
+    let mut app = on(Tab::Violations, "clinic-manager");
+    let s = fixtures::session("s-new", "pen-m2", "c01", "medical", "op-ben");
+    let fresh = penwatch_proto::v1::Violation {
+        evidence: Some(fixtures::evidence(2.75, 2.5, "class", NOW - 5_000)),
+        ..fixtures::violation(&s, false)
+    };
+    app.update(Msg::NewViolations(vec![fresh]));
+    let buffer = render(&app, 140, 12);
+    let (x, y) = find(&buffer, "▲ NEW VIOLATION").expect("banner");
+    assert_eq!(buffer[(x, y)].bg, Color::Yellow);
+    insta::assert_snapshot!(text(&buffer));
+}
+
+#[test]
+fn violations_80x24() {
+    insta::assert_snapshot!(text(&render(
+        &on(Tab::Violations, "clinic-manager"),
+        80,
+        24
+    )));
+}
+
+#[test]
+fn cartridges_wide() {
+    insta::assert_snapshot!(text(&render(
+        &on(Tab::Cartridges, "clinic-manager"),
+        140,
+        18
+    )));
+}
+
+#[test]
+fn cartridges_80x24() {
+    insta::assert_snapshot!(text(&render(
+        &on(Tab::Cartridges, "clinic-manager"),
+        80,
+        24
+    )));
+}
+
+#[test]
+fn operators_wide() {
+    insta::assert_snapshot!(text(&render(
+        &on(Tab::Operators, "clinic-manager"),
+        120,
+        10
+    )));
+}
+
+#[test]
+fn help_overlay_80x24() {
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    app.update(Msg::ToggleHelp);
+    insta::assert_snapshot!(text(&render(&app, 80, 24)));
+}
+
+#[test]
+fn connection_lost_banner_keeps_data() {
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    app.update(Msg::Disconnected {
+        reason: "Unavailable: connection refused".into(),
+        retry_in_ms: 4_000,
+    });
+    let buffer = render(&app, 80, 24);
+    let (x, y) = find(&buffer, "✖ CONNECTION LOST").expect("banner");
+    assert_eq!(buffer[(x, y)].bg, Color::Red);
+    insta::assert_snapshot!(text(&buffer));
+}
+
+#[test]
+fn search_prompt_and_filters_in_header() {
+    let mut app = on(Tab::Sessions, "clinic-manager");
+    app.update(Msg::ToggleExceeded);
+    app.update(Msg::StartSearch);
+    for c in "pen-h".chars() {
+        app.update(Msg::SearchInput(c));
+    }
+    insta::assert_snapshot!(text(&render(&app, 80, 12)));
+}

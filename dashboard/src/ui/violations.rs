@@ -1,0 +1,79 @@
+//! Violations: the live feed, newest first.
+
+use penwatch_proto::v1::Violation;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::Cell;
+
+use crate::app::App;
+use crate::format;
+use crate::ui::sessions::peak_limit;
+use crate::ui::table::{Column, col};
+use crate::ui::{selected, table, theme};
+
+/// Draws the Violations screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = app.violation_rows();
+    let open = rows.iter().filter(|v| !v.r#final).count();
+    let ops = app.shows_operators();
+    let mut columns: Vec<Column> = vec![
+        col("Last above", 11, 0),
+        col("State", 6, 2),
+        col("Session", 12, 0).grow(20),
+        col("Device", 12, 0).grow(20),
+        col("Clinic", 6, 3),
+        col("Class", 7, 4),
+    ];
+    if ops {
+        columns.push(col("Operator", 10, 1).grow(16));
+    }
+    columns.extend([
+        col("▲ Peak/limit mm", 15, 0),
+        col("Rule", 8, 1),
+        col("Strokes above", 13, 3),
+        col("First above", 11, 5),
+        col("Policy", 10, 6),
+    ]);
+    let cells = rows.iter().map(|v| row(v, ops)).collect();
+    let title = Line::from(format!(
+        " Violations: {} shown, {open} still open · newest first · Enter opens ",
+        rows.len()
+    ));
+    table::render(
+        frame,
+        area,
+        title,
+        &columns,
+        cells,
+        selected(app, rows.len()),
+    );
+}
+
+fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
+    let e = v.evidence.clone().unwrap_or_default();
+    let state = if v.r#final {
+        Cell::from("final").style(theme::DIM)
+    } else {
+        Cell::from("OPEN").style(theme::DANGER)
+    };
+    let mut cells = vec![
+        Cell::from(format::date_time(e.last_above_ms)),
+        state,
+        Cell::from(v.session_id.clone()),
+        Cell::from(v.device_id.clone()),
+        Cell::from(v.clinic_id.clone()),
+        Cell::from(v.device_class.clone()),
+    ];
+    if ops {
+        cells.push(Cell::from(v.operator_id.clone()));
+    }
+    cells.extend([
+        peak_limit(e.peak_depth_mm, e.limit_mm, true),
+        Cell::from(e.binding_rule.clone()).style(theme::DANGER),
+        Cell::from(format::count(e.strokes_above)),
+        Cell::from(format::date_time(e.first_above_ms)),
+        Cell::from(e.policy_version.clone()),
+    ]);
+    cells
+}
