@@ -251,7 +251,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let committer = std::thread::Builder::new()
         .name("committer".into())
         .spawn(move || {
-            let result = pipeline::run(pipeline, rx, |m| acker.ack(m));
+            let result = pipeline::run(pipeline, rx, |m| acker.try_ack(m));
             committer_done.cancel();
             result
         })?;

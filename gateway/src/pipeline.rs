@@ -4,7 +4,7 @@
 //!
 //! It runs on its own thread and owns the journal connection and the live state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -489,20 +489,39 @@ impl State<'_> {
 }
 
 /// Runs the committer until `rx` is closed and drained: batches, commits, then hands each
-/// committed message to `ack`. A batch that cannot be committed is retried; after
-/// `MAX_COMMIT_ATTEMPTS` failures the committer stops with the error, acknowledging nothing
-/// of that batch.
+/// committed message to `try_ack`. The committer never waits on an acknowledgement (the
+/// connection task that sends them may itself be waiting for the committer): what cannot be
+/// queued now is retried on the next turn. A batch that cannot be committed is retried;
+/// after `MAX_COMMIT_ATTEMPTS` failures the committer stops with the error, acknowledging
+/// nothing of that batch.
 pub fn run(
     mut pipeline: Pipeline,
     rx: flume::Receiver<Inflight>,
-    mut ack: impl FnMut(&Inflight),
+    mut try_ack: impl FnMut(&Inflight) -> bool,
 ) -> journal::Result<()> {
     const MAX_COMMIT_ATTEMPTS: u32 = 5;
+    /// How long the last acknowledgements may take at shutdown.
+    const ACK_DRAIN: Duration = Duration::from_secs(5);
     let settings = pipeline.settings;
     let mut batch = Vec::with_capacity(settings.batch_max);
+    let mut unacked: VecDeque<Inflight> = VecDeque::new();
     let mut last_size_update = Instant::now();
+    let mut ack_pending = |unacked: &mut VecDeque<Inflight>| {
+        while let Some(m) = unacked.front() {
+            if !try_ack(m) {
+                break;
+            }
+            unacked.pop_front();
+        }
+    };
     loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
+        ack_pending(&mut unacked);
+        let wait = if unacked.is_empty() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(2)
+        };
+        match rx.recv_timeout(wait) {
             Ok(m) => batch.push(m),
             Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -527,14 +546,18 @@ pub fn run(
                     Err(e) => return Err(e),
                 }
             }
-            batch.iter().for_each(&mut ack);
-            batch.clear();
+            unacked.extend(batch.drain(..));
         }
         pipeline.sweep()?;
         if last_size_update.elapsed() > Duration::from_secs(5) {
             pipeline.update_size_metric();
             last_size_update = Instant::now();
         }
+    }
+    let deadline = Instant::now() + ACK_DRAIN;
+    while !unacked.is_empty() && Instant::now() < deadline {
+        ack_pending(&mut unacked);
+        std::thread::sleep(Duration::from_millis(2));
     }
     pipeline.update_size_metric();
     Ok(())

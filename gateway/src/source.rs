@@ -34,19 +34,24 @@ pub struct Source {
 pub struct Acker {
     client: AsyncClient,
     generation: Arc<AtomicU64>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl Acker {
-    /// Acknowledges a committed message, unless it arrived on an earlier connection (the
-    /// broker redelivers those; the journal recognises them and they are acknowledged then).
-    /// Call from a plain thread, not from the runtime.
-    pub fn ack(&self, m: &Inflight) {
+    /// Queues the acknowledgement of a committed message without waiting; `false` when the
+    /// request queue is full (the connection task drains it on its next polls: try again).
+    /// A message that arrived on an earlier connection is not acknowledged (the broker
+    /// redelivers it; the journal recognises it and it is acknowledged then).
+    pub fn try_ack(&self, m: &Inflight) -> bool {
         if m.generation != self.generation.load(Ordering::Acquire) {
-            return;
+            return true;
         }
-        if let Err(e) = self.runtime.block_on(self.client.ack(&m.publish)) {
-            tracing::debug!(error = %e, "acknowledgement not sent; the broker will redeliver");
+        match self.client.try_ack(&m.publish) {
+            Ok(()) => true,
+            Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "acknowledgement not sent; the broker will redeliver");
+                true
+            }
         }
     }
 }
@@ -92,7 +97,6 @@ impl Source {
         Acker {
             client: self.client.clone(),
             generation: self.generation.clone(),
-            runtime: tokio::runtime::Handle::current(),
         }
     }
 

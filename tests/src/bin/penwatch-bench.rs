@@ -136,7 +136,13 @@ fn gateway_drain(g: &Gateway, n: u64, timeout: Duration) -> anyhow::Result<Durat
         }
         anyhow::ensure!(
             start.elapsed() < timeout,
-            "gateway received {got} of {n} messages in {timeout:?}"
+            "gateway received {got} of {n} messages in {timeout:?}; its log ends:\n{}",
+            g.log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -210,6 +216,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (bare_n, bare_d) = bare_task.await??;
+    eprintln!(
+        "live: bare received {bare_n}; simulator sent {}",
+        live.telemetry_valid
+    );
     let gw_d = gateway_drain(
         &gateway,
         before + live.telemetry_valid,
