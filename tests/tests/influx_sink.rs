@@ -403,3 +403,111 @@ async fn sigkill_during_a_backlog_drain_resumes_from_the_cursor() {
     });
     assert_exact(influx.port(), &gateway, devices, n);
 }
+
+/// A seeded simulated clinic day through the real broker, gateway and InfluxDB 1.6: the point
+/// counts and field values in InfluxDB match the simulator's ground truth exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_clinic_day_matches_the_ground_truth() {
+    use penwatch_sim::{Scenario, SimConfig, fleet::Fleet};
+    let broker = Mosquitto::start().expect("broker");
+    let influx = InfluxV1::start().expect("influxd");
+    create_db(influx.port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seed = 41;
+    let policy = dir.path().join("policy.toml");
+    let fleet = Fleet::generate(seed, 2, 3);
+    std::fs::write(&policy, penwatch_sim::policy::policy_toml(&fleet)).expect("policy");
+    let cfg = v1_config(dir.path(), &influx, "");
+    let policy = policy.display().to_string();
+    let _gateway = Gateway::start(
+        &broker.url(),
+        dir.path(),
+        &["--config", &cfg, "--policy", &policy],
+    )
+    .expect("gateway");
+    let truth = penwatch_sim::run(
+        SimConfig {
+            broker: broker.url().parse().expect("url"),
+            clinics: 2,
+            pens_per_clinic: 3,
+            seed,
+            scenarios: vec![Scenario::Normal, Scenario::OverDepth, Scenario::Duplicates],
+            speed: 2000.0,
+            sessions_per_pen: Some(2),
+            ..SimConfig::default()
+        },
+        std::future::pending::<()>(),
+    )
+    .await
+    .expect("sim");
+    let port = influx.port();
+    let samples = || influx_count(port, "SELECT COUNT(seq) FROM pen_sample");
+    let sessions = || influx_count(port, "SELECT COUNT(session_id) FROM pen_session");
+    wait_for("the clinic day in InfluxDB", 30, || {
+        samples() >= truth.telemetry_valid && sessions() >= truth.sessions.len() as u64
+    });
+    assert_eq!(
+        samples(),
+        truth.telemetry_valid,
+        "every valid message once, duplicates not"
+    );
+    assert_eq!(sessions(), truth.sessions.len() as u64);
+    assert_eq!(
+        influx_count(port, "SELECT COUNT(session_id) FROM pen_violation"),
+        truth.exceeded().count() as u64
+    );
+    for t in &truth.sessions {
+        let rows = influxql(
+            port,
+            &format!(
+                "SELECT strokes, max_depth_mm, exceeded FROM pen_session WHERE session_id = '{}'",
+                t.session_id
+            ),
+        );
+        let row = rows
+            .first()
+            .unwrap_or_else(|| panic!("session {} in InfluxDB", t.session_id));
+        assert_eq!(
+            row[1].as_u64(),
+            Some(t.strokes),
+            "strokes of {}",
+            t.session_id
+        );
+        assert_eq!(
+            row[2].as_f64(),
+            Some(t.max_depth_mm),
+            "max depth of {}",
+            t.session_id
+        );
+        assert_eq!(
+            row[3].as_bool(),
+            Some(t.exceeded),
+            "verdict of {}",
+            t.session_id
+        );
+    }
+    for t in truth.exceeded() {
+        let rows = influxql(
+            port,
+            &format!(
+                "SELECT peak_depth_mm, strokes_above FROM pen_violation WHERE session_id = '{}'",
+                t.session_id
+            ),
+        );
+        let row = rows
+            .first()
+            .unwrap_or_else(|| panic!("violation of {} in InfluxDB", t.session_id));
+        assert_eq!(
+            row[1].as_f64(),
+            Some(t.max_depth_mm),
+            "peak of {}",
+            t.session_id
+        );
+        assert_eq!(
+            row[2].as_u64(),
+            Some(t.strokes_above),
+            "strokes above in {}",
+            t.session_id
+        );
+    }
+}

@@ -216,10 +216,6 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (bare_n, bare_d) = bare_task.await??;
-    eprintln!(
-        "live: bare received {bare_n}; simulator sent {}",
-        live.telemetry_valid
-    );
     let gw_d = gateway_drain(
         &gateway,
         before + live.telemetry_valid,
