@@ -24,7 +24,7 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 #[derive(Parser)]
 struct Cli {
     /// Live phase: target aggregate messages/s from the simulator.
-    #[arg(long, default_value_t = 20_000.0)]
+    #[arg(long, default_value_t = 40_000.0)]
     rate: f64,
     /// Live phase: seconds of load.
     #[arg(long, default_value_t = 10)]
