@@ -147,6 +147,17 @@ impl Server {
             let _ = child.wait();
         }
     }
+
+    /// Stops the server with SIGTERM (it saves its state) and waits for it.
+    fn terminate(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Server {
@@ -231,6 +242,13 @@ impl Mosquitto {
     /// The broker's port.
     pub fn port(&self) -> u16 {
         self.server.port
+    }
+
+    /// Restarts the broker on the same port with its persisted sessions (stopped with
+    /// SIGTERM, so it writes them first).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.server.terminate()?;
+        self.server.spawn(tcp_open)
     }
 }
 

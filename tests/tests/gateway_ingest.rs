@@ -171,3 +171,48 @@ async fn good_bad_and_duplicate_messages() {
     assert!(v.ok(), "{v:?}");
     assert_eq!(v.entries, 2, "one violation and one session record");
 }
+
+/// The broker goes away and comes back: the gateway says so in its metrics, reconnects with
+/// backoff, resumes its persistent session, and what pens publish afterwards is journaled.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnects_after_a_broker_restart() {
+    let mut broker = Mosquitto::start().expect("broker");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gateway = Gateway::start(&broker.url(), dir.path(), &[]).expect("gateway");
+    let before = publisher(broker.port()).await;
+    before
+        .publish(
+            TOPIC,
+            QoS::AtLeastOnce,
+            false,
+            telemetry(1, Event::SessionStart, 0.0, 0).encode_to_vec(),
+        )
+        .await
+        .expect("publish");
+    wait_for("the first message", || {
+        gateway.metric("penwatch_messages_accepted_total") >= 1.0
+    });
+
+    broker.restart().expect("broker restarts");
+    wait_for("the cut-off to be reported", || {
+        gateway.metric("penwatch_mqtt_disconnects_total") >= 1.0
+    });
+    wait_for("the reconnection", || {
+        gateway.metric("penwatch_mqtt_connected") == 1.0
+    });
+    let after = publisher(broker.port()).await;
+    for seq in 2..=4 {
+        after
+            .publish(
+                TOPIC,
+                QoS::AtLeastOnce,
+                false,
+                telemetry(seq, Event::Sample, 0.25, seq * 100).encode_to_vec(),
+            )
+            .await
+            .expect("publish");
+    }
+    wait_for("the messages after the restart", || {
+        gateway.metric("penwatch_messages_accepted_total") >= 4.0
+    });
+}
