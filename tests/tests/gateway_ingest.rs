@@ -216,3 +216,44 @@ async fn reconnects_after_a_broker_restart() {
         gateway.metric("penwatch_messages_accepted_total") >= 4.0
     });
 }
+
+/// A session whose pen stops sending is closed after the inactivity timeout, with its final
+/// record in the audit chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sessions_close_after_the_inactivity_timeout() {
+    let broker = Mosquitto::start().expect("broker");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "[sessions]\ninactivity_timeout_s = 1\n").expect("config");
+    let mut gateway = Gateway::start(
+        &broker.url(),
+        dir.path(),
+        &["--config", &config.display().to_string()],
+    )
+    .expect("gateway");
+    let client = publisher(broker.port()).await;
+    for t in [
+        telemetry(1, Event::SessionStart, 0.0, 0),
+        telemetry(2, Event::Sample, 0.25, 120),
+    ] {
+        client
+            .publish(TOPIC, QoS::AtLeastOnce, false, t.encode_to_vec())
+            .await
+            .expect("publish");
+    }
+    wait_for("the session to open", || {
+        gateway.metric("penwatch_sessions_open") == 1.0
+    });
+    wait_for("the session to close", || {
+        gateway.metric("penwatch_sessions_open") == 0.0
+    });
+    assert!(gateway.terminate().expect("terminate"));
+    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let (session, state) = journal
+        .session("pen-h1", "s-1")
+        .expect("query")
+        .expect("session");
+    assert_eq!(state, "closed");
+    assert!(!session.ended, "closed by the timeout, not by the pen");
+    assert_eq!(journal.verify().expect("verify").entries, 1);
+}
