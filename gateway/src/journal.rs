@@ -262,18 +262,17 @@ impl Journal {
 
     /// Sessions still open (to resume tracking after a restart).
     pub fn open_sessions(&self) -> Result<Vec<Session>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT record FROM sessions WHERE state = 'open'")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+        self.records("SELECT record FROM sessions WHERE state = 'open'")
     }
 
     /// Every known device.
     pub fn devices(&self) -> Result<Vec<Device>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT record FROM devices ORDER BY clinic_id, device_id")?;
+        self.records("SELECT record FROM devices ORDER BY clinic_id, device_id")
+    }
+
+    /// The JSON `record` column of every row a query returns, decoded.
+    fn records<T: serde::de::DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
     }

@@ -96,16 +96,7 @@ impl Server {
             binary: self.binary,
             package: self.package,
         })?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
-        let child = Command::new(binary)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let child = spawn_logged(Command::new(binary).args(&self.args), &self.log_path())?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -164,6 +155,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `command` with no input and its output appended to `log`.
+fn spawn_logged(command: &mut Command, log: &Path) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
 }
 
 fn find_binary(name: &str) -> Option<PathBuf> {
@@ -392,21 +396,16 @@ impl Gateway {
     }
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
-        let child = Command::new(binary("penwatch-gateway")?)
-            .args(&self.args)
-            .env("RUST_LOG", "warn,penwatch_gateway=info")
-            .env(
-                "PENWATCH_API_LISTEN",
-                format!("127.0.0.1:{}", self.api_port),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let child = spawn_logged(
+            Command::new(binary("penwatch-gateway")?)
+                .args(&self.args)
+                .env("RUST_LOG", "warn,penwatch_gateway=info")
+                .env(
+                    "PENWATCH_API_LISTEN",
+                    format!("127.0.0.1:{}", self.api_port),
+                ),
+            &self.log_path(),
+        )?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         while !self.metrics().contains("penwatch_mqtt_connected 1") {
