@@ -4,6 +4,8 @@
 //! Protobuf and JSON are told apart per message: a JSON payload starts with `{` (after
 //! optional white space), which no `Telemetry` protobuf can.
 
+use std::sync::Arc;
+
 use penwatch_proto::names::ShortName;
 use penwatch_proto::topic::{self, TopicKind};
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
@@ -73,8 +75,8 @@ pub struct Reading {
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
-    /// A telemetry reading.
-    Telemetry(Box<Reading>),
+    /// A telemetry reading (shared: the committer hands it on to live streams as it is).
+    Telemetry(Arc<Reading>),
     /// A pen's retained status.
     Status {
         /// Clinic of the pen.
@@ -187,7 +189,7 @@ pub fn decode(topic_name: &str, payload: &[u8], limits: &Limits) -> Result<Inbou
                     });
                 }
             }
-            Ok(Inbound::Telemetry(Box::new(reading)))
+            Ok(Inbound::Telemetry(Arc::new(reading)))
         }
     }
 }

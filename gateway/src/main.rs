@@ -218,9 +218,11 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     );
     let journal = Journal::open(&config.journal.path, config.journal.sync)
         .with_context(|| format!("opening the journal {}", config.journal.path.display()))?;
+    let checkpoints = CancellationToken::new();
+    let checkpointer =
+        penwatch_gateway::journal::checkpoint::spawn(&config.journal.path, checkpoints.clone())?;
     let handle: PolicyHandle = Arc::new(RwLock::new(Arc::new(policy)));
     let settings = Settings {
-        max_payload_bytes: config.ingest.max_payload_bytes,
         batch_max: config.ingest.batch_max,
         linger: config.linger(),
         inactivity_timeout: Duration::from_secs(config.sessions.inactivity_timeout_s),
@@ -233,7 +235,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         settings,
         live.clone(),
     )?;
-    let source = Source::new(&config, metrics.clone())?;
+    let source = Source::new(&config, handle.clone(), metrics.clone())?;
     let acker = source.acker();
     let (tx, rx) = flume::bounded(config.ingest.queue_capacity);
     let stop = CancellationToken::new();
@@ -297,6 +299,8 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         f.await?;
     }
     housekeeping.await?;
+    checkpoints.cancel();
+    let _ = tokio::task::spawn_blocking(move || checkpointer.join()).await?;
     match result {
         Ok(Ok(())) => {
             tracing::info!("stopped cleanly");

@@ -1,6 +1,8 @@
 //! MQTT source: a persistent session (fixed client id, clean session off) with manual
-//! acknowledgements. This task only polls the connection and hands publishes on; the
-//! committer acknowledges them once they are durable, and the next poll sends the PUBACKs.
+//! acknowledgements. This task polls the connection, decodes and validates each publish
+//! (off the committer's thread, which is the ingest path's one serial stage) and hands it on;
+//! the committer acknowledges messages once they are durable, and the next poll sends the
+//! PUBACKs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::config::ConfigError;
+use crate::decode::{self, Limits};
 use crate::metrics::Metrics;
-use crate::pipeline::{Inflight, now_ms};
+use crate::pipeline::{Inflight, PolicyHandle, now_ms};
 
 /// Capacity of rumqttc's request channel. Only acknowledgements (and subscriptions) go
 /// through it, at most one per message in flight, so it must exceed the broker's in-flight
@@ -26,6 +29,8 @@ pub struct Source {
     topics: Vec<String>,
     generation: Arc<AtomicU64>,
     reconnect_max: Duration,
+    max_payload_bytes: usize,
+    policy: PolicyHandle,
     metrics: Arc<Metrics>,
 }
 
@@ -57,8 +62,13 @@ impl Acker {
 }
 
 impl Source {
-    /// Builds the connection from the config (nothing is sent before the first poll).
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
+    /// Builds the connection from the config (nothing is sent before the first poll);
+    /// messages are validated against the policy in force when they arrive.
+    pub fn new(
+        config: &Config,
+        policy: PolicyHandle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ConfigError> {
         let broker = config.broker()?;
         let credentials = config
             .mqtt
@@ -88,6 +98,8 @@ impl Source {
             topics: config.mqtt.topics.clone(),
             generation: Arc::new(AtomicU64::new(0)),
             reconnect_max: Duration::from_secs(config.mqtt.reconnect_max_s),
+            max_payload_bytes: config.ingest.max_payload_bytes,
+            policy,
             metrics,
         })
     }
@@ -142,10 +154,17 @@ impl Source {
                 }
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
                     let Some(sender) = &tx else { continue };
+                    let limits = Limits {
+                        max_payload_bytes: self.max_payload_bytes,
+                        mechanical_max_mm: crate::pipeline::current(&self.policy)
+                            .mechanical_max_mm(),
+                    };
+                    let decoded = decode::decode(&publish.topic, &publish.payload, &limits);
                     let m = Inflight {
                         publish,
                         received_ms: now_ms(),
                         generation: self.generation.load(Ordering::Acquire),
+                        decoded,
                     };
                     if sender.send_async(m).await.is_err() {
                         tx = None;

@@ -132,6 +132,10 @@ impl Server {
         text.get(start..).unwrap_or_default().trim().to_owned()
     }
 
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -206,7 +210,7 @@ max_queued_messages 0
 max_queued_bytes 0
 # Let up to 1000 unacknowledged QoS 1 messages be in flight to the gateway, so its group
 # commits see full batches (Debian's default is 20).
-max_inflight_messages 1000
+max_inflight_messages 10000
 # Larger than any telemetry payload; the gateway quarantines anything above its own limit.
 max_packet_size 1048576
 persistence true
@@ -248,6 +252,11 @@ impl Mosquitto {
         self.server.port
     }
 
+    /// The broker's process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
     /// Restarts the broker on the same port with its persisted sessions (stopped with
     /// SIGTERM, so it writes them first).
     pub fn restart(&mut self) -> Result<(), HarnessError> {
@@ -281,6 +290,11 @@ impl InfluxV1 {
     /// The HTTP port.
     pub fn port(&self) -> u16 {
         self.server.port
+    }
+
+    /// The server's process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
     }
 
     /// Stops the server, keeping its data (an outage).

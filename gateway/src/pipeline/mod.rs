@@ -1,0 +1,364 @@
+//! The committer: takes batches of decoded MQTT messages, judges them, updates sessions,
+//! cartridges and the fleet, writes all of it to the journal in one transaction, and only
+//! then acknowledges the messages to the broker.
+//!
+//! It runs on its own thread and owns the journal's write connection and the live state
+//! ([`state`]). Decoding and validation happen before, on the MQTT connection's task, so this
+//! thread — the one serial stage of ingest — does only what must be serial.
+
+mod state;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use penwatch_proto::names::ShortName;
+use penwatch_proto::v1::DeviceClass;
+
+use crate::decode::{BadInput, Inbound, Reading};
+use crate::journal::{self, Journal};
+use crate::live::{LiveEvent, LiveSender};
+use crate::metrics::Metrics;
+use crate::policy::{Policy, SampleContext};
+use crate::sessions::{CloseReason, Verdict};
+
+use state::{LiveState, Work};
+
+/// The policy in force, swapped whole on reload.
+pub type PolicyHandle = Arc<RwLock<Arc<Policy>>>;
+
+/// The policy in force now.
+pub fn current(policy: &PolicyHandle) -> Arc<Policy> {
+    policy
+        .read()
+        .map(|p| p.clone())
+        .unwrap_or_else(|e| e.into_inner().clone())
+}
+
+/// One received MQTT message, decoded, waiting to be committed and acknowledged.
+#[derive(Debug)]
+pub struct Inflight {
+    /// The message (its packet id is what the acknowledgement needs; its payload is kept
+    /// in quarantine when it is rejected).
+    pub publish: rumqttc::Publish,
+    /// Gateway time it arrived, Unix ms.
+    pub received_ms: i64,
+    /// Connection generation it arrived on; acknowledgements go only to the same connection.
+    pub generation: u64,
+    /// What it decoded to, or why it was rejected.
+    pub decoded: Result<Inbound, BadInput>,
+}
+
+/// Committer settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Most messages per batch.
+    pub batch_max: usize,
+    /// Longest wait for a batch to fill.
+    pub linger: Duration,
+    /// Sessions idle this long are closed.
+    pub inactivity_timeout: Duration,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Telemetry journaled.
+    pub accepted: u64,
+    /// Telemetry already journaled.
+    pub duplicates: u64,
+    /// Messages quarantined.
+    pub quarantined: u64,
+    /// Sessions closed.
+    pub closed: u64,
+}
+
+/// Live state plus the journal.
+pub struct Pipeline {
+    journal: Journal,
+    policy: PolicyHandle,
+    recorded_version: String,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    state: LiveState,
+    last_sweep: Instant,
+    live: LiveSender,
+}
+
+/// Now, Unix ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Pipeline {
+    /// Loads the live state (open sessions, devices) from the journal.
+    pub fn open(
+        mut journal: Journal,
+        policy: PolicyHandle,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        live: LiveSender,
+    ) -> journal::Result<Self> {
+        let state = LiveState::load(&mut journal)?;
+        metrics.sessions_open.set(state.open_sessions() as i64);
+        Ok(Self {
+            journal,
+            policy,
+            recorded_version: String::new(),
+            metrics,
+            settings,
+            state,
+            last_sweep: Instant::now(),
+            live,
+        })
+    }
+
+    /// The journal (for read-only queries between batches).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Processes and commits one batch. On error nothing of the batch is kept, the live
+    /// state is reloaded from the journal, and the caller must not acknowledge the batch.
+    pub fn commit(&mut self, batch: &[Inflight]) -> journal::Result<Outcome> {
+        let started = Instant::now();
+        let result = self.try_commit(batch, false);
+        if result.is_err() {
+            self.state = LiveState::load(&mut self.journal)?;
+        } else {
+            self.metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_size.observe(batch.len() as f64);
+        }
+        result
+    }
+
+    /// Writes every pending change of the live state (at shutdown).
+    pub fn flush(&mut self) -> journal::Result<()> {
+        self.try_commit(&[], true).map(|_| ())
+    }
+
+    fn try_commit(&mut self, batch: &[Inflight], flush_all: bool) -> journal::Result<Outcome> {
+        let loaded = current(&self.policy);
+        let mut work = Work::new(self.live.receiver_count() > 0);
+        let mut out = Outcome::default();
+        let tx = self.journal.batch()?;
+        if self.recorded_version != loaded.version() {
+            tx.put_policy_version(loaded.version(), now_ms(), loaded.text())?;
+        }
+        for m in batch {
+            match &m.decoded {
+                Err(bad) => {
+                    tx.quarantine(
+                        m.received_ms,
+                        &m.publish.topic,
+                        &m.publish.payload,
+                        bad.kind(),
+                        &bad.to_string(),
+                    )?;
+                    out.quarantined += 1;
+                    work.quarantined.push(bad.kind());
+                }
+                Ok(Inbound::StatusCleared) => {}
+                Ok(Inbound::Status {
+                    clinic_id,
+                    device_id,
+                    online,
+                }) => self
+                    .state
+                    .status(clinic_id, device_id, *online, m.received_ms, &mut work),
+                Ok(Inbound::Telemetry(r)) => {
+                    let v = verdict(&loaded, r);
+                    if tx.insert_sample(r, &v, m.received_ms)? {
+                        out.accepted += 1;
+                        self.state.apply(
+                            &tx,
+                            &loaded,
+                            r,
+                            &v,
+                            m.received_ms,
+                            &mut work,
+                            &self.metrics,
+                        )?;
+                        if work.live {
+                            work.events.push(LiveEvent::Sample {
+                                reading: r.clone(),
+                                verdict: Arc::new(v),
+                                received_ms: m.received_ms,
+                            });
+                        }
+                    } else {
+                        out.duplicates += 1;
+                    }
+                }
+            }
+        }
+        let committed_ms = now_ms();
+        for key in std::mem::take(&mut work.to_close) {
+            if let Some(closed) = self.state.close(&tx, &key, CloseReason::Ended)? {
+                out.closed += 1;
+                work.closed(closed, committed_ms);
+            }
+        }
+        self.state.write(&tx, &mut work, committed_ms, flush_all)?;
+        tx.commit()?;
+        for e in work.events {
+            let _ = self.live.send(e);
+        }
+        for kind in work.quarantined {
+            self.metrics.quarantine(kind);
+        }
+        self.state.trim();
+        self.recorded_version = loaded.version().to_owned();
+        self.metrics.received.inc_by(batch.len() as u64);
+        self.metrics.accepted.inc_by(out.accepted);
+        self.metrics.duplicates.inc_by(out.duplicates);
+        self.metrics
+            .sessions_open
+            .set(self.state.open_sessions() as i64);
+        Ok(out)
+    }
+
+    /// Closes sessions idle for longer than the inactivity timeout (at most once a second).
+    pub fn sweep(&mut self) -> journal::Result<u64> {
+        if self.last_sweep.elapsed() < Duration::from_secs(1) {
+            return Ok(0);
+        }
+        self.last_sweep = Instant::now();
+        let cutoff = now_ms() - self.settings.inactivity_timeout.as_millis() as i64;
+        let idle = self.state.idle_since(cutoff);
+        if idle.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.journal.batch()?;
+        let mut work = Work::new(self.live.receiver_count() > 0);
+        let committed_ms = now_ms();
+        let mut closed = 0;
+        for key in &idle {
+            if let Some(s) = self.state.close(&tx, key, CloseReason::Inactive)? {
+                closed += 1;
+                work.closed(s, committed_ms);
+            }
+        }
+        tx.commit()?;
+        for e in work.events {
+            let _ = self.live.send(e);
+        }
+        self.metrics
+            .sessions_open
+            .set(self.state.open_sessions() as i64);
+        Ok(closed)
+    }
+
+    /// Journal size for the metrics.
+    pub fn update_size_metric(&self) {
+        if let Ok(bytes) = self.journal.size_bytes() {
+            self.metrics.journal_bytes.set(bytes as i64);
+        }
+    }
+}
+
+/// The policy's verdict on a reading, in the form stored with it.
+pub fn verdict(policy: &Policy, r: &Reading) -> Verdict {
+    let j = policy.judge(&SampleContext {
+        clinic_id: &r.clinic_id,
+        device_id: &r.device_id,
+        claimed_class: r.claimed_class,
+        operator_id: &r.operator_id,
+        zone: r.zone,
+        depth_mm: r.depth_mm,
+    });
+    Verdict {
+        permitted_mm: j.permitted_mm,
+        binding: j.binding.as_str().to_owned(),
+        device_class: if j.class == DeviceClass::Unspecified {
+            "unspecified".to_owned()
+        } else {
+            j.class.short_name()
+        },
+        exceeded: j.exceeded,
+        unknown_operator: j.unknown_operator,
+        unregistered_device: j.unregistered_device,
+        class_mismatch: j.class_mismatch,
+        policy_version: policy.version().to_owned(),
+    }
+}
+
+/// Runs the committer until `rx` is closed and drained: batches, commits, then hands each
+/// committed message to `try_ack`. The committer never waits on an acknowledgement (the
+/// connection task that sends them may itself be waiting for the committer): what cannot be
+/// queued now is retried on the next turn. A batch that cannot be committed is retried;
+/// after `MAX_COMMIT_ATTEMPTS` failures the committer stops with the error, acknowledging
+/// nothing of that batch.
+pub fn run(
+    mut pipeline: Pipeline,
+    rx: flume::Receiver<Inflight>,
+    mut try_ack: impl FnMut(&Inflight) -> bool,
+) -> journal::Result<()> {
+    const MAX_COMMIT_ATTEMPTS: u32 = 5;
+    /// How long the last acknowledgements may take at shutdown.
+    const ACK_DRAIN: Duration = Duration::from_secs(5);
+    let settings = pipeline.settings;
+    let mut batch = Vec::with_capacity(settings.batch_max);
+    let mut unacked: VecDeque<Inflight> = VecDeque::new();
+    let mut last_size_update = Instant::now();
+    let mut ack_pending = |unacked: &mut VecDeque<Inflight>| {
+        while let Some(m) = unacked.front() {
+            if !try_ack(m) {
+                break;
+            }
+            unacked.pop_front();
+        }
+    };
+    loop {
+        ack_pending(&mut unacked);
+        let wait = if unacked.is_empty() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(2)
+        };
+        match rx.recv_timeout(wait) {
+            Ok(m) => batch.push(m),
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => break,
+        }
+        if !batch.is_empty() {
+            let deadline = Instant::now() + settings.linger;
+            while batch.len() < settings.batch_max {
+                match rx.recv_deadline(deadline) {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let mut attempt = 1;
+            loop {
+                match pipeline.commit(&batch) {
+                    Ok(_) => break,
+                    Err(e) if attempt < MAX_COMMIT_ATTEMPTS => {
+                        tracing::error!(error = %e, attempt, "journal commit failed; retrying the batch");
+                        std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            unacked.extend(batch.drain(..));
+        }
+        pipeline.sweep()?;
+        if last_size_update.elapsed() > Duration::from_secs(5) {
+            pipeline.update_size_metric();
+            last_size_update = Instant::now();
+        }
+    }
+    pipeline.flush()?;
+    let deadline = Instant::now() + ACK_DRAIN;
+    while !unacked.is_empty() && Instant::now() < deadline {
+        ack_pending(&mut unacked);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    pipeline.update_size_metric();
+    Ok(())
+}

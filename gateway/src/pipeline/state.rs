@@ -1,0 +1,392 @@
+//! The committer's live state (open sessions, pens, cartridges) and what of it still has to
+//! reach the journal.
+//!
+//! Every batch writes what a reader must see at once (a new session, a raised or grown
+//! violation, a closed session, a cartridge event, a status change); the rest of the live
+//! state (counters, battery, depth now) is written at most every [`FLUSH_EVERY`], in a
+//! batch's transaction like everything else. After a crash the journal's samples are the
+//! truth: open sessions are refolded from them at start, and pens and cartridges fold
+//! cumulative counters, so the next message brings them up to date.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use penwatch_proto::v1::Event;
+use serde_json::json;
+
+use crate::cartridges::Cartridge;
+use crate::decode::Reading;
+use crate::fleet::Device;
+use crate::journal::{self, Batch};
+use crate::live::LiveEvent;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::sessions::{CloseReason, Session, Verdict};
+
+/// Longest time a live counter waits to be written to the journal.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Most cartridges kept in memory; the journal has them all.
+const CARTRIDGE_CACHE: usize = 100_000;
+
+/// A session: `(device_id, session_id)`.
+pub type SessionKey = (String, String);
+
+/// What the committer knows now, and what the journal has not been told yet.
+pub struct LiveState {
+    pub(super) sessions: HashMap<SessionKey, Session>,
+    pub(super) last_activity: HashMap<SessionKey, i64>,
+    pub(super) devices: HashMap<String, Device>,
+    cartridges: HashMap<String, Cartridge>,
+    dirty_sessions: HashSet<SessionKey>,
+    dirty_devices: HashSet<String>,
+    dirty_cartridges: HashSet<String>,
+    last_flush: Instant,
+}
+
+/// What one batch touched: written before its commit, published after it.
+#[derive(Default)]
+pub struct Work {
+    /// Sessions to write with this batch.
+    sessions: HashSet<SessionKey>,
+    /// Pens to write with this batch.
+    devices: HashSet<String>,
+    /// Cartridges to write with this batch.
+    cartridges: HashSet<String>,
+    /// Pens whose live state changed (for the fleet stream).
+    pub(super) touched_devices: HashSet<String>,
+    /// Sessions that ended in this batch.
+    pub(super) to_close: Vec<SessionKey>,
+    violations: HashSet<SessionKey>,
+    /// Quarantine reasons, counted after the commit.
+    pub(super) quarantined: Vec<&'static str>,
+    /// Live events, sent after the commit.
+    pub(super) events: Vec<LiveEvent>,
+    /// Whether anyone listens to live events (nothing is built for them otherwise).
+    pub(super) live: bool,
+}
+
+impl Work {
+    /// Work for a batch; `live` says whether live events are wanted.
+    pub fn new(live: bool) -> Self {
+        Self {
+            live,
+            ..Self::default()
+        }
+    }
+
+    /// Records a closed session's live events.
+    pub fn closed(&mut self, s: Session, committed_ms: i64) {
+        if !self.live {
+            return;
+        }
+        let s = Arc::new(s);
+        if s.exceeded() {
+            self.events.push(LiveEvent::Violation {
+                session: s.clone(),
+                final_: true,
+                committed_ms,
+            });
+        }
+        self.events.push(LiveEvent::SessionClosed(s));
+    }
+}
+
+impl LiveState {
+    /// The state the journal holds: open sessions refolded from their samples, and every pen.
+    pub fn load(journal: &mut journal::Journal) -> journal::Result<Self> {
+        let now = crate::pipeline::now_ms();
+        let mut sessions = HashMap::new();
+        let mut last_activity = HashMap::new();
+        let open = journal.open_sessions()?;
+        let tx = journal.batch()?;
+        for stored in open {
+            let key = (stored.device_id.clone(), stored.session_id.clone());
+            let (samples, _) = tx.session_samples(&key.0, &key.1)?;
+            let s = refold(&samples).map_or(stored.clone(), |mut s| {
+                s.ended |= stored.ended;
+                s
+            });
+            last_activity.insert(key.clone(), now);
+            sessions.insert(key, s);
+        }
+        drop(tx);
+        let devices = journal
+            .devices()?
+            .into_iter()
+            .map(|d| (d.device_id.clone(), d))
+            .collect();
+        Ok(Self {
+            sessions,
+            last_activity,
+            devices,
+            cartridges: HashMap::new(),
+            dirty_sessions: HashSet::new(),
+            dirty_devices: HashSet::new(),
+            dirty_cartridges: HashSet::new(),
+            last_flush: Instant::now(),
+        })
+    }
+
+    /// Sessions open now.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Folds a pen's status message in.
+    pub fn status(
+        &mut self,
+        clinic_id: &str,
+        device_id: &str,
+        online: bool,
+        received_ms: i64,
+        work: &mut Work,
+    ) {
+        self.devices
+            .entry(device_id.to_owned())
+            .or_insert_with(|| Device::new(clinic_id, device_id))
+            .set_status(online, received_ms);
+        work.devices.insert(device_id.to_owned());
+        work.touched_devices.insert(device_id.to_owned());
+    }
+
+    /// Folds a journaled, judged reading into the pen, its session and its cartridge.
+    pub fn apply(
+        &mut self,
+        tx: &Batch<'_>,
+        policy: &Policy,
+        r: &Reading,
+        v: &Verdict,
+        received_ms: i64,
+        work: &mut Work,
+        metrics: &Metrics,
+    ) -> journal::Result<()> {
+        let device = match self.devices.get_mut(&r.device_id) {
+            Some(d) => d,
+            None => {
+                work.devices.insert(r.device_id.clone());
+                self.devices
+                    .entry(r.device_id.clone())
+                    .or_insert_with(|| Device::new(&r.clinic_id, &r.device_id))
+            }
+        };
+        let session_before = (device.session_id != r.session_id).then_some(());
+        device.observe(r, v, received_ms);
+        if session_before.is_some() || r.event != Event::Sample {
+            work.devices.insert(r.device_id.clone());
+        } else {
+            self.dirty_devices.insert(r.device_id.clone());
+        }
+        if work.live {
+            work.touched_devices.insert(r.device_id.clone());
+        }
+        if !r.session_id.is_empty() {
+            self.apply_session(tx, r, v, received_ms, work, metrics)?;
+        }
+        if !r.cartridge_id.is_empty() {
+            self.apply_cartridge(tx, policy, r, work, metrics)?;
+        }
+        Ok(())
+    }
+
+    fn apply_session(
+        &mut self,
+        tx: &Batch<'_>,
+        r: &Reading,
+        v: &Verdict,
+        received_ms: i64,
+        work: &mut Work,
+        metrics: &Metrics,
+    ) -> journal::Result<()> {
+        let key = (r.device_id.clone(), r.session_id.clone());
+        let s = match self.sessions.get_mut(&key) {
+            Some(s) => s,
+            None => {
+                let s = match tx.session(&r.device_id, &r.session_id)? {
+                    Some((stored, _)) => stored,
+                    None => Session::new(r, v),
+                };
+                work.sessions.insert(key.clone());
+                self.sessions.entry(key.clone()).or_insert(s)
+            }
+        };
+        let change = s.observe(r, v);
+        if change.newly_exceeded {
+            metrics.violations.inc();
+        }
+        if change.violation_updated {
+            work.violations.insert(key.clone());
+            work.sessions.insert(key.clone());
+        } else if r.event != Event::Sample {
+            work.sessions.insert(key.clone());
+        } else {
+            self.dirty_sessions.insert(key.clone());
+        }
+        self.last_activity.insert(key.clone(), received_ms);
+        if r.event == Event::SessionEnd {
+            work.to_close.push(key);
+        }
+        Ok(())
+    }
+
+    fn apply_cartridge(
+        &mut self,
+        tx: &Batch<'_>,
+        policy: &Policy,
+        r: &Reading,
+        work: &mut Work,
+        metrics: &Metrics,
+    ) -> journal::Result<()> {
+        let c = match self.cartridges.get_mut(&r.cartridge_id) {
+            Some(c) => c,
+            None => {
+                let c = match tx.cartridge(&r.cartridge_id)? {
+                    Some(c) => c,
+                    None => Cartridge::new(r, policy.rated_strokes(&r.cartridge_model)),
+                };
+                work.cartridges.insert(r.cartridge_id.clone());
+                self.cartridges.entry(r.cartridge_id.clone()).or_insert(c)
+            }
+        };
+        let sessions_before = c.sessions.len();
+        let events = c.observe(r);
+        for e in &events {
+            tx.cartridge_event(c, e, r)?;
+            metrics.cartridge_event(e.kind());
+        }
+        if events.is_empty() && c.sessions.len() == sessions_before {
+            self.dirty_cartridges.insert(r.cartridge_id.clone());
+        } else {
+            work.cartridges.insert(r.cartridge_id.clone());
+        }
+        Ok(())
+    }
+
+    /// Closes a session (returning its final record): refolds its journaled samples in `seq`
+    /// order for the exact final record, and appends the violation (if any) and the session
+    /// to the audit chain.
+    pub fn close(
+        &mut self,
+        tx: &Batch<'_>,
+        key: &SessionKey,
+        reason: CloseReason,
+    ) -> journal::Result<Option<Session>> {
+        self.last_activity.remove(key);
+        self.dirty_sessions.remove(key);
+        let Some(live) = self.sessions.remove(key) else {
+            return Ok(None);
+        };
+        let (samples, last_id) = tx.session_samples(&key.0, &key.1)?;
+        let Some(mut s) = refold(&samples) else {
+            return Ok(None);
+        };
+        s.ended |= live.ended;
+        let (n, digest) = tx.samples_digest(&key.0, &key.1, last_id)?;
+        if let Some(e) = &s.violation {
+            tx.append_audit(
+                "violation",
+                &json!({
+                    "session_id": s.session_id, "device_id": s.device_id, "clinic_id": s.clinic_id,
+                    "operator_id": s.operator_id, "device_class": s.device_class,
+                    "limit_mm": e.limit_mm, "binding": e.binding, "peak_depth_mm": e.peak_depth_mm,
+                    "first_above_ms": e.first_above_ms, "last_above_ms": e.last_above_ms,
+                    "strokes_above": e.strokes_above, "samples_above": e.samples_above,
+                    "policy_version": e.policy_version,
+                }),
+            )?;
+        }
+        tx.append_audit(
+            "session",
+            &json!({
+                "session_id": s.session_id, "device_id": s.device_id, "clinic_id": s.clinic_id,
+                "operator_id": s.operator_id, "device_class": s.device_class,
+                "cartridge_id": s.cartridge_id, "started_ms": s.started_ms, "last_ms": s.last_ms,
+                "strokes": s.strokes, "max_depth_mm": s.max_depth_mm, "permitted_mm": s.permitted_mm,
+                "exceeded": s.exceeded(), "close_reason": reason.as_str(),
+                "messages": n, "last_sample_id": last_id, "samples_digest": digest,
+            }),
+        )?;
+        tx.put_session(&s, Some((reason, &digest)))?;
+        Ok(Some(s))
+    }
+
+    /// Writes what this batch must make visible, and every other change once
+    /// [`FLUSH_EVERY`] has passed (or always, with `all`); queues the live events.
+    pub fn write(
+        &mut self,
+        tx: &Batch<'_>,
+        work: &mut Work,
+        committed_ms: i64,
+        all: bool,
+    ) -> journal::Result<()> {
+        if all || self.last_flush.elapsed() >= FLUSH_EVERY {
+            work.sessions.extend(self.dirty_sessions.drain());
+            work.devices.extend(self.dirty_devices.drain());
+            work.cartridges.extend(self.dirty_cartridges.drain());
+            self.last_flush = Instant::now();
+        }
+        for key in &work.sessions {
+            if let Some(s) = self.sessions.get(key) {
+                tx.put_session(s, None)?;
+                self.dirty_sessions.remove(key);
+            }
+        }
+        for id in &work.devices {
+            if let Some(d) = self.devices.get(id) {
+                tx.put_device(d)?;
+                self.dirty_devices.remove(id);
+            }
+        }
+        for id in &work.cartridges {
+            if let Some(c) = self.cartridges.get(id) {
+                tx.put_cartridge(c)?;
+                self.dirty_cartridges.remove(id);
+            }
+        }
+        if work.live {
+            for key in &work.violations {
+                if let Some(s) = self.sessions.get(key) {
+                    work.events.push(LiveEvent::Violation {
+                        session: Arc::new(s.clone()),
+                        final_: false,
+                        committed_ms,
+                    });
+                }
+            }
+            for id in &work.touched_devices {
+                if let Some(d) = self.devices.get(id) {
+                    work.events.push(LiveEvent::Device(Arc::new(d.clone())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets cached cartridges when the cache is full (they are in the journal; dirty ones
+    /// are written first by the caller's flush).
+    pub fn trim(&mut self) {
+        if self.cartridges.len() > CARTRIDGE_CACHE && self.dirty_cartridges.is_empty() {
+            self.cartridges.clear();
+        }
+    }
+
+    /// Sessions without a message since `cutoff_ms` (gateway time).
+    pub fn idle_since(&self, cutoff_ms: i64) -> Vec<SessionKey> {
+        self.last_activity
+            .iter()
+            .filter(|(_, t)| **t < cutoff_ms)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// A session folded from its samples in `seq` order; `None` without samples.
+fn refold(samples: &[(Reading, Verdict)]) -> Option<Session> {
+    let (first_r, first_v) = samples.first()?;
+    let mut s = Session::new(first_r, first_v);
+    for (r, v) in samples {
+        s.observe(r, v);
+    }
+    Some(s)
+}

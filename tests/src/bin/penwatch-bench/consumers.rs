@@ -1,0 +1,101 @@
+//! The comparison rows, each run as a child process of the benchmark so its CPU time is its
+//! own. A child prints `ready` once subscribed and `done` once it has handled the expected
+//! number of messages; the benchmark timestamps those lines on its own clock.
+//!
+//! - `bare`: a QoS 1 subscriber that acknowledges on receipt and only counts.
+//! - `fast`: the simplest fast consumer that stores into InfluxDB: acknowledges on receipt
+//!   (no durability), takes the device from the topic and the depth from the JSON payload,
+//!   and writes minimal points (one tag, one field) in 5,000-point batches, one write in
+//!   flight. No judging, no sessions, no journal.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+/// Points per write of the fast consumer.
+const FAST_BATCH: usize = 5000;
+
+async fn subscribe(port: u16, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    client
+        .subscribe(penwatch_proto::topic::ALL_TELEMETRY, QoS::AtLeastOnce)
+        .await?;
+    loop {
+        if let Event::Incoming(Incoming::SubAck(_)) = eventloop.poll().await? {
+            break;
+        }
+    }
+    println!("ready");
+    Ok((client, eventloop))
+}
+
+/// The bare subscriber: counts `expect` messages.
+pub async fn bare(port: u16, expect: u64) -> anyhow::Result<()> {
+    let (client, mut eventloop) = subscribe(port, "bench-bare").await?;
+    let mut n = 0u64;
+    while n < expect {
+        if let Event::Incoming(Incoming::Publish(_)) = eventloop.poll().await? {
+            n += 1;
+        }
+    }
+    println!("done");
+    client.disconnect().await?;
+    Ok(())
+}
+
+/// The fast consumer: stores `expect` minimal points in the InfluxDB v1 database `db`.
+pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow::Result<()> {
+    let (client, mut eventloop) = subscribe(port, "bench-fast").await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let url = format!("{influx}/write?db={db}&precision=ns");
+        let mut written = 0u64;
+        let mut lines = Vec::with_capacity(FAST_BATCH);
+        while written < expect {
+            if rx.recv_many(&mut lines, FAST_BATCH).await == 0 {
+                bail!("the MQTT side stopped after {written} points");
+            }
+            let body = lines.join("\n");
+            loop {
+                match http.post(&url).body(body.clone()).send().await {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) => eprintln!("write: HTTP {}", r.status()),
+                    Err(e) => eprintln!("write: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            written += lines.len() as u64;
+            lines.clear();
+        }
+        println!("done");
+        anyhow::Ok(())
+    });
+    let mut n = 0u64;
+    while n < expect {
+        if let Event::Incoming(Incoming::Publish(p)) = eventloop.poll().await? {
+            n += 1;
+            let device = p.topic.split('/').nth(3).unwrap_or("unknown");
+            let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
+            let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
+            let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
+            let seq = v["seq"].as_u64().unwrap_or(0);
+            let time = ts * 1_000_000 + (seq % 1_000_000) as i64;
+            tx.send(format!("pen,device={device} depth_mm={depth} {time}"))
+                .ok()
+                .context("writer stopped")?;
+        }
+    }
+    // Keep acknowledging while the writer finishes.
+    let keep_polling = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    writer.await??;
+    keep_polling.abort();
+    client.disconnect().await?;
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! `penwatch-bench`: the gateway's ingest against comparison consumers, on the same load, in
+//! the same run, each timed on one clock that starts at the first publish.
+//!
+//! Rows (each on a fresh broker and, where used, a fresh InfluxDB 1.6):
+//! - `bare`: a QoS 1 subscriber that only counts: what the broker can deliver;
+//! - `fast`: the simplest fast consumer that stores into InfluxDB, not durable (see
+//!   `consumers.rs`): the practical end-to-end limit;
+//! - `gateway`: the gateway with its defaults, sink off: time to the last message committed;
+//! - `gateway-influx`: the gateway with the InfluxDB v1 sink: time to the last message
+//!   committed and to the last point in InfluxDB;
+//! - `backlog`: the load is queued at the broker while the gateway is offline, then the
+//!   gateway starts and drains it: time from its start to the last message committed, against
+//!   a bare subscriber draining the same queue.
+//!
+//! For each row: messages/s, CPU µs per message of each process (consumer, broker,
+//! influxd), and the consumer's resident memory over time, peak and final.
+//!
+//! Run in release mode: `cargo build --release --workspace --bins &&
+//! target/release/penwatch-bench --messages 300000`.
+
+mod consumers;
+mod load;
+mod probe;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use penwatch_tests::{Gateway, InfluxV1, Mosquitto};
+
+use load::Plan;
+use probe::{CpuMeter, RssSampler};
+
+/// Ingest benchmark: the gateway against a bare subscriber and a fast non-durable consumer.
+#[derive(Parser)]
+struct Cli {
+    /// Messages in the load.
+    #[arg(long, default_value_t = 300_000)]
+    messages: u64,
+    /// Pens.
+    #[arg(long, default_value_t = 1000)]
+    pens: u32,
+    /// Samples per session (each session also sends its start and end).
+    #[arg(long, default_value_t = 50)]
+    session_samples: u32,
+    /// MQTT connections the load is published over.
+    #[arg(long, default_value_t = 4)]
+    connections: u32,
+    /// Paced mode: messages per second; without it the load is a burst.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Rows to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "bare,fast,gateway,gateway-influx,backlog"
+    )]
+    rows: Vec<Row>,
+    /// Seconds between resident-memory samples of the gateway.
+    #[arg(long, default_value_t = 1.0)]
+    rss_every_s: f64,
+    #[command(subcommand)]
+    child: Option<ChildRole>,
+}
+
+/// A comparison row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Row {
+    Bare,
+    Fast,
+    Gateway,
+    GatewayInflux,
+    Backlog,
+}
+
+/// The benchmark runs its comparison consumers as child processes of itself.
+#[derive(Subcommand)]
+enum ChildRole {
+    /// A bare QoS 1 subscriber.
+    #[command(hide = true)]
+    ConsumeBare {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        expect: u64,
+    },
+    /// The fast non-durable consumer into InfluxDB.
+    #[command(hide = true)]
+    ConsumeFast {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        influx: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        expect: u64,
+    },
+}
+
+/// What one row measured.
+struct Measured {
+    row: &'static str,
+    /// From the first publish (or the consumer's start, for a drain) to the last message
+    /// handled (committed, for the gateway).
+    done: Duration,
+    /// To the last point in InfluxDB, where the row stores there.
+    stored: Option<Duration>,
+    cpu: Vec<(&'static str, f64)>,
+    rss: Option<RssReport>,
+}
+
+struct RssReport {
+    series: Vec<(Duration, f64)>,
+    peak: f64,
+    settled: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.child {
+        Some(ChildRole::ConsumeBare { port, expect }) => return consumers::bare(port, expect).await,
+        Some(ChildRole::ConsumeFast {
+            port,
+            influx,
+            db,
+            expect,
+        }) => return consumers::fast(port, influx, db, expect).await,
+        None => {}
+    }
+    rlimit::increase_nofile_limit(65_536).context("raising the open-files limit")?;
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        - 3_600_000;
+    let plan = Plan {
+        messages: cli.messages,
+        pens: cli.pens,
+        session_samples: cli.session_samples,
+        connections: cli.connections,
+        rate: cli.rate,
+        start_ms,
+    };
+    let mode = match plan.rate {
+        Some(r) => format!("paced at {r:.0} msg/s"),
+        None => "burst".to_owned(),
+    };
+    let (topic, sample) = plan.message(1);
+    println!(
+        "penwatch-bench: {} messages ({mode}), {} pens, sessions of {} samples ({} close inside the load), \
+         JSON payloads of ~{} bytes on {topic}-like topics, QoS 1 over {} connections",
+        plan.messages,
+        plan.pens,
+        plan.session_samples,
+        plan.sessions_closed(),
+        sample.len(),
+        plan.connections
+    );
+    let mut results = Vec::new();
+    for row in &cli.rows {
+        let r = match row {
+            Row::Bare => bare(plan).await?,
+            Row::Fast => fast(plan).await?,
+            Row::Gateway => gateway(plan, false, cli.rss_every_s).await?,
+            Row::GatewayInflux => gateway(plan, true, cli.rss_every_s).await?,
+            Row::Backlog => backlog(plan, cli.rss_every_s).await?,
+        };
+        print_row(&plan, &r);
+        results.push(r);
+    }
+    print_summary(&plan, &results);
+    Ok(())
+}
+
+/// A comparison consumer in its own process, with its `ready` / `done` lines timestamped.
+struct ChildConsumer {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<(String, Instant)>,
+}
+
+impl ChildConsumer {
+    fn spawn(args: &[String]) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((line, Instant::now())).is_err() {
+                    break;
+                }
+            }
+        });
+        let c = Self { child, lines };
+        c.wait_line("ready", Duration::from_secs(30))?;
+        Ok(c)
+    }
+
+    fn wait_line(&self, want: &str, timeout: Duration) -> anyhow::Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (line, at) = self
+                .lines
+                .recv_timeout(left)
+                .with_context(|| format!("consumer did not say {want:?} in {timeout:?}"))?;
+            if line == want {
+                return Ok(at);
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildConsumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes the plan in the background; returns the instant of its first publish.
+async fn start_load(
+    port: u16,
+    plan: Plan,
+) -> anyhow::Result<(Instant, tokio::task::JoinHandle<anyhow::Result<load::Published>>)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(load::publish(port, plan, tx));
+    let first = rx.await.context("the load did not start")?;
+    Ok((first, task))
+}
+
+fn timeout_for(plan: &Plan) -> Duration {
+    Duration::from_secs(120 + plan.messages / 2000)
+}
+
+async fn bare(plan: Plan) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let consumer = ChildConsumer::spawn(&[
+        "consume-bare".into(),
+        "--port".into(),
+        broker.port().to_string(),
+        "--expect".into(),
+        plan.messages.to_string(),
+    ])?;
+    let cpu = CpuMeter::start(&[("consumer", Some(consumer.pid())), ("broker", broker.pid())]);
+    let (first, load) = start_load(broker.port(), plan).await?;
+    let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
+    load.await??;
+    Ok(Measured {
+        row: "bare subscriber (QoS 1, counts)",
+        done: done - first,
+        stored: None,
+        cpu: cpu.read(),
+        rss: None,
+    })
+}
+
+async fn fast(plan: Plan) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let influx = InfluxV1::start()?;
+    influx_query(&influx, "CREATE DATABASE bench").await?;
+    let consumer = ChildConsumer::spawn(&[
+        "consume-fast".into(),
+        "--port".into(),
+        broker.port().to_string(),
+        "--influx".into(),
+        influx.url(),
+        "--db".into(),
+        "bench".into(),
+        "--expect".into(),
+        plan.messages.to_string(),
+    ])?;
+    let cpu = CpuMeter::start(&[
+        ("consumer", Some(consumer.pid())),
+        ("broker", broker.pid()),
+        ("influxd", influx.pid()),
+    ]);
+    let (first, load) = start_load(broker.port(), plan).await?;
+    let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
+    let cpu = cpu.read();
+    load.await??;
+    let stored = influx_count(&influx, "bench", "SELECT COUNT(depth_mm) FROM pen").await?;
+    if stored != plan.messages {
+        bail!("fast consumer: InfluxDB holds {stored} of {} points", plan.messages);
+    }
+    Ok(Measured {
+        row: "fast consumer → InfluxDB (acks on receipt, minimal points)",
+        done: done - first,
+        stored: Some(done - first),
+        cpu,
+        rss: None,
+    })
+}
+
+fn gateway_config(dir: &Path, influx: Option<&InfluxV1>) -> anyhow::Result<String> {
+    let path = dir.join("gateway.toml");
+    let text = match influx {
+        Some(i) => format!(
+            "[influx]\napi = \"v1\"\nurl = \"{}\"\ndatabase = \"penwatch\"\nstatus_interval_s = 0\n",
+            i.url()
+        ),
+        None => String::new(),
+    };
+    std::fs::write(&path, text)?;
+    Ok(path.display().to_string())
+}
+
+/// Polls `metric` of the gateway until it reaches `n`; the instant it was first seen there.
+fn wait_metric(g: &Gateway, metric: &str, n: u64, timeout: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = g.metric(metric) as u64;
+        if got >= n {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            let log = g.log();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            bail!("gateway: {metric} = {got} of {n} after {timeout:?}; log ends:\n{}", tail.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const RECEIVED: &str = "penwatch_messages_received_total";
+const WRITTEN: &str = "penwatch_sink_points_written_total{stream=\"samples\"}";
+
+async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let influx = if with_influx {
+        let i = InfluxV1::start()?;
+        influx_query(&i, "CREATE DATABASE penwatch").await?;
+        Some(i)
+    } else {
+        None
+    };
+    let dir = tempfile::tempdir()?;
+    let config = gateway_config(dir.path(), influx.as_ref())?;
+    let g = Gateway::start(&broker.url(), dir.path(), &["--config", &config])?;
+    let pid = g.pid().context("gateway pid")?;
+    let cpu = CpuMeter::start(&[
+        ("gateway", Some(pid)),
+        ("broker", broker.pid()),
+        ("influxd", influx.as_ref().and_then(InfluxV1::pid)),
+    ]);
+    let (first, load) = start_load(broker.port(), plan).await?;
+    let rss = RssSampler::start(pid, first, Duration::from_secs_f64(rss_every_s));
+    let timeout = timeout_for(&plan);
+    let committed = tokio::task::block_in_place(|| wait_metric(&g, RECEIVED, plan.messages, timeout))?;
+    let stored = if with_influx {
+        Some(tokio::task::block_in_place(|| wait_metric(&g, WRITTEN, plan.messages, timeout))?)
+    } else {
+        None
+    };
+    let cpu = cpu.read();
+    load.await??;
+    if let Some(i) = &influx {
+        let n = influx_count(i, "penwatch", "SELECT COUNT(depth_mm) FROM pen_sample").await?;
+        if n != plan.messages {
+            bail!("gateway: InfluxDB holds {n} of {} pen_sample points", plan.messages);
+        }
+    }
+    let rss = settle_rss(pid, rss).await;
+    Ok(Measured {
+        row: if with_influx {
+            "gateway → InfluxDB (durable journal, judging, sessions, sink)"
+        } else {
+            "gateway, sink off (durable journal, judging, sessions)"
+        },
+        done: committed - first,
+        stored: stored.map(|s| s - first),
+        cpu,
+        rss: Some(rss),
+    })
+}
+
+/// Stops the sampler after the gateway has been idle for 3 s, so `settled` is what stays.
+async fn settle_rss(pid: u32, sampler: RssSampler) -> RssReport {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let series = sampler.finish();
+    RssReport {
+        peak: probe::peak_rss_mib(pid).unwrap_or(0.0),
+        settled: probe::rss_mib(pid).unwrap_or(0.0),
+        series,
+    }
+}
+
+async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
+    let plan = Plan { rate: None, ..plan };
+    let broker = Mosquitto::start()?;
+    let dir = tempfile::tempdir()?;
+    let config = gateway_config(dir.path(), None)?;
+    // Create both persistent sessions, then take both consumers offline.
+    drop(ChildConsumer::spawn(&[
+        "consume-bare".into(),
+        "--port".into(),
+        broker.port().to_string(),
+        "--expect".into(),
+        "0".into(),
+    ])?);
+    let mut g = Gateway::start(&broker.url(), dir.path(), &["--config", &config])?;
+    g.terminate()?;
+    let (_, load) = start_load(broker.port(), plan).await?;
+    load.await??;
+    let started = Instant::now();
+    let bare = ChildConsumer::spawn(&[
+        "consume-bare".into(),
+        "--port".into(),
+        broker.port().to_string(),
+        "--expect".into(),
+        plan.messages.to_string(),
+    ])?;
+    let bare_done = tokio::task::block_in_place(|| bare.wait_line("done", timeout_for(&plan)))?;
+    let bare_rate = plan.messages as f64 / (bare_done - started).as_secs_f64();
+    drop(bare);
+    println!(
+        "backlog: a bare subscriber drained the {} queued messages at {bare_rate:.0} msg/s (from its start)",
+        plan.messages
+    );
+    let started = Instant::now();
+    g.restart()?;
+    let pid = g.pid().context("gateway pid")?;
+    let cpu = CpuMeter::start(&[("gateway", Some(pid)), ("broker", broker.pid())]);
+    let rss = RssSampler::start(pid, started, Duration::from_secs_f64(rss_every_s));
+    let done =
+        tokio::task::block_in_place(|| wait_metric(&g, RECEIVED, plan.messages, timeout_for(&plan)))?;
+    let cpu = cpu.read();
+    let rss = settle_rss(pid, rss).await;
+    Ok(Measured {
+        row: "gateway draining a queued backlog (from its start)",
+        done: done - started,
+        stored: None,
+        cpu,
+        rss: Some(rss),
+    })
+}
+
+async fn influx_query(influx: &InfluxV1, q: &str) -> anyhow::Result<String> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/query", influx.url()))
+        .form(&[("q", q)])
+        .send()
+        .await?;
+    let status = r.status();
+    let body = r.text().await?;
+    if !status.is_success() {
+        bail!("InfluxDB {q}: HTTP {status}: {body}");
+    }
+    Ok(body)
+}
+
+async fn influx_count(influx: &InfluxV1, db: &str, q: &str) -> anyhow::Result<u64> {
+    let r = reqwest::Client::new()
+        .get(format!("{}/query", influx.url()))
+        .query(&[("db", db), ("q", q)])
+        .send()
+        .await?
+        .text()
+        .await?;
+    let v: serde_json::Value = serde_json::from_str(&r)?;
+    Ok(v["results"][0]["series"][0]["values"][0][1].as_u64().unwrap_or(0))
+}
+
+fn rate(plan: &Plan, d: Duration) -> f64 {
+    plan.messages as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn print_row(plan: &Plan, r: &Measured) {
+    let mut line = format!(
+        "{}: {} messages handled {:.2} s after the first publish ({:.0} msg/s)",
+        r.row,
+        plan.messages,
+        r.done.as_secs_f64(),
+        rate(plan, r.done)
+    );
+    if let Some(s) = r.stored {
+        line += &format!(
+            "; in InfluxDB after {:.2} s ({:.0} msg/s)",
+            s.as_secs_f64(),
+            rate(plan, s)
+        );
+    }
+    println!("{line}");
+    let cpu: Vec<String> = r
+        .cpu
+        .iter()
+        .map(|(name, s)| format!("{name} {:.1} µs", s * 1e6 / plan.messages as f64))
+        .collect();
+    println!("  CPU per message: {}", cpu.join(", "));
+    if let Some(rss) = &r.rss {
+        let step = (rss.series.len() / 12).max(1);
+        let points: Vec<String> = rss
+            .series
+            .iter()
+            .step_by(step)
+            .map(|(t, m)| format!("{:.0}s {m:.0}", t.as_secs_f64()))
+            .collect();
+        println!(
+            "  RSS MiB over time: {}; peak {:.1}, settled {:.1}",
+            points.join(", "),
+            rss.peak,
+            rss.settled
+        );
+    }
+}
+
+fn print_summary(plan: &Plan, results: &[Measured]) {
+    let find = |prefix: &str| results.iter().find(|r| r.row.starts_with(prefix));
+    println!("\n| row | msg/s to handled | msg/s to InfluxDB | CPU µs/msg (own) | peak / settled RSS MiB |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in results {
+        let own = r.cpu.first().map_or(0.0, |(_, s)| s * 1e6 / plan.messages as f64);
+        println!(
+            "| {} | {:.0} | {} | {own:.1} | {} |",
+            r.row,
+            rate(plan, r.done),
+            r.stored.map_or("—".into(), |s| format!("{:.0}", rate(plan, s))),
+            r.rss
+                .as_ref()
+                .map_or("—".into(), |m| format!("{:.1} / {:.1}", m.peak, m.settled)),
+        );
+    }
+    if let (Some(b), Some(g)) = (find("bare"), find("gateway, sink off")) {
+        println!(
+            "gateway commit / bare subscriber: {:.2}",
+            b.done.as_secs_f64() / g.done.as_secs_f64()
+        );
+    }
+    if let (Some(f), Some(g)) = (find("fast"), find("gateway →")) {
+        if let (Some(fs), Some(gs)) = (f.stored, g.stored) {
+            println!(
+                "gateway end to end / fast consumer: {:.2}",
+                fs.as_secs_f64() / gs.as_secs_f64()
+            );
+        }
+    }
+}
