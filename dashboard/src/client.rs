@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use penwatch_proto::v1::pen_watch_client::PenWatchClient;
+use penwatch_proto::client::{Client, ClientError, Connector};
 use penwatch_proto::v1::{
     Filter, GetSessionRequest, ListCartridgesRequest, ListDevicesRequest, ListOperatorsRequest,
     ListSessionsRequest, ListViolationsRequest, StreamSamplesRequest, WatchFleetRequest,
@@ -21,11 +21,7 @@ use penwatch_proto::v1::{
 };
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status, Streaming};
+use tonic::{Code, Status, Streaming};
 
 use crate::app::{Command, Msg, Query};
 
@@ -43,30 +39,17 @@ const STABLE: Duration = Duration::from_secs(20);
 /// Where and how to reach the gateway.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `http://HOST:PORT`.
-    pub gateway: String,
-    /// Bearer token (may be empty: the gateway then answers UNAUTHENTICATED).
-    pub token: String,
+    /// The checked gateway address, token and TLS trust.
+    pub connector: Connector,
     /// How often the lists are reloaded.
     pub refresh: Duration,
-}
-
-/// Why the settings cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// The token has characters a gRPC header cannot carry.
-    #[error("the token must be printable ASCII")]
-    Token,
-    /// The gateway address is not a URI.
-    #[error("invalid gateway address {0:?} (expected http://HOST:PORT)")]
-    Address(String),
 }
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(#[from] ClientError),
     #[error("{} {}", code_name(.0.code()), .0.message())]
     Rpc(#[from] Status),
     #[error("{0} timed out")]
@@ -79,44 +62,6 @@ enum Failure {
 
 fn code_name(code: Code) -> String {
     format!("{code:?}:")
-}
-
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Debug, Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Api = PenWatchClient<InterceptedService<Channel, Bearer>>;
-
-/// Checks the settings, so that a bad address or token is reported before the screen opens.
-pub fn check(settings: &Settings) -> Result<(), SettingsError> {
-    bearer(&settings.token)?;
-    endpoint(&settings.gateway)?;
-    Ok(())
-}
-
-fn bearer(token: &str) -> Result<Bearer, SettingsError> {
-    format!("Bearer {token}")
-        .parse()
-        .map(Bearer)
-        .map_err(|_| SettingsError::Token)
-}
-
-fn endpoint(gateway: &str) -> Result<Endpoint, SettingsError> {
-    Ok(Endpoint::from_shared(gateway.to_owned())
-        .map_err(|_| SettingsError::Address(gateway.to_owned()))?
-        .connect_timeout(Duration::from_secs(3))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true))
 }
 
 /// What the UI wants loaded, kept across reconnects.
@@ -243,13 +188,10 @@ async fn connection(
     commands: &mut mpsc::UnboundedReceiver<Command>,
     wanted: &mut Wanted,
 ) -> Result<std::convert::Infallible, Failure> {
-    let bearer = bearer(&settings.token).map_err(|e| Failure::Connect(e.to_string()))?;
-    let channel = endpoint(&settings.gateway)
-        .map_err(|e| Failure::Connect(e.to_string()))?
+    let mut api = settings
+        .connector
         .connect()
-        .await
-        .map_err(|e| Failure::Connect(error_chain(&e)))?;
-    let mut api = PenWatchClient::with_interceptor(channel, bearer)
+        .await?
         .max_decoding_message_size(64 * 1024 * 1024);
     let who = call("WhoAmI", api.who_am_i(WhoAmIRequest {})).await?;
     let manufacturer = who.role == "manufacturer";
@@ -322,7 +264,7 @@ async fn connection(
 }
 
 async fn load_lists(
-    api: &mut Api,
+    api: &mut Client,
     tx: &mpsc::Sender<Msg>,
     query: &Query,
     manufacturer: bool,
@@ -389,7 +331,7 @@ async fn load_lists(
 }
 
 async fn open_session(
-    api: &mut Api,
+    api: &mut Client,
     tx: &mpsc::Sender<Msg>,
     (device_id, session_id): &(String, String),
     streams: &mut JoinSet<()>,
@@ -522,17 +464,6 @@ impl<T> Coalescer<T> {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// The wall clock, Unix ms.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -567,38 +498,15 @@ mod tests {
         assert_eq!(b.next_delay(), Duration::from_millis(500));
     }
 
-    #[test]
-    fn settings_are_checked() {
-        let ok = Settings {
-            gateway: "http://127.0.0.1:50051".into(),
-            token: "secret".into(),
-            refresh: Duration::from_secs(5),
-        };
-        assert!(check(&ok).is_ok());
-        let bad_token = Settings {
-            token: "bad\ntoken".into(),
-            ..ok.clone()
-        };
-        assert!(matches!(check(&bad_token), Err(SettingsError::Token)));
-        let bad_address = Settings {
-            gateway: "not a uri".into(),
-            ..ok
-        };
-        assert!(matches!(
-            check(&bad_address),
-            Err(SettingsError::Address(_))
-        ));
-    }
-
     #[tokio::test]
     async fn unreachable_gateway_is_reported_and_retried() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
+        let gateway = format!("http://127.0.0.1:{port}");
         let settings = Settings {
-            gateway: format!("http://127.0.0.1:{port}"),
-            token: "t".into(),
+            connector: Connector::new(&gateway, Some("t"), None).expect("valid settings"),
             refresh: Duration::from_secs(5),
         };
         let (tx, mut rx) = mpsc::channel(8);
@@ -612,7 +520,7 @@ mod tests {
         else {
             panic!("expected Disconnected, got {first:?}");
         };
-        assert!(reason.starts_with("cannot connect"), "{reason}");
+        assert!(reason.starts_with("cannot reach the gateway"), "{reason}");
         assert_eq!(retry_in_ms, 500);
         let second = rx.recv().await.expect("a retry");
         assert!(

@@ -308,3 +308,8 @@ pub fn app(role: &str) -> App {
     }
     app
 }
+
+/// The ids of `rows`, in order.
+pub fn ids<T>(rows: &[&T], id: impl Fn(&T) -> &str) -> Vec<String> {
+    rows.iter().map(|r| id(r).to_owned()).collect()
+}

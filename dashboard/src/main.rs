@@ -8,24 +8,26 @@ use clap::Parser;
 use penwatch_dashboard::app::App;
 use penwatch_dashboard::client::{self, Settings, now_ms};
 use penwatch_dashboard::event_loop;
+use penwatch_proto::client::{Connector, DEFAULT_GATEWAY};
 use serde::Deserialize;
 use tokio::sync::mpsc;
-
-/// Default gateway address.
-const DEFAULT_GATEWAY: &str = "http://127.0.0.1:50051";
 
 /// PenWatch terminal dashboard: the fleet live, flagged sessions, violations, cartridges and
 /// operators. Press ? inside for the keys.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Gateway gRPC address [default: http://127.0.0.1:50051].
+    /// Gateway gRPC address, http:// or https:// [default: http://127.0.0.1:50051].
     #[arg(long, env = "PENWATCH_GATEWAY")]
     gateway: Option<String>,
     /// API token (as configured in the gateway's [[api.tokens]]).
     #[arg(long, env = "PENWATCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// TOML file with `gateway`, `token`, `bell` and `refresh_secs`; flags and environment win.
+    /// PEM CA certificate to trust for an https:// gateway [default: the web PKI roots].
+    #[arg(long, env = "PENWATCH_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// TOML file with `gateway`, `token`, `ca_cert`, `bell` and `refresh_secs`; flags and
+    /// environment win.
     #[arg(long, env = "PENWATCH_DASHBOARD_CONFIG")]
     config: Option<PathBuf>,
     /// Ring the terminal bell when a new violation arrives.
@@ -42,6 +44,7 @@ struct Args {
 struct FileConfig {
     gateway: Option<String>,
     token: Option<String>,
+    ca_cert: Option<PathBuf>,
     #[serde(default)]
     bell: bool,
     refresh_secs: Option<u64>,
@@ -59,15 +62,16 @@ fn main() -> anyhow::Result<()> {
         Some(path) => read_config(path)?,
         None => FileConfig::default(),
     };
+    let gateway = args
+        .gateway
+        .or(file.gateway)
+        .unwrap_or_else(|| DEFAULT_GATEWAY.to_owned());
+    let token = args.token.or(file.token);
+    let ca_cert = args.ca_cert.or(file.ca_cert);
     let settings = Settings {
-        gateway: args
-            .gateway
-            .or(file.gateway)
-            .unwrap_or_else(|| DEFAULT_GATEWAY.to_owned()),
-        token: args.token.or(file.token).unwrap_or_default(),
+        connector: Connector::new(&gateway, token.as_deref(), ca_cert.as_deref())?,
         refresh: Duration::from_secs(args.refresh_secs.or(file.refresh_secs).unwrap_or(5).max(1)),
     };
-    client::check(&settings)?;
     let bell = args.bell || file.bell;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

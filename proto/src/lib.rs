@@ -1,12 +1,14 @@
 //! PenWatch wire contract.
 //!
 //! - [`broker`]: how every PenWatch program names its MQTT broker (`mqtt://HOST:PORT`).
+//! - [`client`]: how the command line and the dashboard connect to the gateway's gRPC API.
 //! - [`v1`]: the protobuf messages generated from `proto/penwatch/v1/*.proto`.
 //! - [`topic`]: the MQTT topic layout pens publish to.
 //! - [`json`]: the proto3 JSON mapping of [`v1::Telemetry`], for pens that publish JSON.
 //! - [`names`]: the short lowercase names of enum values used in JSON, config and reports.
 
 pub mod broker;
+pub mod client;
 pub mod json;
 pub mod names;
 pub mod topic;

@@ -962,3 +962,62 @@ async fn penwatch_cli_lists_exceeded_sessions_and_reports_auth_failures() {
         .expect("run penwatch");
     assert_eq!(out.status.code(), Some(4));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn penwatch_cli_reaches_a_tls_gateway_and_names_what_fails() {
+    let broker = Mosquitto::start().expect("broker");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+             [[api.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n",
+            tls.join("server.pem").display(),
+            tls.join("server.key").display()
+        ),
+    )
+    .expect("config");
+    let gateway = Gateway::start(
+        &broker.url(),
+        dir.path(),
+        &["--config", &config.display().to_string()],
+    )
+    .expect("gateway");
+    let cli = penwatch_tests::binary("penwatch").expect("penwatch built");
+    let run = |gateway: &str, token: &str, ca_cert: Option<&Path>| {
+        let mut cmd = std::process::Command::new(&cli);
+        cmd.args(["whoami", "--json"])
+            .env("PENWATCH_GATEWAY", gateway)
+            .env("PENWATCH_TOKEN", token)
+            .env_remove("PENWATCH_CA_CERT");
+        if let Some(ca) = ca_cert {
+            cmd.env("PENWATCH_CA_CERT", ca);
+        }
+        let out = cmd.output().expect("run penwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        )
+    };
+    let https = format!("https://127.0.0.1:{}", gateway.api_port());
+    let ca = tls.join("ca.pem");
+
+    let (code, stdout, stderr) = run(&https, ADMIN, Some(&ca));
+    assert_eq!(code, Some(0), "{stderr}");
+    let who: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(who["role"], "admin", "{stdout}");
+
+    let (code, _, stderr) = run(&https, ADMIN, None);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("TLS handshake"), "{stderr}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(!stderr.contains("is it running"), "{stderr}");
+
+    let (code, _, stderr) = run(&https, "", Some(&ca));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("no token"), "{stderr}");
+}

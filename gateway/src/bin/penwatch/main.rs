@@ -4,17 +4,13 @@ mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
+use penwatch_proto::client::{self, ClientError, DEFAULT_GATEWAY, NO_TOKEN};
 use penwatch_proto::v1 as pb;
-use penwatch_proto::v1::pen_watch_client::PenWatchClient;
 use tokio_stream::StreamExt;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 use output::Out;
 
@@ -31,18 +27,13 @@ use output::Out;
 #[derive(Parser)]
 #[command(version, name = "penwatch")]
 struct Cli {
-    /// Gateway API address (https:// needs --ca-cert).
-    #[arg(
-        long,
-        env = "PENWATCH_GATEWAY",
-        default_value = "http://127.0.0.1:50051",
-        global = true
-    )]
+    /// Gateway API address, http:// or https://.
+    #[arg(long, env = "PENWATCH_GATEWAY", default_value = DEFAULT_GATEWAY, global = true)]
     gateway: String,
     /// Bearer token from the gateway's [[api.tokens]].
     #[arg(long, env = "PENWATCH_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
-    /// PEM CA certificate to trust for an https:// gateway.
+    /// PEM CA certificate to trust for an https:// gateway [default: the web PKI roots].
     #[arg(long, env = "PENWATCH_CA_CERT", global = true)]
     ca_cert: Option<PathBuf>,
     /// JSON instead of a table.
@@ -197,6 +188,9 @@ impl Failure {
 
 impl From<Status> for Failure {
     fn from(s: Status) -> Self {
+        if s.code() == Code::Unauthenticated && s.message() == NO_TOKEN {
+            return Failure::Auth(NO_TOKEN.to_owned());
+        }
         let msg = format!("gateway: {} ({:?})", s.message(), s.code());
         match s.code() {
             Code::Unauthenticated | Code::PermissionDenied => Failure::Auth(msg),
@@ -207,26 +201,21 @@ impl From<Status> for Failure {
     }
 }
 
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        if e.is_usage() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Unreachable(e.to_string())
+        }
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
         Failure::Failed(e.to_string())
     }
 }
-
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
-            request.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Client = PenWatchClient<InterceptedService<Channel, Bearer>>;
 
 fn parse_time(s: &str) -> Result<i64, String> {
     let to_ms = |t: SystemTime| {
@@ -251,48 +240,8 @@ fn parse_time(s: &str) -> Result<i64, String> {
     }
 }
 
-async fn connect(cli: &Cli) -> Result<Client, Failure> {
-    let mut endpoint = Endpoint::from_shared(cli.gateway.clone())
-        .map_err(|e| Failure::Usage(format!("--gateway {:?}: {e}", cli.gateway)))?
-        .connect_timeout(Duration::from_secs(5));
-    if cli.gateway.starts_with("https://") {
-        let path = cli.ca_cert.as_ref().ok_or_else(|| {
-            Failure::Usage("an https:// gateway needs --ca-cert FILE (PEM)".into())
-        })?;
-        let pem = std::fs::read(path)
-            .map_err(|e| Failure::Usage(format!("--ca-cert {}: {e}", path.display())))?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
-            .map_err(|e| Failure::Usage(format!("TLS: {e}")))?;
-    }
-    let channel = endpoint.connect().await.map_err(|e| {
-        let mut why = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            let s_text = s.to_string();
-            if !why.contains(&s_text) {
-                why = format!("{why}: {s_text}");
-            }
-            source = s.source();
-        }
-        Failure::Unreachable(format!(
-            "cannot reach the gateway at {}: {why} (is it running, and is [api] listen set?)",
-            cli.gateway
-        ))
-    })?;
-    let token = match &cli.token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| Failure::Usage("--token must be printable ASCII".into()))?,
-        ),
-        None => None,
-    };
-    Ok(PenWatchClient::with_interceptor(channel, Bearer(token)))
-}
-
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let mut c = connect(&cli).await?;
+    let mut c = client::connect(&cli.gateway, cli.token.as_deref(), cli.ca_cert.as_deref()).await?;
     let out = Out::new(cli.json);
     match cli.command {
         Command::Whoami => out.whoami(&c.who_am_i(pb::WhoAmIRequest {}).await?.into_inner()),
@@ -513,6 +462,11 @@ mod tests {
         assert_eq!(Failure::from(Status::unavailable("x")).code(), 4);
         assert_eq!(Failure::from(Status::invalid_argument("x")).code(), 2);
         assert_eq!(Failure::from(Status::internal("x")).code(), 1);
+        let no_token = Failure::from(Status::unauthenticated(NO_TOKEN));
+        assert_eq!(
+            (no_token.code(), no_token.to_string()),
+            (3, NO_TOKEN.to_owned())
+        );
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! What the reducer takes ([`Msg`]) and what it answers with ([`Command`]).
+
+use penwatch_proto::v1::{
+    DeviceState, JudgedSample, ListCartridgesResponse, OperatorSummary, Session, SessionDetail,
+    Violation, WhoAmIResponse,
+};
+
+use super::filter::Query;
+use super::state::Tab;
+
+/// Something that happened: gateway data, a key, or the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    /// The clock, Unix ms.
+    Tick(i64),
+    /// Connected to the gateway.
+    Connected,
+    /// The connection was lost; the next attempt is in `retry_in_ms`.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// Delay before the next attempt, ms.
+        retry_in_ms: i64,
+    },
+    /// WhoAmI's answer.
+    Identity(WhoAmIResponse),
+    /// Pen states (streamed changes, coalesced, or a full list); an older state than the one
+    /// held is ignored.
+    Fleet(Vec<DeviceState>),
+    /// A fresh page of sessions, newest first.
+    Sessions(Vec<Session>),
+    /// A fresh page of violations, newest first.
+    Violations(Vec<Violation>),
+    /// New or updated violations from the live stream.
+    NewViolations(Vec<Violation>),
+    /// Cartridges, aggregates and reuse events.
+    Cartridges(ListCartridgesResponse),
+    /// Operators with their counts.
+    Operators(Vec<OperatorSummary>),
+    /// The opened session in full.
+    SessionDetail(Box<SessionDetail>),
+    /// The opened session could not be loaded.
+    DetailFailed(String),
+    /// Live samples of the opened session's pen.
+    Samples(Vec<JudgedSample>),
+    /// The terminal was resized (redraw).
+    Resized,
+    /// Leave the dashboard.
+    Quit,
+    /// Next tab.
+    NextTab,
+    /// Previous tab.
+    PrevTab,
+    /// A tab by its number.
+    SelectTab(Tab),
+    /// Selection up.
+    Up,
+    /// Selection down.
+    Down,
+    /// Selection a page up.
+    PageUp,
+    /// Selection a page down.
+    PageDown,
+    /// First row.
+    Top,
+    /// Last row.
+    Bottom,
+    /// Open the selected row.
+    Open,
+    /// Close the detail, help or search; at the top level, quit.
+    Back,
+    /// Show or hide the key help.
+    ToggleHelp,
+    /// Start typing a search.
+    StartSearch,
+    /// A character of the search.
+    SearchInput(char),
+    /// Delete the last search character.
+    SearchBackspace,
+    /// Apply the search.
+    SearchDone,
+    /// Cancel the search being typed.
+    SearchCancel,
+    /// Next clinic filter.
+    CycleClinic,
+    /// Next device class filter.
+    CycleClass,
+    /// Next operator filter.
+    CycleOperator,
+    /// Next time range.
+    CycleWindow,
+    /// Toggle "only exceeded".
+    ToggleExceeded,
+    /// Clear every filter.
+    ClearFilters,
+    /// Dismiss the new-violation banner.
+    Dismiss,
+    /// Reload the lists now.
+    Reload,
+}
+
+/// What the reducer asks of the outside world.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Reload the lists with this query (and use it from now on).
+    Reload(Query),
+    /// Load a session and stream its pen's samples.
+    OpenSession {
+        /// Its pen.
+        device_id: String,
+        /// Its id.
+        session_id: String,
+    },
+    /// Stop streaming the closed detail's samples.
+    CloseSession,
+    /// Ring the terminal bell.
+    Bell,
+}

@@ -1,0 +1,200 @@
+//! The rows each screen lists, filtered and in their display order.
+
+use penwatch_proto::v1::{Cartridge, DeviceState, OperatorSummary, Session, Violation};
+
+use super::App;
+use super::filter::RowKeys;
+use super::state::Attention;
+
+impl App {
+    /// Pens shown on the Fleet screen, most urgent first.
+    pub fn fleet_rows(&self) -> Vec<&DeviceState> {
+        let mut rows: Vec<&DeviceState> = self
+            .devices
+            .values()
+            .filter(|d| {
+                let exceeded = Attention::of(d) == Attention::Exceeded;
+                self.filters.keeps(
+                    &RowKeys {
+                        clinic: &d.clinic_id,
+                        class: Some(&d.device_class),
+                        operator: Some(&d.operator_id),
+                        exceeded: Some(exceeded),
+                        time_ms: None,
+                        text: vec![&d.device_id, &d.clinic_id, &d.operator_id, &d.session_id],
+                    },
+                    self.now_ms,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (Attention::of(a), &a.clinic_id, &a.device_id).cmp(&(
+                Attention::of(b),
+                &b.clinic_id,
+                &b.device_id,
+            ))
+        });
+        rows
+    }
+
+    /// Sessions shown on the Sessions screen: live ones first, then newest first.
+    pub fn session_rows(&self) -> Vec<&Session> {
+        let mut rows: Vec<&Session> = self
+            .sessions
+            .values()
+            .filter(|s| {
+                self.filters.keeps(
+                    &RowKeys {
+                        clinic: &s.clinic_id,
+                        class: Some(&s.device_class),
+                        operator: Some(&s.operator_id),
+                        exceeded: Some(s.exceeded),
+                        time_ms: Some(s.last_ms.max(s.started_ms)),
+                        text: vec![&s.session_id, &s.device_id, &s.clinic_id, &s.operator_id],
+                    },
+                    self.now_ms,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (
+                a.state != "open",
+                std::cmp::Reverse(a.started_ms),
+                &a.session_id,
+            )
+                .cmp(&(
+                    b.state != "open",
+                    std::cmp::Reverse(b.started_ms),
+                    &b.session_id,
+                ))
+        });
+        rows
+    }
+
+    /// Violations shown, newest first.
+    pub fn violation_rows(&self) -> Vec<&Violation> {
+        self.violations
+            .iter()
+            .filter(|v| {
+                self.filters.keeps(
+                    &RowKeys {
+                        clinic: &v.clinic_id,
+                        class: Some(&v.device_class),
+                        operator: Some(&v.operator_id),
+                        exceeded: Some(true),
+                        time_ms: v
+                            .evidence
+                            .as_ref()
+                            .map(|e| e.last_above_ms)
+                            .filter(|t| *t > 0),
+                        text: vec![&v.session_id, &v.device_id, &v.clinic_id, &v.operator_id],
+                    },
+                    self.now_ms,
+                )
+            })
+            .collect()
+    }
+
+    /// Cartridges shown: reused first, then by wear.
+    pub fn cartridge_rows(&self) -> Vec<&Cartridge> {
+        let mut rows: Vec<&Cartridge> = self
+            .cartridges
+            .cartridges
+            .iter()
+            .filter(|c| {
+                self.filters.keeps(
+                    &RowKeys {
+                        clinic: &c.clinic_id,
+                        class: self
+                            .devices
+                            .get(&c.last_device_id)
+                            .map(|d| d.device_class.as_str()),
+                        operator: None,
+                        exceeded: None,
+                        time_ms: None,
+                        text: vec![&c.cartridge_id, &c.model, &c.last_device_id, &c.clinic_id],
+                    },
+                    self.now_ms,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (!a.reused, std::cmp::Reverse(wear_key(a)), &a.cartridge_id).cmp(&(
+                !b.reused,
+                std::cmp::Reverse(wear_key(b)),
+                &b.cartridge_id,
+            ))
+        });
+        rows
+    }
+
+    /// Operators shown: most violations first.
+    pub fn operator_rows(&self) -> Vec<&OperatorSummary> {
+        if !self.shows_operators() {
+            return Vec::new();
+        }
+        let mut rows: Vec<&OperatorSummary> = self
+            .operators
+            .iter()
+            .filter(|o| {
+                self.filters.keeps(
+                    &RowKeys {
+                        clinic: &o.clinic_id,
+                        class: None,
+                        operator: Some(&o.operator_id),
+                        exceeded: Some(o.violations > 0),
+                        time_ms: None,
+                        text: vec![&o.operator_id, &o.clinic_id, &o.qualification],
+                    },
+                    self.now_ms,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (
+                std::cmp::Reverse(a.violations),
+                &a.clinic_id,
+                &a.operator_id,
+            )
+                .cmp(&(
+                    std::cmp::Reverse(b.violations),
+                    &b.clinic_id,
+                    &b.operator_id,
+                ))
+        });
+        rows
+    }
+}
+
+/// Wear as a sortable integer (hundredths of a %).
+fn wear_key(c: &Cartridge) -> i64 {
+    (c.wear_pct * 100.0) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, ids};
+
+    #[test]
+    fn fleet_puts_what_needs_attention_first() {
+        let app = fixtures::app("clinic-manager");
+        let rows = app.fleet_rows();
+        assert_eq!(
+            ids(&rows, |d| &d.device_id),
+            ["pen-h1", "pen-s1", "pen-s2", "pen-m2", "pen-m1", "pen-h2"]
+        );
+        let ranks: Vec<Attention> = rows.iter().map(|d| Attention::of(d)).collect();
+        assert_eq!(
+            ranks,
+            [
+                Attention::Exceeded,
+                Attention::OfflineInSession,
+                Attention::WornCartridge,
+                Attention::Warning,
+                Attention::InSession,
+                Attention::Offline
+            ]
+        );
+    }
+}

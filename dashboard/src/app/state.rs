@@ -1,0 +1,185 @@
+//! What the dashboard holds besides the lists: screens, key modes, the link to the gateway,
+//! who the token is, the opened session, the banner, and how urgent a pen is.
+
+use std::collections::VecDeque;
+
+use penwatch_proto::v1::{DepthPoint, DeviceState, Session, Violation};
+
+/// Most sessions kept (live ones first, then the newest).
+pub const MAX_SESSIONS: usize = 1_000;
+/// Most violations kept in the feed.
+pub const MAX_VIOLATIONS: usize = 500;
+/// Most depth points kept for the open session's chart.
+pub const MAX_POINTS: usize = 4_000;
+/// How long the new-violation banner stays up unless dismissed, ms.
+pub const ALERT_MS: i64 = 30_000;
+/// Battery level below which a pen needs attention, %.
+pub const LOW_BATTERY_PCT: f64 = 15.0;
+/// Cartridge wear from which a cartridge is "warn", %.
+pub const WEAR_WARN_PCT: f64 = 80.0;
+
+/// A screen of the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    /// One row per pen.
+    Fleet,
+    /// Live and recent sessions.
+    Sessions,
+    /// The violation feed.
+    Violations,
+    /// Cartridge wear and reuse.
+    Cartridges,
+    /// Sessions and violations per operator.
+    Operators,
+}
+
+impl Tab {
+    /// Every tab, in display order.
+    pub const ALL: [Tab; 5] = [
+        Tab::Fleet,
+        Tab::Sessions,
+        Tab::Violations,
+        Tab::Cartridges,
+        Tab::Operators,
+    ];
+
+    /// The tab's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Fleet => "Fleet",
+            Tab::Sessions => "Sessions",
+            Tab::Violations => "Violations",
+            Tab::Cartridges => "Cartridges",
+            Tab::Operators => "Operators",
+        }
+    }
+
+    /// Its position in [`Tab::ALL`].
+    pub(super) fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// Where keys go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Navigation keys.
+    Normal,
+    /// Typing a `/` search.
+    Search,
+    /// The key help overlay is shown.
+    Help,
+}
+
+/// State of the connection to the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    /// Not connected yet.
+    Connecting,
+    /// Connected and streaming.
+    Connected,
+    /// Lost; the client retries at `retry_at_ms`.
+    Lost {
+        /// Why, as the client saw it.
+        reason: String,
+        /// When the connection was lost (the data on screen is from before), Unix ms.
+        since_ms: i64,
+        /// When the next attempt starts, Unix ms.
+        retry_at_ms: i64,
+    },
+}
+/// Who the token belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// "clinic-manager", "manufacturer", "reviewer" or "admin".
+    pub role: String,
+    /// Token name.
+    pub name: String,
+    /// Clinics in scope (empty: all).
+    pub clinics: Vec<String>,
+}
+
+/// The session opened with Enter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    /// Its pen.
+    pub device_id: String,
+    /// Its id.
+    pub session_id: String,
+    /// The session record once loaded.
+    pub session: Option<Session>,
+    /// Depth timeline, then live samples.
+    pub points: VecDeque<DepthPoint>,
+    /// Why it could not be loaded.
+    pub error: Option<String>,
+}
+
+/// The new-violation banner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// The newest violation.
+    pub violation: Violation,
+    /// New violations since the banner was last dismissed.
+    pub count: u32,
+    /// When the newest arrived, Unix ms.
+    pub at_ms: i64,
+}
+
+/// How urgently a pen needs attention (lower first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attention {
+    /// Its open session exceeded, or its current depth is above the permitted one.
+    Exceeded,
+    /// Offline with a session open.
+    OfflineInSession,
+    /// Cartridge at or past its rated life.
+    WornCartridge,
+    /// Cartridge near its rated life, low battery or a class mismatch.
+    Warning,
+    /// Treating.
+    InSession,
+    /// Online and idle.
+    Idle,
+    /// Offline or never seen.
+    Offline,
+}
+
+impl Attention {
+    /// How a pen ranks.
+    pub fn of(d: &DeviceState) -> Attention {
+        let online = d.status == "online";
+        if d.exceeded || (d.permitted_mm > 0.0 && d.depth_mm > d.permitted_mm) {
+            Attention::Exceeded
+        } else if !online && !d.session_id.is_empty() {
+            Attention::OfflineInSession
+        } else if d.cartridge_wear_pct >= 100.0 {
+            Attention::WornCartridge
+        } else if d.cartridge_wear_pct >= WEAR_WARN_PCT
+            || (online && d.battery_pct < LOW_BATTERY_PCT)
+            || d.class_mismatch
+        {
+            Attention::Warning
+        } else if !d.session_id.is_empty() {
+            Attention::InSession
+        } else if online {
+            Attention::Idle
+        } else {
+            Attention::Offline
+        }
+    }
+}
+
+/// A session's key: its pen and its id.
+pub(super) type SessionKey = (String, String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn depth_above_permitted_counts_as_exceeded_before_the_verdict() {
+        let d = fixtures::device("p", "c", "home", "online", "s", "o", 0.6, 0.5);
+        assert_eq!(Attention::of(&d), Attention::Exceeded);
+    }
+}
