@@ -1,7 +1,6 @@
 //! `penwatch-gateway`: runs the gateway, checks its configuration, or verifies the journal.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,8 +8,8 @@ use clap::{Parser, Subcommand};
 use penwatch_gateway::config::Config;
 use penwatch_gateway::journal::Journal;
 use penwatch_gateway::metrics::{self, Metrics};
-use penwatch_gateway::pipeline::{self, Pipeline, PolicyHandle, Settings};
-use penwatch_gateway::policy::Policy;
+use penwatch_gateway::pipeline::{self, Pipeline, Settings};
+use penwatch_gateway::policy::{Policy, PolicyHandle};
 use penwatch_gateway::reload;
 use penwatch_gateway::retention;
 use penwatch_gateway::sink::Forwarder;
@@ -218,7 +217,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     );
     let journal = Journal::open(&config.journal.path, config.journal.sync)
         .with_context(|| format!("opening the journal {}", config.journal.path.display()))?;
-    let handle: PolicyHandle = Arc::new(RwLock::new(Arc::new(policy)));
+    let handle = PolicyHandle::new(policy);
     let settings = Settings {
         max_payload_bytes: config.ingest.max_payload_bytes,
         batch_max: config.ingest.batch_max,

@@ -5,7 +5,7 @@
 //! It runs on its own thread and owns the journal connection and the live state.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use penwatch_proto::names::ShortName;
@@ -18,11 +18,8 @@ use crate::fleet::Device;
 use crate::journal::{self, Batch, Journal};
 use crate::live::{LiveEvent, LiveSender};
 use crate::metrics::Metrics;
-use crate::policy::{Policy, SampleContext};
+use crate::policy::{Policy, PolicyHandle, SampleContext};
 use crate::sessions::{CloseReason, Session, Verdict};
-
-/// The policy in force, swapped whole on reload.
-pub type PolicyHandle = Arc<RwLock<Arc<Policy>>>;
 
 /// One received MQTT message waiting to be committed and acknowledged.
 #[derive(Debug, Clone)]
@@ -156,11 +153,7 @@ impl Pipeline {
     }
 
     fn try_commit(&mut self, batch: &[Inflight]) -> journal::Result<Outcome> {
-        let loaded = self
-            .policy
-            .read()
-            .map(|p| p.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
+        let loaded = self.policy.current();
         let mut work = Work::default();
         let mut out = Outcome::default();
         let tx = self.journal.batch()?;

@@ -7,14 +7,17 @@
 //! out of range. Defaults are those of the domain brief (`/work/shared/domain.md`).
 //!
 //! One module per concern: the [`Policy`] model and its defaults (`model`), judging a sample
-//! (`judge`), reading and validating the file (`parse`) and its errors (`error`).
+//! (`judge`), reading and validating the file (`parse`), its errors (`error`) and the
+//! [`PolicyHandle`] through which the running gateway shares the version in force (`handle`).
 
 mod error;
+mod handle;
 mod judge;
 mod model;
 mod parse;
 
 pub use error::{Fault, PolicyError};
+pub use handle::PolicyHandle;
 pub use judge::{Judgement, Rule, SampleContext};
 pub use model::{Device, Operator, Policy};
 
