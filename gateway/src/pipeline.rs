@@ -13,6 +13,7 @@ use penwatch_proto::v1::{DeviceClass, Event};
 use serde_json::json;
 
 use crate::cartridges::Cartridge;
+use crate::clock::now_ms;
 use crate::decode::{self, Inbound, Limits, Reading};
 use crate::fleet::Device;
 use crate::journal::{self, Batch, Journal};
@@ -77,13 +78,6 @@ pub struct Pipeline {
 
 /// Most cartridges kept in memory; the journal has them all.
 const CARTRIDGE_CACHE: usize = 100_000;
-
-/// Now, Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Pipeline {
     /// Loads the live state (open sessions, devices) from the journal.

@@ -9,10 +9,11 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
-use crate::pipeline::{Inflight, now_ms};
+use crate::pipeline::Inflight;
 
 /// Capacity of rumqttc's request channel. Only acknowledgements (and subscriptions) go
 /// through it, at most one per message in flight, so it must exceed the broker's in-flight
