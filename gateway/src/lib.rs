@@ -4,13 +4,14 @@
 //! MQTT in ([`source`]) → decode/validate ([`decode`]) → journal ([`journal`], [`audit`]) →
 //! policy and state ([`policy`], [`sessions`], [`cartridges`], [`fleet`]), tied together by
 //! the committer ([`pipeline`]), which publishes what it committed as [`live`] events;
-//! [`config`], [`metrics`] and policy [`reload`] around it.
+//! [`config`], [`metrics`] and policy [`reload`] around it, all on one [`clock`].
 //! The gRPC [`api`] serves queries, live streams and the audit export.
 //! The [`sink`] forwards the journal to InfluxDB; [`retention`] keeps the journal bounded.
 
 pub mod api;
 pub mod audit;
 pub mod cartridges;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod fleet;

@@ -1,7 +1,6 @@
 //! `penwatch-gateway`: runs the gateway, checks its configuration, or verifies the journal.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,8 +8,8 @@ use clap::{Parser, Subcommand};
 use penwatch_gateway::config::Config;
 use penwatch_gateway::journal::Journal;
 use penwatch_gateway::metrics::{self, Metrics};
-use penwatch_gateway::pipeline::{self, Pipeline, PolicyHandle, Settings};
-use penwatch_gateway::policy::Policy;
+use penwatch_gateway::pipeline::{self, Pipeline, Settings};
+use penwatch_gateway::policy::{Policy, PolicyHandle};
 use penwatch_gateway::reload;
 use penwatch_gateway::retention;
 use penwatch_gateway::sink::Forwarder;
@@ -221,7 +220,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let checkpoints = CancellationToken::new();
     let checkpointer =
         penwatch_gateway::journal::checkpoint::spawn(&config.journal.path, checkpoints.clone())?;
-    let handle: PolicyHandle = Arc::new(RwLock::new(Arc::new(policy)));
+    let handle = PolicyHandle::new(policy);
     let settings = Settings {
         batch_max: config.ingest.batch_max,
         linger: config.linger(),

@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::pipeline::PolicyHandle;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyHandle};
 
 /// How often the file's modification time is checked.
 const POLL: Duration = Duration::from_secs(1);
@@ -48,14 +47,8 @@ pub async fn watch(
         match Policy::load(&path) {
             Ok(loaded) => {
                 let version = loaded.version().to_owned();
-                let unchanged = handle
-                    .read()
-                    .map(|p| p.version() == version)
-                    .unwrap_or(false);
-                if !unchanged {
-                    if let Ok(mut p) = handle.write() {
-                        *p = Arc::new(loaded);
-                    }
+                if handle.current().version() != version {
+                    handle.replace(loaded);
                     tracing::info!(%version, "policy reloaded");
                 }
                 metrics.policy_reload(true);

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::JournalConfig;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
-use crate::pipeline::now_ms;
 use crate::sink::SAMPLES_CURSOR;
 
 /// How often the journal size is checked.

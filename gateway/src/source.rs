@@ -11,11 +11,13 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::ConfigError;
 use crate::decode::{self, Limits};
 use crate::metrics::Metrics;
-use crate::pipeline::{Inflight, PolicyHandle, now_ms};
+use crate::pipeline::Inflight;
+use crate::policy::PolicyHandle;
 
 /// Capacity of rumqttc's request channel. Only acknowledgements (and subscriptions) go
 /// through it, at most one per message in flight, so it must exceed the broker's in-flight
@@ -156,8 +158,7 @@ impl Source {
                     let Some(sender) = &tx else { continue };
                     let limits = Limits {
                         max_payload_bytes: self.max_payload_bytes,
-                        mechanical_max_mm: crate::pipeline::current(&self.policy)
-                            .mechanical_max_mm(),
+                        mechanical_max_mm: self.policy.current().mechanical_max_mm(),
                     };
                     let decoded = decode::decode(&publish.topic, &publish.payload, &limits);
                     let m = Inflight {

@@ -11,6 +11,8 @@
 //!
 //! A missing binary is reported with the Debian package that provides it;
 //! `scripts/install-deps` installs all of them.
+//!
+//! [`api`] starts a gateway with its gRPC API and a token per role, for the API tests.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub mod api;
 
 /// Why a service could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::config::ConfigError;
 use crate::journal::{self, Journal};
 use crate::live::LiveSender;
-use crate::pipeline::PolicyHandle;
+use crate::policy::PolicyHandle;
 
 pub use auth::Role;
 

@@ -64,11 +64,7 @@ impl Api {
     }
 
     fn policy(&self) -> Arc<Policy> {
-        self.shared
-            .policy
-            .read()
-            .map(|p| p.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        self.shared.policy.current()
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, Status>

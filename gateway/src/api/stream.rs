@@ -15,7 +15,7 @@ use tonic::Status;
 use super::convert::DeviceExtra;
 use crate::decode::Reading;
 use crate::live::LiveEvent;
-use crate::pipeline::PolicyHandle;
+use crate::policy::PolicyHandle;
 use crate::sessions::Verdict;
 
 /// Messages buffered per stream between its task and the connection.
@@ -110,11 +110,7 @@ impl FleetTracker {
         }
         e.session_strokes = e.session_strokes.max(r.session_strokes);
         e.exceeded |= v.exceeded;
-        let rated = self
-            .policy
-            .read()
-            .ok()
-            .and_then(|p| p.rated_strokes(&r.cartridge_model));
+        let rated = self.policy.current().rated_strokes(&r.cartridge_model);
         if let Some(rated) = rated.filter(|r| *r > 0) {
             e.cartridge_wear_pct = r.cartridge_strokes as f64 * 100.0 / rated as f64;
         }

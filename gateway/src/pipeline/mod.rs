@@ -9,7 +9,7 @@
 mod state;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use penwatch_proto::names::ShortName;
@@ -19,21 +19,11 @@ use crate::decode::{BadInput, Inbound, Reading};
 use crate::journal::{self, Journal};
 use crate::live::{LiveEvent, LiveSender};
 use crate::metrics::Metrics;
-use crate::policy::{Policy, SampleContext};
+use crate::clock::now_ms;
+use crate::policy::{Policy, PolicyHandle, SampleContext};
 use crate::sessions::{CloseReason, Verdict};
 
 use state::{LiveState, Work};
-
-/// The policy in force, swapped whole on reload.
-pub type PolicyHandle = Arc<RwLock<Arc<Policy>>>;
-
-/// The policy in force now.
-pub fn current(policy: &PolicyHandle) -> Arc<Policy> {
-    policy
-        .read()
-        .map(|p| p.clone())
-        .unwrap_or_else(|e| e.into_inner().clone())
-}
 
 /// One received MQTT message, decoded, waiting to be committed and acknowledged.
 #[derive(Debug)]
@@ -83,13 +73,6 @@ pub struct Pipeline {
     state: LiveState,
     last_sweep: Instant,
     live: LiveSender,
-}
-
-/// Now, Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Pipeline {
@@ -142,7 +125,7 @@ impl Pipeline {
     }
 
     fn try_commit(&mut self, batch: &[Inflight], flush_all: bool) -> journal::Result<Outcome> {
-        let loaded = current(&self.policy);
+        let loaded = self.policy.current();
         let mut work = Work::new(self.live.receiver_count() > 0);
         let mut out = Outcome::default();
         let tx = self.journal.batch()?;

@@ -96,7 +96,7 @@ impl Work {
 impl LiveState {
     /// The state the journal holds: open sessions refolded from their samples, and every pen.
     pub fn load(journal: &mut journal::Journal) -> journal::Result<Self> {
-        let now = crate::pipeline::now_ms();
+        let now = crate::clock::now_ms();
         let mut sessions = HashMap::new();
         let mut last_activity = HashMap::new();
         let open = journal.open_sessions()?;

@@ -28,10 +28,10 @@ use tokio_util::sync::CancellationToken;
 pub use influx::{WriteError, Writer};
 pub use schema::Precision;
 
+use crate::clock::now_ms;
 use crate::journal::forward::Backlog;
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
-use crate::pipeline::now_ms;
 
 /// Which InfluxDB write API to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

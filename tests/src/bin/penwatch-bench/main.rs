@@ -110,6 +110,8 @@ struct Measured {
     done: Duration,
     /// To the last point in InfluxDB, where the row stores there.
     stored: Option<Duration>,
+    /// Until the broker acknowledged the last publish.
+    published: Option<Duration>,
     cpu: Vec<(&'static str, f64)>,
     rss: Option<RssReport>,
 }
@@ -258,8 +260,9 @@ async fn bare(plan: Plan) -> anyhow::Result<Measured> {
     let cpu = CpuMeter::start(&[("consumer", Some(consumer.pid())), ("broker", broker.pid())]);
     let (first, load) = start_load(broker.port(), plan).await?;
     let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
-    load.await??;
+    let published = load.await??.last_ack - first;
     Ok(Measured {
+        published: Some(published),
         row: "bare subscriber (QoS 1, counts)",
         done: done - first,
         stored: None,
@@ -291,12 +294,13 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
     let (first, load) = start_load(broker.port(), plan).await?;
     let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
     let cpu = cpu.read();
-    load.await??;
+    let published = load.await??.last_ack - first;
     let stored = influx_count(&influx, "bench", "SELECT COUNT(depth_mm) FROM pen").await?;
     if stored != plan.messages {
         bail!("fast consumer: InfluxDB holds {stored} of {} points", plan.messages);
     }
     Ok(Measured {
+        published: Some(published),
         row: "fast consumer → InfluxDB (acks on receipt, minimal points)",
         done: done - first,
         stored: Some(done - first),
@@ -366,7 +370,7 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
         None
     };
     let cpu = cpu.read();
-    load.await??;
+    let published = load.await??.last_ack - first;
     if let Some(i) = &influx {
         let n = influx_count(i, "penwatch", "SELECT COUNT(depth_mm) FROM pen_sample").await?;
         if n != plan.messages {
@@ -375,6 +379,7 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
     }
     let rss = settle_rss(pid, rss).await;
     Ok(Measured {
+        published: Some(published),
         row: if with_influx {
             "gateway → InfluxDB (durable journal, judging, sessions, sink)"
         } else {
@@ -440,6 +445,7 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     let cpu = cpu.read();
     let rss = settle_rss(pid, rss).await;
     Ok(Measured {
+        published: None,
         row: "gateway draining a queued backlog (from its start)",
         done: done - started,
         stored: None,
@@ -492,6 +498,9 @@ fn print_row(plan: &Plan, r: &Measured) {
             s.as_secs_f64(),
             rate(plan, s)
         );
+    }
+    if let Some(p) = r.published {
+        line += &format!("; the broker acknowledged the last publish after {:.2} s", p.as_secs_f64());
     }
     println!("{line}");
     let cpu: Vec<String> = r

@@ -1,0 +1,74 @@
+//! Reading the policy file: TOML into the file's shape ([`raw`]), then one function per
+//! section, in file-format order, each validating what it reads ([`limits`] for the global
+//! thresholds, classes, qualifications and cartridge models; [`clinics`] for operators,
+//! devices and zone ceilings).
+
+mod check;
+mod clinics;
+mod limits;
+mod raw;
+
+use check::Checker;
+use raw::RawPolicy;
+
+use super::model::version_of;
+use super::{Policy, PolicyError};
+
+/// Parses and validates policy text; `origin` names it in errors.
+pub(super) fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+    let c = Checker { text, origin };
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| c.syntax(&e))?;
+
+    let mechanical = limits::Mechanical::read(&c, raw.mechanical_max_mm.as_ref())?;
+    let out_of_range_mm = limits::out_of_range(&c, raw.out_of_range_mm.as_ref(), &mechanical)?;
+    let classes = limits::classes(&c, &raw.classes, &mechanical)?;
+    let qualifications = limits::qualifications(&c, &raw.qualifications, &mechanical)?;
+    let cartridge_models = limits::cartridge_models(&c, &raw.cartridge_models)?;
+    let operators = clinics::operators(&c, &raw.operators, &qualifications, mechanical.mm)?;
+    let devices = clinics::devices(&c, &raw.devices)?;
+    let zones = clinics::zones(&c, &raw.zones, mechanical.mm)?;
+
+    Ok(Policy {
+        version: version_of(text),
+        text: text.to_owned(),
+        out_of_range_mm,
+        mechanical_max_mm: mechanical.mm,
+        classes,
+        qualifications,
+        cartridge_models,
+        operators: operators.items,
+        operator_index: operators.index,
+        devices: devices.items,
+        device_index: devices.index,
+        zones,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::fixtures::reject;
+
+    #[test]
+    fn syntax_and_unknown_keys_name_line_and_column() {
+        let (line, message) = reject("out_of_range_mm = 2.5\nmax_depth = 2.0\n");
+        assert_eq!(line, Some(2));
+        assert!(
+            message.starts_with("policy line 2, column 1: unknown field `max_depth`"),
+            "{message}"
+        );
+        let (line, message) = reject(
+            "[classes]\nhome = 0.5\n\n[[operators]]\nid = \"a\"\nclinic = \"c\"\nqualification = \"trainee\"\ncap = 0.4\n",
+        );
+        assert_eq!(line, Some(8), "{message}");
+        assert!(message.contains("unknown field `cap`"), "{message}");
+        let (line, message) = reject("[classes]\nhome = \"shallow\"\n");
+        assert_eq!(line, Some(2), "{message}");
+        let (line, message) = reject("[classes\nhome = 0.5\n");
+        assert_eq!(line, Some(1), "{message}");
+        let (line, message) = reject("[[devices]]\nid = \"pen\"\nclass = \"home\"\n");
+        assert!(message.contains("missing field `clinic`"), "{message}");
+        assert_eq!(line, Some(1), "{message}");
+        let (line, message) = reject("[cartridge_models]\nN12 = -5\n");
+        assert_eq!(line, Some(2), "{message}");
+    }
+}
