@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(
             Reading {
                 encoding: Encoding::Json,
-                ..*a
+                ..(*a).clone()
             },
             *b
         );

@@ -1,14 +1,19 @@
 //! MQTT source: a persistent session (fixed client id, clean session off) with manual
 //! acknowledgements. This task polls the connection, decodes and validates each publish
 //! (off the committer's thread, which is the ingest path's one serial stage) and hands it on;
-//! the committer acknowledges messages once they are durable, and the next poll sends the
-//! PUBACKs.
+//! the committer hands back the packet ids of what it made durable, and this task writes
+//! their PUBACKs.
+//!
+//! Acknowledgements are written here, in bulk, straight into the connection: rumqttc's own
+//! request channel takes one request per poll and flushes the socket for each, which under a
+//! burst sent about one acknowledgement per ten messages read, so unacknowledged messages
+//! (and the memory holding them) piled up in the gateway.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Packet, PubAck, QoS};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
@@ -19,46 +24,40 @@ use crate::metrics::Metrics;
 use crate::pipeline::Inflight;
 use crate::policy::PolicyHandle;
 
-/// Capacity of rumqttc's request channel. Only acknowledgements (and subscriptions) go
-/// through it, at most one per message in flight, so it must exceed the broker's in-flight
-/// window or the committer could wait on a poll that waits on the committer.
-const REQUEST_CAPACITY: usize = 65_536;
+/// Capacity of rumqttc's request channel (subscriptions and the disconnect only).
+const REQUEST_CAPACITY: usize = 16;
+
+/// Most acknowledgements written before one flush.
+const ACK_BURST: usize = 4096;
 
 /// The connection, its client handle and the current connection generation.
 pub struct Source {
     client: AsyncClient,
     eventloop: EventLoop,
     topics: Vec<String>,
-    generation: Arc<AtomicU64>,
+    generation: u64,
     reconnect_max: Duration,
     max_payload_bytes: usize,
     policy: PolicyHandle,
     metrics: Arc<Metrics>,
+    acks_tx: mpsc::UnboundedSender<(u64, u16)>,
+    acks: mpsc::UnboundedReceiver<(u64, u16)>,
 }
 
-/// Sends acknowledgements for committed messages.
+/// Hands committed messages back to the connection task to be acknowledged.
 #[derive(Clone)]
 pub struct Acker {
-    client: AsyncClient,
-    generation: Arc<AtomicU64>,
+    tx: mpsc::UnboundedSender<(u64, u16)>,
 }
 
 impl Acker {
-    /// Queues the acknowledgement of a committed message without waiting; `false` when the
-    /// request queue is full (the connection task drains it on its next polls: try again).
-    /// A message that arrived on an earlier connection is not acknowledged (the broker
-    /// redelivers it; the journal recognises it and it is acknowledged then).
-    pub fn try_ack(&self, m: &Inflight) -> bool {
-        if m.generation != self.generation.load(Ordering::Acquire) {
-            return true;
-        }
-        match self.client.try_ack(&m.publish) {
-            Ok(()) => true,
-            Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => false,
-            Err(e) => {
-                tracing::debug!(error = %e, "acknowledgement not sent; the broker will redeliver");
-                true
-            }
+    /// Queues the acknowledgement of a committed message; never waits. The queue holds at
+    /// most the broker's in-flight window. A message that arrived on an earlier connection
+    /// is not acknowledged (the broker redelivers it; the journal recognises it and it is
+    /// acknowledged then).
+    pub fn ack(&self, m: &Inflight) {
+        if m.publish.qos != QoS::AtMostOnce {
+            let _ = self.tx.send((m.generation, m.publish.pkid));
         }
     }
 }
@@ -94,11 +93,14 @@ impl Source {
             .set_manual_acks(true)
             .set_max_packet_size(config.mqtt.max_packet_bytes, 64 * 1024);
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let (acks_tx, acks) = mpsc::unbounded_channel();
         Ok(Self {
             client,
             eventloop,
             topics: config.mqtt.topics.clone(),
-            generation: Arc::new(AtomicU64::new(0)),
+            generation: 0,
+            acks_tx,
+            acks,
             reconnect_max: Duration::from_secs(config.mqtt.reconnect_max_s),
             max_payload_bytes: config.ingest.max_payload_bytes,
             policy,
@@ -109,8 +111,7 @@ impl Source {
     /// The handle the committer acknowledges with.
     pub fn acker(&self) -> Acker {
         Acker {
-            client: self.client.clone(),
-            generation: self.generation.clone(),
+            tx: self.acks_tx.clone(),
         }
     }
 
@@ -126,6 +127,7 @@ impl Source {
         let mut tx = Some(tx);
         let mut backoff = Duration::from_millis(100);
         let mut connected = false;
+        let mut acks = Vec::with_capacity(ACK_BURST);
         loop {
             let event = tokio::select! {
                 biased;
@@ -134,11 +136,15 @@ impl Source {
                     tx = None;
                     continue;
                 }
+                _ = self.acks.recv_many(&mut acks, ACK_BURST) => {
+                    self.write_acks(&mut acks).await;
+                    continue;
+                }
                 event = self.eventloop.poll() => event,
             };
             match event {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    self.generation += 1;
                     connected = true;
                     backoff = Duration::from_millis(100);
                     self.metrics.mqtt_connected.set(1);
@@ -161,10 +167,17 @@ impl Source {
                         mechanical_max_mm: self.policy.current().mechanical_max_mm(),
                     };
                     let decoded = decode::decode(&publish.topic, &publish.payload, &limits);
+                    let mut publish = publish;
+                    if decoded.is_ok() {
+                        // Only a rejected payload is kept (in quarantine). Dropping the others
+                        // now frees rumqttc's read buffer, which every payload read with it
+                        // keeps alive, while the message waits for its commit.
+                        publish.payload = bytes::Bytes::new();
+                    }
                     let m = Inflight {
                         publish,
                         received_ms: now_ms(),
-                        generation: self.generation.load(Ordering::Acquire),
+                        generation: self.generation,
                         decoded,
                     };
                     if sender.send_async(m).await.is_err() {
@@ -199,9 +212,35 @@ impl Source {
             }
         }
         if connected {
+            while let Ok(a) = self.acks.try_recv() {
+                acks.push(a);
+            }
+            self.write_acks(&mut acks).await;
             self.flush_and_disconnect().await;
         }
         self.metrics.mqtt_connected.set(0);
+    }
+
+    /// Writes the PUBACKs of `acks` that belong to the current connection, then flushes once.
+    /// An acknowledgement that cannot be written is dropped: the broker redelivers the
+    /// message, which the journal recognises.
+    async fn write_acks(&mut self, acks: &mut Vec<(u64, u16)>) {
+        let generation = self.generation;
+        let Some(network) = self.eventloop.network.as_mut() else {
+            acks.clear();
+            return;
+        };
+        for (g, pkid) in acks.drain(..) {
+            if g != generation {
+                continue;
+            }
+            if let Err(e) = network.write(Packet::PubAck(PubAck::new(pkid))).await {
+                tracing::debug!(error = %e, "acknowledgement not written; the broker will redeliver");
+            }
+        }
+        if let Err(e) = network.flush().await {
+            tracing::debug!(error = %e, "acknowledgements not flushed; the broker will redeliver");
+        }
     }
 
     async fn flush_and_disconnect(&mut self) {

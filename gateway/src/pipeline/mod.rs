@@ -8,7 +8,6 @@
 
 mod state;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -270,40 +269,21 @@ pub fn verdict(policy: &Policy, r: &Reading) -> Verdict {
     }
 }
 
-/// Runs the committer until `rx` is closed and drained: batches, commits, then hands each
-/// committed message to `try_ack`. The committer never waits on an acknowledgement (the
-/// connection task that sends them may itself be waiting for the committer): what cannot be
-/// queued now is retried on the next turn. A batch that cannot be committed is retried;
-/// after `MAX_COMMIT_ATTEMPTS` failures the committer stops with the error, acknowledging
-/// nothing of that batch.
+/// Runs the committer until `rx` is closed and drained: batches, commits (one transaction,
+/// one fsync), and only then hands each committed message to `ack`, which must not wait.
+/// A batch that cannot be committed is retried; after `MAX_COMMIT_ATTEMPTS` failures the
+/// committer stops with the error, acknowledging nothing of that batch.
 pub fn run(
     mut pipeline: Pipeline,
     rx: flume::Receiver<Inflight>,
-    mut try_ack: impl FnMut(&Inflight) -> bool,
+    mut ack: impl FnMut(&Inflight),
 ) -> journal::Result<()> {
     const MAX_COMMIT_ATTEMPTS: u32 = 5;
-    /// How long the last acknowledgements may take at shutdown.
-    const ACK_DRAIN: Duration = Duration::from_secs(5);
     let settings = pipeline.settings;
     let mut batch = Vec::with_capacity(settings.batch_max);
-    let mut unacked: VecDeque<Inflight> = VecDeque::new();
     let mut last_size_update = Instant::now();
-    let mut ack_pending = |unacked: &mut VecDeque<Inflight>| {
-        while let Some(m) = unacked.front() {
-            if !try_ack(m) {
-                break;
-            }
-            unacked.pop_front();
-        }
-    };
     loop {
-        ack_pending(&mut unacked);
-        let wait = if unacked.is_empty() {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_millis(2)
-        };
-        match rx.recv_timeout(wait) {
+        match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => batch.push(m),
             Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -328,7 +308,8 @@ pub fn run(
                     Err(e) => return Err(e),
                 }
             }
-            unacked.extend(batch.drain(..));
+            // Durable now: only now may the broker forget these messages.
+            batch.drain(..).for_each(|m| ack(&m));
         }
         pipeline.sweep()?;
         if last_size_update.elapsed() > Duration::from_secs(5) {
@@ -337,11 +318,6 @@ pub fn run(
         }
     }
     pipeline.flush()?;
-    let deadline = Instant::now() + ACK_DRAIN;
-    while !unacked.is_empty() && Instant::now() < deadline {
-        ack_pending(&mut unacked);
-        std::thread::sleep(Duration::from_millis(2));
-    }
     pipeline.update_size_metric();
     Ok(())
 }
