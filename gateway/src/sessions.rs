@@ -116,8 +116,19 @@ pub struct Session {
     pub ended: bool,
     /// Evidence, if any sample exceeded its permitted depth.
     pub violation: Option<Evidence>,
+    /// Lowest and highest `seq` of its samples: every sample of the session lies in this
+    /// range of the pen's sequence (0, 0 in records written before it was kept).
+    #[serde(default)]
+    pub min_seq: u64,
+    /// Highest `seq` of its samples.
+    #[serde(default)]
+    pub max_seq: u64,
     last_seq: u64,
     last_strokes: u64,
+    /// This record is not a fold of every sample in `seq` order (a sample arrived out of
+    /// order, or the record was read back from the journal): closing must refold it.
+    #[serde(skip)]
+    pub needs_refold: bool,
 }
 
 /// What observing one sample changed.
@@ -153,8 +164,11 @@ impl Session {
             class_mismatch: false,
             ended: false,
             violation: None,
+            min_seq: r.seq,
+            max_seq: r.seq,
             last_seq: 0,
             last_strokes: 0,
+            needs_refold: false,
         }
     }
 
@@ -180,7 +194,10 @@ impl Session {
         if let Some(z) = r.zone {
             self.zones.insert(z.short_name());
         }
+        self.min_seq = self.min_seq.min(r.seq);
+        self.max_seq = self.max_seq.max(r.seq);
         let in_order = r.seq > self.last_seq;
+        self.needs_refold |= !in_order;
         let delta = if in_order {
             r.session_strokes.saturating_sub(self.last_strokes)
         } else {

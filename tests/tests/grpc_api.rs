@@ -3,12 +3,13 @@
 //! What each role may call is in the `grpc_roles_*` tests.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use penwatch_proto::v1 as pb;
 use penwatch_proto::v1::DeviceClass;
-use penwatch_tests::api::{MAKER, MANAGER, REVIEWER, Setup, csv_sessions, req, set};
-use penwatch_tests::free_port;
+use penwatch_tests::api::{ADMIN, MAKER, MANAGER, REVIEWER, Setup, csv_sessions, req, set};
+use penwatch_tests::{Gateway, Mosquitto, free_port};
 use tokio_stream::StreamExt;
 
 async fn next_violation(stream: &mut tonic::Streaming<pb::Violation>) -> pb::Violation {

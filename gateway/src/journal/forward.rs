@@ -94,6 +94,9 @@ pub struct CartridgeEventRecord {
     pub strokes: i64,
 }
 
+/// How many 1 ms polls a sink or housekeeping write waits for the committer's lock (10 s).
+const BUSY_POLLS: i32 = 10_000;
+
 /// Most rows deleted per transaction, so the committer never waits long for the write lock.
 const PRUNE_CHUNK: i64 = 5000;
 
@@ -102,8 +105,14 @@ impl Journal {
     ///
     /// The committer must have created the journal ([`Journal::open`]) first.
     pub fn open_forwarding(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        // Its writes (cursor moves, pruning) wait for the committer, which holds the write lock
+        // for most of each second under load and lets go only between batches: poll every
+        // millisecond rather than SQLite's default backoff, which sleeps past those gaps.
+        conn.busy_handler(Some(|attempt| {
+            std::thread::sleep(Duration::from_millis(1));
+            attempt < BUSY_POLLS
+        }))?;
         // A lost cursor update after a power cut only means a resend, which is idempotent.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Self { conn })

@@ -390,7 +390,11 @@ impl Journal {
     pub fn timeline(&self, device_id: &str, session_id: &str) -> Result<Vec<TimelinePoint>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT ts_ms, depth_mm, permitted_mm, session_strokes, zone, exceeded FROM samples \
-             WHERE device_id = ?1 AND session_id = ?2 ORDER BY seq",
+             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN
+                (SELECT min_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2) AND
+                (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions
+                 WHERE device_id = ?1 AND session_id = ?2)
+             ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![device_id, session_id], |r| {
             Ok(TimelinePoint {
@@ -505,7 +509,11 @@ impl Journal {
                 cartridge_strokes, speed_hz, battery_pct, zone, encoding, permitted_mm, binding,
                 device_class, exceeded, unknown_operator, unregistered_device, class_mismatch,
                 policy_version, received_ms
-             FROM samples WHERE device_id = ?1 AND session_id = ?2 ORDER BY seq",
+             FROM samples WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN
+                (SELECT min_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2) AND
+                (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions
+                 WHERE device_id = ?1 AND session_id = ?2)
+             ORDER BY seq",
         )?;
         let mut rows = stmt.query(params![device_id, session_id])?;
         while let Some(row) = rows.next()? {

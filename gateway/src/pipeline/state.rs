@@ -103,7 +103,9 @@ impl LiveState {
         let tx = journal.batch()?;
         for stored in open {
             let key = (stored.device_id.clone(), stored.session_id.clone());
-            let (samples, _) = tx.session_samples(&key.0, &key.1)?;
+            // The stored row may be a moment older than the journal's samples: read on to
+            // the pen's newest sample.
+            let (samples, _) = tx.session_samples(&key.0, &key.1, stored.min_seq)?;
             let s = refold(&samples).map_or(stored.clone(), |mut s| {
                 s.ended |= stored.ended;
                 s
@@ -204,7 +206,10 @@ impl LiveState {
             Some(s) => s,
             None => {
                 let s = match tx.session(&r.device_id, &r.session_id)? {
-                    Some((stored, _)) => stored,
+                    Some((mut stored, _)) => {
+                        stored.needs_refold = true;
+                        stored
+                    }
                     None => Session::new(r, v),
                 };
                 work.sessions.insert(key.clone());
@@ -277,12 +282,22 @@ impl LiveState {
         let Some(live) = self.sessions.remove(key) else {
             return Ok(None);
         };
-        let (samples, last_id) = tx.session_samples(&key.0, &key.1)?;
-        let Some(mut s) = refold(&samples) else {
-            return Ok(None);
+        // A session folded live from every sample in `seq` order is already exact; any other
+        // is refolded from the journal in `seq` order.
+        let mut s = if live.needs_refold {
+            let (samples, _) = tx.session_samples(&key.0, &key.1, live.min_seq)?;
+            let Some(s) = refold(&samples) else {
+                return Ok(None);
+            };
+            s
+        } else {
+            live.clone()
         };
         s.ended |= live.ended;
-        let (n, digest) = tx.samples_digest(&key.0, &key.1, last_id)?;
+        let (n, last_id, digest) = tx.samples_digest(&key.0, &key.1, s.min_seq.min(live.min_seq))?;
+        if n == 0 {
+            return Ok(None);
+        }
         if let Some(e) = &s.violation {
             tx.append_audit(
                 "violation",

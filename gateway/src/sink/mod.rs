@@ -99,7 +99,7 @@ impl Default for InfluxConfig {
             precision: Precision::Ns,
             gzip: true,
             batch_size: 5000,
-            linger_ms: 1000,
+            linger_ms: 200,
             timeout_s: 10,
             retry_max_s: 60,
             halt_retry_s: 60,

@@ -141,32 +141,26 @@ fn escape(out: &mut String, s: &str, chars: &[char]) {
     }
 }
 
-/// `pen_sample`: one raw sample or event.
+/// `pen_sample`: one raw sample or event, lean on purpose. It is the one measurement written
+/// per message, so each tag and string field is paid for by InfluxDB on every point: two
+/// tags (one series per pen) and one string field (the session, to select a session's
+/// points). Everything else of a sample (operator, zone, cartridge, rule, policy version)
+/// stays in the journal and in the API; sessions and violations carry them in InfluxDB.
 pub fn sample(r: &SampleRecord, p: Precision) -> Point {
     Point {
         measurement: "pen_sample",
         tags: vec![
-            ("cartridge_model", r.cartridge_model.clone()),
             ("clinic", r.clinic_id.clone()),
             ("device", r.device_id.clone()),
-            ("device_class", r.device_class.clone()),
-            ("event", r.event.clone()),
-            ("operator", r.operator_id.clone()),
-            ("zone", r.zone.clone().unwrap_or_default()),
         ],
         fields: vec![
             ("depth_mm", Field::F(r.depth_mm)),
             ("permitted_mm", Field::F(r.permitted_mm)),
             ("exceeded", Field::B(r.exceeded)),
             ("session_strokes", Field::I(r.session_strokes)),
-            ("cartridge_strokes", Field::I(r.cartridge_strokes)),
-            ("speed_hz", Field::F(r.speed_hz)),
             ("battery_pct", Field::F(r.battery_pct)),
             ("seq", Field::I(r.seq)),
             ("session_id", Field::S(r.session_id.clone())),
-            ("cartridge_id", Field::S(r.cartridge_id.clone())),
-            ("binding", Field::S(r.binding.clone())),
-            ("policy_version", Field::S(r.policy_version.clone())),
         ],
         time: p.time(r.ts_ms, r.seq),
     }
