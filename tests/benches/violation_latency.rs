@@ -1,7 +1,9 @@
 //! Violation-stream latency: from publishing an over-depth sample to the broker until the
 //! `WatchViolations` stream delivers it, through a real mosquitto and gateway process.
 //!
-//! One sample in flight at a time; prints p50 / p99 / max. Run (builds the gateway first):
+//! One sample in flight at a time, every 20 ms, beside a background load from the simulator
+//! (`PENWATCH_BENCH_BACKGROUND_RATE` messages/s, default 3000; 0 for none); prints p50 / p99 /
+//! max. Run (builds the gateway first):
 //!     cargo build --workspace --bins && cargo bench -p penwatch-tests --bench violation_latency --profile dev
 //! or with `--release` after `cargo build --release --workspace --bins`. Samples: env
 //! `PENWATCH_BENCH_SAMPLES` (default 500).
@@ -60,6 +62,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    let rate: u64 = std::env::var("PENWATCH_BENCH_BACKGROUND_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("gateway.toml");
@@ -74,7 +80,12 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let mut client =
         PenWatchClient::connect(format!("http://127.0.0.1:{}", gateway.api_port())).await?;
-    let mut request = Request::new(pb::WatchViolationsRequest::default());
+    let mut request = Request::new(pb::WatchViolationsRequest {
+        filter: Some(pb::Filter {
+            device_ids: vec!["pen-bench".into()],
+            ..pb::Filter::default()
+        }),
+    });
     request
         .metadata_mut()
         .insert("authorization", format!("Bearer {TOKEN}").parse()?);
@@ -93,8 +104,38 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    // Background load: the simulator's load mode, paced, for the whole measurement.
+    let background = match rate {
+        0 => None,
+        _ => Some(
+            std::process::Command::new(penwatch_tests::binary("penwatch-sim")?)
+                .args([
+                    "--broker",
+                    &broker.url(),
+                    "--clinics",
+                    "10",
+                    "--pens-per-clinic",
+                    "100",
+                    "--seed",
+                    "3",
+                    "--rate",
+                    &rate.to_string(),
+                    "--connections",
+                    "4",
+                    "--duration",
+                    &format!("{}s", 30 + n / 20),
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()?,
+        ),
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let received_before = gateway.metric("penwatch_messages_received_total");
+    let load_started = Instant::now();
+
     let mut latencies = Vec::with_capacity(n as usize);
     for i in 0..n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let seq = i + 2;
         let started = Instant::now();
         mqtt.publish(
@@ -119,9 +160,16 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let background_rate = (gateway.metric("penwatch_messages_received_total") - received_before)
+        / load_started.elapsed().as_secs_f64();
+    if let Some(mut child) = background {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     latencies.sort();
     println!(
-        "violation stream latency, publish -> receipt, {} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "violation stream latency, publish -> receipt, {} samples, one every 20 ms, beside \
+         {background_rate:.0} msg/s of background load: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,

@@ -16,7 +16,12 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 /// Points per write of the fast consumer.
 const FAST_BATCH: usize = 5000;
 
-async fn subscribe(port: u16, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
+/// Connects and subscribes; returns the client, its event loop and the messages that arrived
+/// before the subscription was confirmed (a persistent session's queue starts at once).
+async fn subscribe(
+    port: u16,
+    id: &str,
+) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop, Vec<rumqttc::Publish>)> {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
     options
         .set_keep_alive(Duration::from_secs(30))
@@ -26,19 +31,22 @@ async fn subscribe(port: u16, id: &str) -> anyhow::Result<(AsyncClient, rumqttc:
     client
         .subscribe(penwatch_proto::topic::ALL_TELEMETRY, QoS::AtLeastOnce)
         .await?;
+    let mut early = Vec::new();
     loop {
-        if let Event::Incoming(Incoming::SubAck(_)) = eventloop.poll().await? {
-            break;
+        match eventloop.poll().await? {
+            Event::Incoming(Incoming::SubAck(_)) => break,
+            Event::Incoming(Incoming::Publish(p)) => early.push(p),
+            _ => {}
         }
     }
     println!("ready");
-    Ok((client, eventloop))
+    Ok((client, eventloop, early))
 }
 
 /// The bare subscriber: counts `expect` messages.
 pub async fn bare(port: u16, expect: u64) -> anyhow::Result<()> {
-    let (client, mut eventloop) = subscribe(port, "bench-bare").await?;
-    let mut n = 0u64;
+    let (client, mut eventloop, early) = subscribe(port, "bench-bare").await?;
+    let mut n = early.len() as u64;
     while n < expect {
         if let Event::Incoming(Incoming::Publish(_)) = eventloop.poll().await? {
             n += 1;
@@ -51,7 +59,7 @@ pub async fn bare(port: u16, expect: u64) -> anyhow::Result<()> {
 
 /// The fast consumer: stores `expect` minimal points in the InfluxDB v1 database `db`.
 pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow::Result<()> {
-    let (client, mut eventloop) = subscribe(port, "bench-fast").await?;
+    let (client, mut eventloop, early) = subscribe(port, "bench-fast").await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
         let http = reqwest::Client::new();
@@ -77,19 +85,24 @@ pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow:
         println!("done");
         anyhow::Ok(())
     });
+    let line = |p: &rumqttc::Publish| -> anyhow::Result<String> {
+        let device = p.topic.split('/').nth(3).unwrap_or("unknown");
+        let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
+        let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
+        let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        let time = ts * 1_000_000 + (seq % 1_000_000) as i64;
+        Ok(format!("pen,device={device} depth_mm={depth} {time}"))
+    };
     let mut n = 0u64;
+    for p in &early {
+        n += 1;
+        tx.send(line(p)?).ok().context("writer stopped")?;
+    }
     while n < expect {
         if let Event::Incoming(Incoming::Publish(p)) = eventloop.poll().await? {
             n += 1;
-            let device = p.topic.split('/').nth(3).unwrap_or("unknown");
-            let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
-            let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
-            let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
-            let seq = v["seq"].as_u64().unwrap_or(0);
-            let time = ts * 1_000_000 + (seq % 1_000_000) as i64;
-            tx.send(format!("pen,device={device} depth_mm={depth} {time}"))
-                .ok()
-                .context("writer stopped")?;
+            tx.send(line(&p)?).ok().context("writer stopped")?;
         }
     }
     // Keep acknowledging while the writer finishes.

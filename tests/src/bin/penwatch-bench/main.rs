@@ -114,6 +114,46 @@ struct Measured {
     published: Option<Duration>,
     cpu: Vec<(&'static str, f64)>,
     rss: Option<RssReport>,
+    gateway: Option<GatewayReport>,
+}
+
+/// What the gateway's own metrics and files say after a row.
+struct GatewayReport {
+    /// 99th percentile of the batch commit time, from the histogram's buckets (upper bound).
+    commit_p99_s: f64,
+    /// Journal database and WAL sizes, MiB.
+    journal_mib: f64,
+    wal_mib: f64,
+}
+
+impl GatewayReport {
+    fn read(g: &Gateway) -> Self {
+        let metrics = g.metrics();
+        let mut buckets: Vec<(f64, f64)> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("penwatch_batch_commit_seconds_bucket{le=\""))
+            .filter_map(|l| {
+                let (le, n) = l.split_once("\"} ")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, n.trim().parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = buckets.last().map_or(0.0, |b| b.1);
+        let commit_p99_s = buckets
+            .iter()
+            .find(|(_, n)| *n >= total * 0.99)
+            .map_or(0.0, |b| b.0);
+        let size = |p: std::path::PathBuf| {
+            std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+        };
+        let journal = g.journal_path();
+        Self {
+            commit_p99_s,
+            journal_mib: size(journal.clone()),
+            wal_mib: size(journal.with_extension("db-wal")),
+        }
+    }
 }
 
 struct RssReport {
@@ -268,6 +308,7 @@ async fn bare(plan: Plan) -> anyhow::Result<Measured> {
         stored: None,
         cpu: cpu.read(),
         rss: None,
+        gateway: None,
     })
 }
 
@@ -306,6 +347,7 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
         stored: Some(done - first),
         cpu,
         rss: None,
+        gateway: None,
     })
 }
 
@@ -378,7 +420,9 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
         }
     }
     let rss = settle_rss(pid, rss).await;
+    let report = GatewayReport::read(&g);
     Ok(Measured {
+        gateway: Some(report),
         published: Some(published),
         row: if with_influx {
             "gateway → InfluxDB (durable journal, judging, sessions, sink)"
@@ -444,7 +488,9 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
         tokio::task::block_in_place(|| wait_metric(&g, RECEIVED, plan.messages, timeout_for(&plan)))?;
     let cpu = cpu.read();
     let rss = settle_rss(pid, rss).await;
+    let report = GatewayReport::read(&g);
     Ok(Measured {
+        gateway: Some(report),
         published: None,
         row: "gateway draining a queued backlog (from its start)",
         done: done - started,
@@ -486,7 +532,7 @@ fn rate(plan: &Plan, d: Duration) -> f64 {
 
 fn print_row(plan: &Plan, r: &Measured) {
     let mut line = format!(
-        "{}: {} messages handled {:.2} s after the first publish ({:.0} msg/s)",
+        "{}: {} messages handled {:.2} s after the clock started ({:.0} msg/s)",
         r.row,
         plan.messages,
         r.done.as_secs_f64(),
@@ -509,6 +555,14 @@ fn print_row(plan: &Plan, r: &Measured) {
         .map(|(name, s)| format!("{name} {:.1} µs", s * 1e6 / plan.messages as f64))
         .collect();
     println!("  CPU per message: {}", cpu.join(", "));
+    if let Some(g) = &r.gateway {
+        println!(
+            "  batch commit p99 ≤ {:.0} ms; journal {:.0} MiB, WAL {:.0} MiB",
+            g.commit_p99_s * 1e3,
+            g.journal_mib,
+            g.wal_mib
+        );
+    }
     if let Some(rss) = &r.rss {
         let step = (rss.series.len() / 12).max(1);
         let points: Vec<String> = rss
