@@ -2,8 +2,12 @@
 //!
 //! The committer's connection never checkpoints (it would fsync the database file inside a
 //! commit and delay every message and alert behind it). This thread copies committed WAL
-//! frames into the database with `PASSIVE` checkpoints, which never block the writer, twice
-//! a second; the WAL restarts from its beginning once a checkpoint has caught up.
+//! frames into the database with `PASSIVE` checkpoints, which never block the writer, ten
+//! times a second. The WAL restarts from its beginning only when a checkpoint has caught up
+//! before the writer's next transaction, which a writer that never pauses does not allow:
+//! once the WAL holds more than [`RESTART_FRAMES`], a `RESTART` checkpoint waits for the
+//! writer's current commit, copies the few frames left (the passive ones did the rest) and
+//! lets the next commit start the WAL over, so its file stays near `journal_size_limit`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +19,9 @@ use super::Result;
 
 /// How often the WAL is checkpointed.
 const EVERY: Duration = Duration::from_millis(100);
+
+/// WAL frames (pages) beyond which the WAL is restarted: 64 MiB of 4 KiB pages.
+const RESTART_FRAMES: i64 = 16_384;
 
 /// Starts the checkpoint thread for the journal at `path` (created by the committer
 /// first); it stops, after a last checkpoint, once `stop` is cancelled.
@@ -56,13 +63,22 @@ fn run(path: &Path, stop: &CancellationToken) {
 }
 
 fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let mut conn =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    // A restart waits for the committer's current commit: poll for the lock every
+    // millisecond (SQLite's default backoff would sleep past the gap between two commits).
+    conn.busy_handler(Some(|attempt| {
+        std::thread::sleep(Duration::from_millis(1));
+        attempt < 5_000
+    }))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 
 fn checkpoint(conn: &Connection) -> Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+    if frames > RESTART_FRAMES {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+    }
     Ok(())
 }

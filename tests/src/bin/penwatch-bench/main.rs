@@ -60,6 +60,9 @@ struct Cli {
         default_value = "bare,fast,gateway,gateway-influx,backlog"
     )]
     rows: Vec<Row>,
+    /// Extra gateway configuration (TOML, without an `[influx]` section) for the gateway rows.
+    #[arg(long, value_name = "FILE")]
+    gateway_config: Option<std::path::PathBuf>,
     /// Seconds between resident-memory samples of the gateway.
     #[arg(long, default_value_t = 1.0)]
     rss_every_s: f64,
@@ -176,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     rlimit::increase_nofile_limit(65_536).context("raising the open-files limit")?;
+    let _ = EXTRA_CONFIG.set(cli.gateway_config.clone());
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64
@@ -353,13 +357,17 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
 
 fn gateway_config(dir: &Path, influx: Option<&InfluxV1>) -> anyhow::Result<String> {
     let path = dir.join("gateway.toml");
-    let text = match influx {
-        Some(i) => format!(
-            "[influx]\napi = \"v1\"\nurl = \"{}\"\ndatabase = \"penwatch\"\nstatus_interval_s = 0\n",
-            i.url()
-        ),
-        None => String::new(),
+    let mut text = match EXTRA_CONFIG.get() {
+        Some(Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?,
+        _ => String::new(),
     };
+    if let Some(i) = influx {
+        text += &format!(
+            "\n[influx]\napi = \"v1\"\nurl = \"{}\"\ndatabase = \"penwatch\"\nstatus_interval_s = 0\n",
+            i.url()
+        );
+    }
     std::fs::write(&path, text)?;
     Ok(path.display().to_string())
 }
@@ -380,6 +388,9 @@ fn wait_metric(g: &Gateway, metric: &str, n: u64, timeout: Duration) -> anyhow::
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `--gateway-config`, read by every gateway row.
+static EXTRA_CONFIG: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
 
 const RECEIVED: &str = "penwatch_messages_received_total";
 const WRITTEN: &str = "penwatch_sink_points_written_total{stream=\"samples\"}";
