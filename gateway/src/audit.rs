@@ -5,6 +5,7 @@
 //! SHA-256 of its samples' canonical lines in `seq` order, so editing a sample, a session
 //! or a violation afterwards breaks the chain at that entry.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Hash of the (virtual) entry before the first one.
@@ -50,6 +51,112 @@ impl SampleDigest {
     /// The hex digest.
     pub fn finish(self) -> String {
         hex::encode(self.0.finalize())
+    }
+}
+
+/// The audit entry of a closed session: its final record, as chained (kind `session`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedSession {
+    /// Opaque session id.
+    pub session_id: String,
+    /// Pen serial.
+    pub device_id: String,
+    /// Clinic.
+    pub clinic_id: String,
+    /// Operator staff id.
+    pub operator_id: String,
+    /// Effective device class.
+    pub device_class: String,
+    /// Cartridge used.
+    pub cartridge_id: String,
+    /// First device time, Unix ms.
+    pub started_ms: i64,
+    /// Last device time, Unix ms.
+    pub last_ms: i64,
+    /// Strokes delivered.
+    pub strokes: u64,
+    /// Deepest setting, mm.
+    pub max_depth_mm: f64,
+    /// Most restrictive permitted depth while treating, mm.
+    pub permitted_mm: Option<f64>,
+    /// Whether any sample exceeded its permitted depth.
+    pub exceeded: bool,
+    /// `ended` or `inactive`.
+    pub close_reason: String,
+    /// Journaled messages of the session (samples and session events) the digest covers.
+    #[serde(rename = "messages")]
+    pub journaled: u64,
+    /// Highest journal id among them.
+    pub last_sample_id: i64,
+    /// SHA-256 over their canonical lines in `seq` order.
+    pub samples_digest: String,
+}
+
+/// The audit entry of a final violation (kind `violation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalViolation {
+    /// Opaque session id.
+    pub session_id: String,
+    /// Pen serial.
+    pub device_id: String,
+    /// Clinic.
+    pub clinic_id: String,
+    /// Operator staff id.
+    pub operator_id: String,
+    /// Effective device class.
+    pub device_class: String,
+    /// Permitted depth at the worst excursion, mm.
+    pub limit_mm: f64,
+    /// Rule that set that limit.
+    pub binding: String,
+    /// Deepest offending setting, mm.
+    pub peak_depth_mm: f64,
+    /// First device time above the limit, Unix ms.
+    pub first_above_ms: i64,
+    /// Last device time above the limit, Unix ms.
+    pub last_above_ms: i64,
+    /// Strokes delivered above the limit.
+    pub strokes_above: u64,
+    /// Samples above the limit.
+    pub samples_above: u64,
+    /// Policy version that judged the worst excursion.
+    pub policy_version: String,
+}
+
+/// A chained record, typed by its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A closed session.
+    Session(ClosedSession),
+    /// A final violation.
+    Violation(FinalViolation),
+}
+
+impl Record {
+    /// The entry's kind as chained.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Session(_) => "session",
+            Record::Violation(_) => "violation",
+        }
+    }
+
+    /// The body as chained: canonical JSON, keys sorted.
+    pub fn body(&self) -> Result<String, serde_json::Error> {
+        let value = match self {
+            Record::Session(s) => serde_json::to_value(s)?,
+            Record::Violation(v) => serde_json::to_value(v)?,
+        };
+        Ok(value.to_string())
+    }
+
+    /// Reads a chained entry's body; `Ok(None)` for a kind this version does not know.
+    pub fn parse(kind: &str, body: &str) -> Result<Option<Self>, serde_json::Error> {
+        Ok(match kind {
+            "session" => Some(Record::Session(serde_json::from_str(body)?)),
+            "violation" => Some(Record::Violation(serde_json::from_str(body)?)),
+            _ => None,
+        })
     }
 }
 

@@ -360,33 +360,25 @@ impl Journal {
             return Ok(v);
         }
         for e in entries.iter().filter(|e| e.kind == "session") {
-            let body: serde_json::Value = serde_json::from_str(&e.body)?;
-            let field = |k: &str| {
-                body.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
+            let Some(audit::Record::Session(c)) = audit::Record::parse(&e.kind, &e.body)? else {
+                continue;
             };
-            let (device, session, digest) = (
-                field("device_id"),
-                field("session_id"),
-                field("samples_digest"),
-            );
-            let messages = body.get("messages").and_then(|v| v.as_u64()).unwrap_or(0);
-            let upto = body
-                .get("last_sample_id")
-                .and_then(|v| v.as_i64())
-                .unwrap_or(i64::MAX);
-            let seqs = stored_seq_range(&self.conn, &device, &session)?;
-            let (found, _, recomputed) =
-                samples_digest(&self.conn, &device, &session, seqs, upto)?;
-            if found == 0 && messages > 0 {
+            let seqs = stored_seq_range(&self.conn, &c.device_id, &c.session_id)?;
+            let (found, _, recomputed) = samples_digest(
+                &self.conn,
+                &c.device_id,
+                &c.session_id,
+                seqs,
+                c.last_sample_id,
+            )?;
+            if found == 0 && c.journaled > 0 {
                 v.digests_unchecked += 1;
-            } else if recomputed != digest || found != messages {
+            } else if recomputed != c.samples_digest || found != c.journaled {
                 v.first_broken = Some((
                     e.seq,
                     format!(
-                        "samples of session {device}/{session} do not match the recorded digest"
+                        "samples of session {}/{} do not match the recorded digest",
+                        c.device_id, c.session_id
                     ),
                 ));
                 return Ok(v);
@@ -635,8 +627,8 @@ impl Batch<'_> {
     }
 
     /// Appends a record to the audit chain; returns its hash.
-    pub fn append_audit(&self, kind: &str, body: &serde_json::Value) -> Result<String> {
-        let body = body.to_string();
+    pub fn append_audit(&self, record: &audit::Record) -> Result<String> {
+        let (kind, body) = (record.kind(), record.body()?);
         let prev: Option<(i64, String)> = self
             .tx
             .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
@@ -658,7 +650,13 @@ impl Batch<'_> {
         session_id: &str,
         from_seq: u64,
     ) -> Result<(u64, i64, String)> {
-        samples_digest(&self.tx, device_id, session_id, (from_seq, u64::MAX), i64::MAX)
+        samples_digest(
+            &self.tx,
+            device_id,
+            session_id,
+            (from_seq, u64::MAX),
+            i64::MAX,
+        )
     }
 
     /// Makes the batch durable.
@@ -690,7 +688,9 @@ fn stored_seq_range(conn: &Connection, device_id: &str, session_id: &str) -> Res
         .prepare_cached(
             "SELECT min_seq, max_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2",
         )?
-        .query_row(params![device_id, session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![device_id, session_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     Ok(match row {
         Some((min, max)) if max > 0 => (min as u64, max as u64),

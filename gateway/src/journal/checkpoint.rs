@@ -63,8 +63,7 @@ fn run(path: &Path, stop: &CancellationToken) {
 }
 
 fn open(path: &Path) -> Result<Connection> {
-    let mut conn =
-        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     // A restart waits for the committer's current commit: poll for the lock every
     // millisecond (SQLite's default backoff would sleep past the gap between two commits).
     conn.busy_handler(Some(|attempt| {

@@ -58,15 +58,13 @@ pub struct SampleRecord {
     pub policy_version: String,
 }
 
-/// An audit chain entry (a closed session's summary or a final violation).
+/// An audit chain entry (a closed session's final record or a final violation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     /// Chain position (journal order).
     pub seq: i64,
-    /// `session` or `violation`.
-    pub kind: String,
-    /// The JSON body as chained.
-    pub body: serde_json::Value,
+    /// The record; `None` for a kind this version does not forward.
+    pub record: Option<crate::audit::Record>,
 }
 
 /// A cartridge event with the context a sink tags it with.
@@ -105,7 +103,8 @@ impl Journal {
     ///
     /// The committer must have created the journal ([`Journal::open`]) first.
     pub fn open_forwarding(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let mut conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         // Its writes (cursor moves, pruning) wait for the committer, which holds the write lock
         // for most of each second under load and lets go only between batches: poll every
         // millisecond rather than SQLite's default backoff, which sleeps past those gaps.
@@ -194,8 +193,7 @@ impl Journal {
             .map(|(seq, kind, body)| {
                 Ok(AuditRecord {
                     seq,
-                    kind,
-                    body: serde_json::from_str(&body)?,
+                    record: crate::audit::Record::parse(&kind, &body)?,
                 })
             })
             .collect()

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use penwatch_proto::names::ShortName;
 use penwatch_proto::v1::DeviceClass;
 
+use crate::clock::now_ms;
 use crate::decode::{BadInput, Inbound, Reading};
 use crate::journal::{self, Journal};
 use crate::live::{LiveEvent, LiveSender};
 use crate::metrics::Metrics;
-use crate::clock::now_ms;
 use crate::policy::{Policy, PolicyHandle, SampleContext};
 use crate::sessions::{CloseReason, Verdict};
 
@@ -83,7 +83,7 @@ impl Pipeline {
         settings: Settings,
         live: LiveSender,
     ) -> journal::Result<Self> {
-        let state = LiveState::load(&mut journal)?;
+        let state = LiveState::load(&mut journal, metrics.clone())?;
         metrics.sessions_open.set(state.open_sessions() as i64);
         Ok(Self {
             journal,
@@ -108,7 +108,7 @@ impl Pipeline {
         let started = Instant::now();
         let result = self.try_commit(batch, false);
         if result.is_err() {
-            self.state = LiveState::load(&mut self.journal)?;
+            self.state = LiveState::load(&mut self.journal, self.metrics.clone())?;
         } else {
             self.metrics
                 .commit_seconds
@@ -156,15 +156,8 @@ impl Pipeline {
                     let v = verdict(&loaded, r);
                     if tx.insert_sample(r, &v, m.received_ms)? {
                         out.accepted += 1;
-                        self.state.apply(
-                            &tx,
-                            &loaded,
-                            r,
-                            &v,
-                            m.received_ms,
-                            &mut work,
-                            &self.metrics,
-                        )?;
+                        self.state
+                            .apply(&tx, &loaded, r, &v, m.received_ms, &mut work)?;
                         if work.live {
                             work.events.push(LiveEvent::Sample {
                                 reading: r.clone(),

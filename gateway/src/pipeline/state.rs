@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use penwatch_proto::v1::Event;
-use serde_json::json;
 
+use crate::audit::{ClosedSession, FinalViolation, Record};
 use crate::cartridges::Cartridge;
 use crate::decode::Reading;
 use crate::fleet::Device;
@@ -27,8 +27,8 @@ use crate::sessions::{CloseReason, Session, Verdict};
 /// Longest time a live counter waits to be written to the journal.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Most cartridges kept in memory; the journal has them all.
-const CARTRIDGE_CACHE: usize = 100_000;
+/// Most cartridges kept in memory (each session brings a new one; the journal has them all).
+const CARTRIDGE_CACHE: usize = 10_000;
 
 /// A session: `(device_id, session_id)`.
 pub type SessionKey = (String, String);
@@ -43,6 +43,7 @@ pub struct LiveState {
     dirty_devices: HashSet<String>,
     dirty_cartridges: HashSet<String>,
     last_flush: Instant,
+    metrics: Arc<Metrics>,
 }
 
 /// What one batch touched: written before its commit, published after it.
@@ -95,7 +96,7 @@ impl Work {
 
 impl LiveState {
     /// The state the journal holds: open sessions refolded from their samples, and every pen.
-    pub fn load(journal: &mut journal::Journal) -> journal::Result<Self> {
+    pub fn load(journal: &mut journal::Journal, metrics: Arc<Metrics>) -> journal::Result<Self> {
         let now = crate::clock::now_ms();
         let mut sessions = HashMap::new();
         let mut last_activity = HashMap::new();
@@ -128,6 +129,7 @@ impl LiveState {
             dirty_devices: HashSet::new(),
             dirty_cartridges: HashSet::new(),
             last_flush: Instant::now(),
+            metrics,
         })
     }
 
@@ -162,7 +164,6 @@ impl LiveState {
         v: &Verdict,
         received_ms: i64,
         work: &mut Work,
-        metrics: &Metrics,
     ) -> journal::Result<()> {
         let device = match self.devices.get_mut(&r.device_id) {
             Some(d) => d,
@@ -173,9 +174,9 @@ impl LiveState {
                     .or_insert_with(|| Device::new(&r.clinic_id, &r.device_id))
             }
         };
-        let session_before = (device.session_id != r.session_id).then_some(());
+        let session_changed = device.session_id != r.session_id;
         device.observe(r, v, received_ms);
-        if session_before.is_some() || r.event != Event::Sample {
+        if session_changed || r.event != Event::Sample {
             work.devices.insert(r.device_id.clone());
         } else {
             self.dirty_devices.insert(r.device_id.clone());
@@ -184,10 +185,10 @@ impl LiveState {
             work.touched_devices.insert(r.device_id.clone());
         }
         if !r.session_id.is_empty() {
-            self.apply_session(tx, r, v, received_ms, work, metrics)?;
+            self.apply_session(tx, r, v, received_ms, work)?;
         }
         if !r.cartridge_id.is_empty() {
-            self.apply_cartridge(tx, policy, r, work, metrics)?;
+            self.apply_cartridge(tx, policy, r, work)?;
         }
         Ok(())
     }
@@ -199,7 +200,6 @@ impl LiveState {
         v: &Verdict,
         received_ms: i64,
         work: &mut Work,
-        metrics: &Metrics,
     ) -> journal::Result<()> {
         let key = (r.device_id.clone(), r.session_id.clone());
         let s = match self.sessions.get_mut(&key) {
@@ -218,7 +218,7 @@ impl LiveState {
         };
         let change = s.observe(r, v);
         if change.newly_exceeded {
-            metrics.violations.inc();
+            self.metrics.violations.inc();
         }
         if change.violation_updated {
             work.violations.insert(key.clone());
@@ -241,7 +241,6 @@ impl LiveState {
         policy: &Policy,
         r: &Reading,
         work: &mut Work,
-        metrics: &Metrics,
     ) -> journal::Result<()> {
         let c = match self.cartridges.get_mut(&r.cartridge_id) {
             Some(c) => c,
@@ -258,7 +257,7 @@ impl LiveState {
         let events = c.observe(r);
         for e in &events {
             tx.cartridge_event(c, e, r)?;
-            metrics.cartridge_event(e.kind());
+            self.metrics.cartridge_event(e.kind());
         }
         if events.is_empty() && c.sessions.len() == sessions_before {
             self.dirty_cartridges.insert(r.cartridge_id.clone());
@@ -294,34 +293,46 @@ impl LiveState {
             live.clone()
         };
         s.ended |= live.ended;
-        let (n, last_id, digest) = tx.samples_digest(&key.0, &key.1, s.min_seq.min(live.min_seq))?;
+        let (n, last_id, digest) =
+            tx.samples_digest(&key.0, &key.1, s.min_seq.min(live.min_seq))?;
         if n == 0 {
             return Ok(None);
         }
         if let Some(e) = &s.violation {
-            tx.append_audit(
-                "violation",
-                &json!({
-                    "session_id": s.session_id, "device_id": s.device_id, "clinic_id": s.clinic_id,
-                    "operator_id": s.operator_id, "device_class": s.device_class,
-                    "limit_mm": e.limit_mm, "binding": e.binding, "peak_depth_mm": e.peak_depth_mm,
-                    "first_above_ms": e.first_above_ms, "last_above_ms": e.last_above_ms,
-                    "strokes_above": e.strokes_above, "samples_above": e.samples_above,
-                    "policy_version": e.policy_version,
-                }),
-            )?;
+            tx.append_audit(&Record::Violation(FinalViolation {
+                session_id: s.session_id.clone(),
+                device_id: s.device_id.clone(),
+                clinic_id: s.clinic_id.clone(),
+                operator_id: s.operator_id.clone(),
+                device_class: s.device_class.clone(),
+                limit_mm: e.limit_mm,
+                binding: e.binding.clone(),
+                peak_depth_mm: e.peak_depth_mm,
+                first_above_ms: e.first_above_ms,
+                last_above_ms: e.last_above_ms,
+                strokes_above: e.strokes_above,
+                samples_above: e.samples_above,
+                policy_version: e.policy_version.clone(),
+            }))?;
         }
-        tx.append_audit(
-            "session",
-            &json!({
-                "session_id": s.session_id, "device_id": s.device_id, "clinic_id": s.clinic_id,
-                "operator_id": s.operator_id, "device_class": s.device_class,
-                "cartridge_id": s.cartridge_id, "started_ms": s.started_ms, "last_ms": s.last_ms,
-                "strokes": s.strokes, "max_depth_mm": s.max_depth_mm, "permitted_mm": s.permitted_mm,
-                "exceeded": s.exceeded(), "close_reason": reason.as_str(),
-                "messages": n, "last_sample_id": last_id, "samples_digest": digest,
-            }),
-        )?;
+        tx.append_audit(&Record::Session(ClosedSession {
+            session_id: s.session_id.clone(),
+            device_id: s.device_id.clone(),
+            clinic_id: s.clinic_id.clone(),
+            operator_id: s.operator_id.clone(),
+            device_class: s.device_class.clone(),
+            cartridge_id: s.cartridge_id.clone(),
+            started_ms: s.started_ms,
+            last_ms: s.last_ms,
+            strokes: s.strokes,
+            max_depth_mm: s.max_depth_mm,
+            permitted_mm: s.permitted_mm,
+            exceeded: s.exceeded(),
+            close_reason: reason.as_str().to_owned(),
+            journaled: n,
+            last_sample_id: last_id,
+            samples_digest: digest.clone(),
+        }))?;
         tx.put_session(&s, Some((reason, &digest)))?;
         Ok(Some(s))
     }

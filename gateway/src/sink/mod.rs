@@ -18,7 +18,7 @@ mod influx;
 pub mod schema;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -245,25 +245,45 @@ struct Encoded {
 /// The forwarder stopped because the gateway is shutting down.
 struct Stopped;
 
-/// Shared handle on the forwarder's own journal connection.
+/// A job for the forwarder's journal thread.
+type DbJob = Box<dyn FnOnce(&Journal) + Send>;
+
+/// The forwarder's own journal connection, on a thread of its own: the reads of every batch
+/// happen on one thread (with tokio's blocking pool they wandered over many, and each kept the
+/// memory it had allocated for a batch).
 #[derive(Clone)]
-struct Db(Arc<Mutex<Journal>>);
+struct Db(std::sync::mpsc::Sender<DbJob>);
 
 impl Db {
-    /// Runs `f` on the connection on a blocking thread.
+    /// Opens the connection on a new thread, which ends when the last handle is dropped.
+    fn open(journal_path: &Path) -> Result<Self, SinkError> {
+        let journal = Journal::open_forwarding(journal_path)?;
+        let (tx, rx) = std::sync::mpsc::channel::<DbJob>();
+        std::thread::Builder::new()
+            .name("sink-journal".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&journal);
+                }
+            })
+            .map_err(|e| SinkError::Worker(e.to_string()))?;
+        Ok(Self(tx))
+    }
+
+    /// Runs `f` on the connection's thread.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Journal) -> journal::Result<T> + Send + 'static,
     ) -> Result<T, SinkError> {
-        let j = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let g = j
-                .lock()
-                .map_err(|_| SinkError::Worker("poisoned journal lock".into()))?;
-            Ok(f(&g)?)
-        })
-        .await
-        .map_err(|e| SinkError::Worker(e.to_string()))?
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.0
+            .send(Box::new(move |j| {
+                let _ = done.send(f(j));
+            }))
+            .map_err(|_| SinkError::Worker("the journal thread stopped".into()))?;
+        Ok(result
+            .await
+            .map_err(|_| SinkError::Worker("the journal thread stopped".into()))??)
     }
 }
 
@@ -288,9 +308,7 @@ impl Forwarder {
     ) -> Result<Self, SinkError> {
         Ok(Self {
             config: config.clone(),
-            db: Db(Arc::new(Mutex::new(Journal::open_forwarding(
-                journal_path,
-            )?))),
+            db: Db::open(journal_path)?,
             writer: Writer::new(config)?,
             metrics,
             failures: 0,

@@ -13,7 +13,8 @@
 use std::fmt::Write as _;
 
 use serde::Deserialize;
-use serde_json::Value;
+
+use crate::audit::Record;
 
 use crate::fleet::Device;
 use crate::journal::forward::{AuditRecord, CartridgeEventRecord, SampleRecord};
@@ -168,68 +169,67 @@ pub fn sample(r: &SampleRecord, p: Precision) -> Point {
 
 /// `pen_session` or `pen_violation` from an audit entry; `None` for other kinds.
 pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
-    let b = &a.body;
-    let s = |k: &str| {
-        b.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let f = |k: &str| b.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    let i = |k: &str| b.get(k).and_then(Value::as_i64).unwrap_or_default();
-    let tags = |extra: (&'static str, String)| {
+    let tags = |clinic: &str, device: &str, class: &str, operator: &str, extra| {
         vec![
-            ("clinic", s("clinic_id")),
-            ("device", s("device_id")),
-            ("device_class", s("device_class")),
-            ("operator", s("operator_id")),
+            ("clinic", clinic.to_owned()),
+            ("device", device.to_owned()),
+            ("device_class", class.to_owned()),
+            ("operator", operator.to_owned()),
             extra,
         ]
     };
-    match a.kind.as_str() {
-        "session" => Some(Point {
+    match a.record.as_ref()? {
+        Record::Session(s) => Some(Point {
             measurement: "pen_session",
-            tags: tags(("close_reason", s("close_reason"))),
+            tags: tags(
+                &s.clinic_id,
+                &s.device_id,
+                &s.device_class,
+                &s.operator_id,
+                ("close_reason", s.close_reason.clone()),
+            ),
             fields: vec![
-                ("session_id", Field::S(s("session_id"))),
-                ("cartridge_id", Field::S(s("cartridge_id"))),
-                ("strokes", Field::I(i("strokes"))),
-                ("samples", Field::I(i("samples"))),
-                ("max_depth_mm", Field::F(f("max_depth_mm"))),
-                ("permitted_mm", Field::F(f("permitted_mm"))),
-                (
-                    "exceeded",
-                    Field::B(b.get("exceeded").and_then(Value::as_bool).unwrap_or(false)),
-                ),
+                ("session_id", Field::S(s.session_id.clone())),
+                ("cartridge_id", Field::S(s.cartridge_id.clone())),
+                ("strokes", Field::I(s.strokes as i64)),
+                ("samples", Field::I(s.journaled as i64)),
+                ("max_depth_mm", Field::F(s.max_depth_mm)),
+                ("permitted_mm", Field::F(s.permitted_mm.unwrap_or(f64::NAN))),
+                ("exceeded", Field::B(s.exceeded)),
                 (
                     "duration_s",
-                    Field::F((i("last_ms") - i("started_ms")) as f64 / 1000.0),
+                    Field::F((s.last_ms - s.started_ms) as f64 / 1000.0),
                 ),
-                ("samples_digest", Field::S(s("samples_digest"))),
+                ("samples_digest", Field::S(s.samples_digest.clone())),
                 ("audit_seq", Field::I(a.seq)),
             ],
-            time: p.time(i("started_ms"), a.seq),
+            time: p.time(s.started_ms, a.seq),
         }),
-        "violation" => Some(Point {
+        Record::Violation(v) => Some(Point {
             measurement: "pen_violation",
-            tags: tags(("binding", s("binding"))),
+            tags: tags(
+                &v.clinic_id,
+                &v.device_id,
+                &v.device_class,
+                &v.operator_id,
+                ("binding", v.binding.clone()),
+            ),
             fields: vec![
-                ("session_id", Field::S(s("session_id"))),
-                ("limit_mm", Field::F(f("limit_mm"))),
-                ("peak_depth_mm", Field::F(f("peak_depth_mm"))),
-                ("excess_mm", Field::F(f("peak_depth_mm") - f("limit_mm"))),
-                ("strokes_above", Field::I(i("strokes_above"))),
-                ("samples_above", Field::I(i("samples_above"))),
+                ("session_id", Field::S(v.session_id.clone())),
+                ("limit_mm", Field::F(v.limit_mm)),
+                ("peak_depth_mm", Field::F(v.peak_depth_mm)),
+                ("excess_mm", Field::F(v.peak_depth_mm - v.limit_mm)),
+                ("strokes_above", Field::I(v.strokes_above as i64)),
+                ("samples_above", Field::I(v.samples_above as i64)),
                 (
                     "duration_above_s",
-                    Field::F((i("last_above_ms") - i("first_above_ms")) as f64 / 1000.0),
+                    Field::F((v.last_above_ms - v.first_above_ms) as f64 / 1000.0),
                 ),
-                ("policy_version", Field::S(s("policy_version"))),
+                ("policy_version", Field::S(v.policy_version.clone())),
                 ("audit_seq", Field::I(a.seq)),
             ],
-            time: p.time(i("first_above_ms"), a.seq),
+            time: p.time(v.first_above_ms, a.seq),
         }),
-        _ => None,
     }
 }
 
@@ -298,7 +298,7 @@ mod tests {
             clinic_id: "c,01".into(),
             device_class: "home".into(),
             operator_id: "op=x".into(),
-            session_id: "s-1".into(),
+            session_id: "s\"1\\".into(),
             cartridge_id: "cart-1".into(),
             cartridge_model: "NANO".into(),
             ts_ms,
@@ -322,11 +322,8 @@ mod tests {
         sample(&record(7, 1_790_000_000_123), Precision::Ns).write_line(&mut out);
         assert_eq!(
             out,
-            "pen_sample,cartridge_model=NANO,clinic=c\\,01,device=pen\\ 1,device_class=home,\
-             event=sample,operator=op\\=x depth_mm=0.5,permitted_mm=0.5,exceeded=false,\
-             session_strokes=120i,cartridge_strokes=240i,speed_hz=120,battery_pct=80.5,seq=7i,\
-             session_id=\"s-1\",cartridge_id=\"cart-1\",binding=\"class\",\
-             policy_version=\"v\\\"1\\\\\" 1790000000123000007\n"
+            "pen_sample,clinic=c\\,01,device=pen\\ 1 depth_mm=0.5,permitted_mm=0.5,exceeded=false,\
+             session_strokes=120i,battery_pct=80.5,seq=7i,session_id=\"s\\\"1\\\\\" 1790000000123000007\n"
         );
     }
 
@@ -342,10 +339,11 @@ mod tests {
     #[test]
     fn non_finite_fields_are_left_out() {
         let mut r = record(1, 1);
-        r.speed_hz = f64::NAN;
+        r.battery_pct = f64::NAN;
         let mut out = String::new();
         sample(&r, Precision::Ns).write_line(&mut out);
-        assert!(!out.contains("speed_hz"), "{out}");
+        assert!(!out.contains("battery_pct"), "{out}");
+        assert!(out.contains("depth_mm="), "{out}");
     }
 
     #[test]
@@ -359,8 +357,7 @@ mod tests {
         let v = audit(
             &AuditRecord {
                 seq: 3,
-                kind: "violation".into(),
-                body,
+                record: Record::parse("violation", &body.to_string()).expect("parses"),
             },
             Precision::Ns,
         )
@@ -371,9 +368,30 @@ mod tests {
         assert!(v.fields.contains(&("duration_above_s", Field::F(2.0))));
         let other = AuditRecord {
             seq: 4,
-            kind: "policy".into(),
-            body: serde_json::json!({}),
+            record: Record::parse("policy", "{}").expect("unknown kinds are skipped"),
         };
         assert_eq!(audit(&other, Precision::Ns), None);
+    }
+
+    #[test]
+    fn a_closed_session_point_counts_the_messages_its_digest_covers() {
+        let body = serde_json::json!({
+            "session_id": "s-1", "device_id": "pen-1", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "home", "cartridge_id": "cart-1", "started_ms": 1000,
+            "last_ms": 61000, "strokes": 900, "max_depth_mm": 0.5, "permitted_mm": 0.5,
+            "exceeded": false, "close_reason": "ended", "messages": 198,
+            "last_sample_id": 7, "samples_digest": "ab",
+        });
+        let p = audit(
+            &AuditRecord {
+                seq: 9,
+                record: Record::parse("session", &body.to_string()).expect("parses"),
+            },
+            Precision::Ns,
+        )
+        .expect("session");
+        assert_eq!(p.measurement, "pen_session");
+        assert!(p.fields.contains(&("samples", Field::I(198))));
+        assert!(p.fields.contains(&("duration_s", Field::F(60.0))));
     }
 }

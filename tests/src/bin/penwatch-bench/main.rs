@@ -137,7 +137,11 @@ impl GatewayReport {
             .filter_map(|l| l.strip_prefix("penwatch_batch_commit_seconds_bucket{le=\""))
             .filter_map(|l| {
                 let (le, n) = l.split_once("\"} ")?;
-                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
                 Some((le, n.trim().parse().ok()?))
             })
             .collect();
@@ -169,7 +173,9 @@ struct RssReport {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.child {
-        Some(ChildRole::ConsumeBare { port, expect }) => return consumers::bare(port, expect).await,
+        Some(ChildRole::ConsumeBare { port, expect }) => {
+            return consumers::bare(port, expect).await;
+        }
         Some(ChildRole::ConsumeFast {
             port,
             influx,
@@ -281,7 +287,10 @@ impl Drop for ChildConsumer {
 async fn start_load(
     port: u16,
     plan: Plan,
-) -> anyhow::Result<(Instant, tokio::task::JoinHandle<anyhow::Result<load::Published>>)> {
+) -> anyhow::Result<(
+    Instant,
+    tokio::task::JoinHandle<anyhow::Result<load::Published>>,
+)> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(load::publish(port, plan, tx));
     let first = rx.await.context("the load did not start")?;
@@ -342,7 +351,10 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
     let published = load.await??.last_ack - first;
     let stored = influx_count(&influx, "bench", "SELECT COUNT(depth_mm) FROM pen").await?;
     if stored != plan.messages {
-        bail!("fast consumer: InfluxDB holds {stored} of {} points", plan.messages);
+        bail!(
+            "fast consumer: InfluxDB holds {stored} of {} points",
+            plan.messages
+        );
     }
     Ok(Measured {
         published: Some(published),
@@ -358,8 +370,9 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
 fn gateway_config(dir: &Path, influx: Option<&InfluxV1>) -> anyhow::Result<String> {
     let path = dir.join("gateway.toml");
     let mut text = match EXTRA_CONFIG.get() {
-        Some(Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?,
+        Some(Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
         _ => String::new(),
     };
     if let Some(i) = influx {
@@ -383,7 +396,10 @@ fn wait_metric(g: &Gateway, metric: &str, n: u64, timeout: Duration) -> anyhow::
         if Instant::now() > deadline {
             let log = g.log();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            bail!("gateway: {metric} = {got} of {n} after {timeout:?}; log ends:\n{}", tail.join("\n"));
+            bail!(
+                "gateway: {metric} = {got} of {n} after {timeout:?}; log ends:\n{}",
+                tail.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -416,9 +432,12 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
     let (first, load) = start_load(broker.port(), plan).await?;
     let rss = RssSampler::start(pid, first, Duration::from_secs_f64(rss_every_s));
     let timeout = timeout_for(&plan);
-    let committed = tokio::task::block_in_place(|| wait_metric(&g, RECEIVED, plan.messages, timeout))?;
+    let committed =
+        tokio::task::block_in_place(|| wait_metric(&g, RECEIVED, plan.messages, timeout))?;
     let stored = if with_influx {
-        Some(tokio::task::block_in_place(|| wait_metric(&g, WRITTEN, plan.messages, timeout))?)
+        Some(tokio::task::block_in_place(|| {
+            wait_metric(&g, WRITTEN, plan.messages, timeout)
+        })?)
     } else {
         None
     };
@@ -427,7 +446,10 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
     if let Some(i) = &influx {
         let n = influx_count(i, "penwatch", "SELECT COUNT(depth_mm) FROM pen_sample").await?;
         if n != plan.messages {
-            bail!("gateway: InfluxDB holds {n} of {} pen_sample points", plan.messages);
+            bail!(
+                "gateway: InfluxDB holds {n} of {} pen_sample points",
+                plan.messages
+            );
         }
     }
     let rss = settle_rss(pid, rss).await;
@@ -495,8 +517,9 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     let pid = g.pid().context("gateway pid")?;
     let cpu = CpuMeter::start(&[("gateway", Some(pid)), ("broker", broker.pid())]);
     let rss = RssSampler::start(pid, started, Duration::from_secs_f64(rss_every_s));
-    let done =
-        tokio::task::block_in_place(|| wait_metric(&g, RECEIVED, plan.messages, timeout_for(&plan)))?;
+    let done = tokio::task::block_in_place(|| {
+        wait_metric(&g, RECEIVED, plan.messages, timeout_for(&plan))
+    })?;
     let cpu = cpu.read();
     let rss = settle_rss(pid, rss).await;
     let report = GatewayReport::read(&g);
@@ -534,7 +557,9 @@ async fn influx_count(influx: &InfluxV1, db: &str, q: &str) -> anyhow::Result<u6
         .text()
         .await?;
     let v: serde_json::Value = serde_json::from_str(&r)?;
-    Ok(v["results"][0]["series"][0]["values"][0][1].as_u64().unwrap_or(0))
+    Ok(v["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0))
 }
 
 fn rate(plan: &Plan, d: Duration) -> f64 {
@@ -557,7 +582,10 @@ fn print_row(plan: &Plan, r: &Measured) {
         );
     }
     if let Some(p) = r.published {
-        line += &format!("; the broker acknowledged the last publish after {:.2} s", p.as_secs_f64());
+        line += &format!(
+            "; the broker acknowledged the last publish after {:.2} s",
+            p.as_secs_f64()
+        );
     }
     println!("{line}");
     let cpu: Vec<String> = r
@@ -593,18 +621,25 @@ fn print_row(plan: &Plan, r: &Measured) {
 
 fn print_summary(plan: &Plan, results: &[Measured]) {
     let find = |prefix: &str| results.iter().find(|r| r.row.starts_with(prefix));
-    println!("\n| row | msg/s to handled | msg/s to InfluxDB | CPU µs/msg (own) | peak / settled RSS MiB |");
+    println!(
+        "\n| row | msg/s to handled | msg/s to InfluxDB | CPU µs/msg (own) | peak / settled RSS MiB |"
+    );
     println!("| --- | --- | --- | --- | --- |");
     for r in results {
-        let own = r.cpu.first().map_or(0.0, |(_, s)| s * 1e6 / plan.messages as f64);
+        let own = r
+            .cpu
+            .first()
+            .map_or(0.0, |(_, s)| s * 1e6 / plan.messages as f64);
         println!(
             "| {} | {:.0} | {} | {own:.1} | {} |",
             r.row,
             rate(plan, r.done),
-            r.stored.map_or("—".into(), |s| format!("{:.0}", rate(plan, s))),
-            r.rss
-                .as_ref()
-                .map_or("—".into(), |m| format!("{:.1} / {:.1}", m.peak, m.settled)),
+            r.stored
+                .map_or("—".into(), |s| format!("{:.0}", rate(plan, s))),
+            r.rss.as_ref().map_or("—".into(), |m| format!(
+                "{:.1} / {:.1}",
+                m.peak, m.settled
+            )),
         );
     }
     if let (Some(b), Some(g)) = (find("bare"), find("gateway, sink off")) {
