@@ -6,6 +6,7 @@
 //! ([`state`]). Decoding and validation happen before, on the MQTT connection's task, so this
 //! thread — the one serial stage of ingest — does only what must be serial.
 
+mod dirty;
 mod state;
 
 use std::sync::Arc;

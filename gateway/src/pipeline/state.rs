@@ -3,8 +3,9 @@
 //!
 //! Every batch writes what a reader must see at once (a new session, a raised or grown
 //! violation, a closed session, a cartridge event, a status change); the rest of the live
-//! state (counters, battery, depth now) is written at most every [`FLUSH_EVERY`], in a
-//! batch's transaction like everything else. After a crash the journal's samples are the
+//! state (counters, battery, depth now) is written within about [`FLUSH_EVERY`], a share in
+//! each batch's transaction, so no one commit carries a second's worth of rows (it delayed
+//! the alerts behind it). After a crash the journal's samples are the
 //! truth: open sessions are refolded from them at start, and pens and cartridges fold
 //! cumulative counters, so the next message brings them up to date.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use penwatch_proto::v1::Event;
 
+use super::dirty::Dirty;
 use crate::audit::{ClosedSession, FinalViolation, Record};
 use crate::cartridges::Cartridge;
 use crate::decode::Reading;
@@ -24,8 +26,11 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::sessions::{CloseReason, Session, Verdict};
 
-/// Longest time a live counter waits to be written to the journal.
+/// About the longest time a live counter waits to be written to the journal.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Fewest waiting records of each kind a batch writes.
+const FLUSH_AT_LEAST: usize = 16;
 
 /// Most cartridges kept in memory (each session brings a new one; the journal has them all).
 const CARTRIDGE_CACHE: usize = 10_000;
@@ -39,10 +44,10 @@ pub struct LiveState {
     pub(super) last_activity: HashMap<SessionKey, i64>,
     pub(super) devices: HashMap<String, Device>,
     cartridges: HashMap<String, Cartridge>,
-    dirty_sessions: HashSet<SessionKey>,
-    dirty_devices: HashSet<String>,
-    dirty_cartridges: HashSet<String>,
-    last_flush: Instant,
+    dirty_sessions: Dirty<SessionKey>,
+    dirty_devices: Dirty<String>,
+    dirty_cartridges: Dirty<String>,
+    last_write: Instant,
     metrics: Arc<Metrics>,
 }
 
@@ -125,10 +130,10 @@ impl LiveState {
             last_activity,
             devices,
             cartridges: HashMap::new(),
-            dirty_sessions: HashSet::new(),
-            dirty_devices: HashSet::new(),
-            dirty_cartridges: HashSet::new(),
-            last_flush: Instant::now(),
+            dirty_sessions: Dirty::new(),
+            dirty_devices: Dirty::new(),
+            dirty_cartridges: Dirty::new(),
+            last_write: Instant::now(),
             metrics,
         })
     }
@@ -179,7 +184,7 @@ impl LiveState {
         if session_changed || r.event != Event::Sample {
             work.devices.insert(r.device_id.clone());
         } else {
-            self.dirty_devices.insert(r.device_id.clone());
+            self.dirty_devices.mark(&r.device_id);
         }
         if work.live {
             work.touched_devices.insert(r.device_id.clone());
@@ -226,7 +231,7 @@ impl LiveState {
         } else if r.event != Event::Sample {
             work.sessions.insert(key.clone());
         } else {
-            self.dirty_sessions.insert(key.clone());
+            self.dirty_sessions.mark(&key);
         }
         self.last_activity.insert(key.clone(), received_ms);
         if r.event == Event::SessionEnd {
@@ -260,7 +265,7 @@ impl LiveState {
             self.metrics.cartridge_event(e.kind());
         }
         if events.is_empty() && c.sessions.len() == sessions_before {
-            self.dirty_cartridges.insert(r.cartridge_id.clone());
+            self.dirty_cartridges.mark(&r.cartridge_id);
         } else {
             work.cartridges.insert(r.cartridge_id.clone());
         }
@@ -277,7 +282,7 @@ impl LiveState {
         reason: CloseReason,
     ) -> journal::Result<Option<Session>> {
         self.last_activity.remove(key);
-        self.dirty_sessions.remove(key);
+        self.dirty_sessions.forget(key);
         let Some(live) = self.sessions.remove(key) else {
             return Ok(None);
         };
@@ -337,8 +342,8 @@ impl LiveState {
         Ok(Some(s))
     }
 
-    /// Writes what this batch must make visible, and every other change once
-    /// [`FLUSH_EVERY`] has passed (or always, with `all`); queues the live events.
+    /// Writes what this batch must make visible and its share of the other changes (all of
+    /// them with `all`); queues the live events.
     pub fn write(
         &mut self,
         tx: &Batch<'_>,
@@ -346,28 +351,42 @@ impl LiveState {
         committed_ms: i64,
         all: bool,
     ) -> journal::Result<()> {
-        if all || self.last_flush.elapsed() >= FLUSH_EVERY {
-            work.sessions.extend(self.dirty_sessions.drain());
-            work.devices.extend(self.dirty_devices.drain());
-            work.cartridges.extend(self.dirty_cartridges.drain());
-            self.last_flush = Instant::now();
-        }
+        // Each batch writes the share of the waiting records that keeps every one within
+        // about FLUSH_EVERY (all of them with `all`).
+        let elapsed = self.last_write.elapsed();
+        self.last_write = Instant::now();
+        let share = |len: usize| {
+            if all {
+                len
+            } else {
+                let due = len as f64 * elapsed.as_secs_f64() / FLUSH_EVERY.as_secs_f64();
+                (due.ceil() as usize).max(FLUSH_AT_LEAST)
+            }
+        };
+        work.sessions
+            .extend(self.dirty_sessions.take(share(self.dirty_sessions.len())));
+        work.devices
+            .extend(self.dirty_devices.take(share(self.dirty_devices.len())));
+        work.cartridges.extend(
+            self.dirty_cartridges
+                .take(share(self.dirty_cartridges.len())),
+        );
         for key in &work.sessions {
             if let Some(s) = self.sessions.get(key) {
                 tx.put_session(s, None)?;
-                self.dirty_sessions.remove(key);
+                self.dirty_sessions.forget(key);
             }
         }
         for id in &work.devices {
             if let Some(d) = self.devices.get(id) {
                 tx.put_device(d)?;
-                self.dirty_devices.remove(id);
+                self.dirty_devices.forget(id);
             }
         }
         for id in &work.cartridges {
             if let Some(c) = self.cartridges.get(id) {
                 tx.put_cartridge(c)?;
-                self.dirty_cartridges.remove(id);
+                self.dirty_cartridges.forget(id);
             }
         }
         if work.live {
@@ -389,11 +408,12 @@ impl LiveState {
         Ok(())
     }
 
-    /// Forgets cached cartridges when the cache is full (they are in the journal; dirty ones
-    /// are written first by the caller's flush).
+    /// Forgets cached cartridges when the cache is full, except those still to be written
+    /// (the journal has all the others).
     pub fn trim(&mut self) {
-        if self.cartridges.len() > CARTRIDGE_CACHE && self.dirty_cartridges.is_empty() {
-            self.cartridges.clear();
+        if self.cartridges.len() > CARTRIDGE_CACHE {
+            let dirty = &self.dirty_cartridges;
+            self.cartridges.retain(|id, _| dirty.contains(id));
         }
     }
 
