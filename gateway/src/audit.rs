@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::sessions::Evidence;
+
 /// Hash of the (virtual) entry before the first one.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -92,7 +94,8 @@ pub struct ClosedSession {
     pub samples_digest: String,
 }
 
-/// The audit entry of a final violation (kind `violation`).
+/// The audit entry of a final violation (kind `violation`): the session's identity and its
+/// evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalViolation {
     /// Opaque session id.
@@ -105,22 +108,9 @@ pub struct FinalViolation {
     pub operator_id: String,
     /// Effective device class.
     pub device_class: String,
-    /// Permitted depth at the worst excursion, mm.
-    pub limit_mm: f64,
-    /// Rule that set that limit.
-    pub binding: String,
-    /// Deepest offending setting, mm.
-    pub peak_depth_mm: f64,
-    /// First device time above the limit, Unix ms.
-    pub first_above_ms: i64,
-    /// Last device time above the limit, Unix ms.
-    pub last_above_ms: i64,
-    /// Strokes delivered above the limit.
-    pub strokes_above: u64,
-    /// Samples above the limit.
-    pub samples_above: u64,
-    /// Policy version that judged the worst excursion.
-    pub policy_version: String,
+    /// The evidence (limit, rule, peak, times, strokes and samples above, policy version).
+    #[serde(flatten)]
+    pub evidence: Evidence,
 }
 
 /// A chained record, typed by its kind.

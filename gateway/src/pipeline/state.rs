@@ -310,14 +310,7 @@ impl LiveState {
                 clinic_id: s.clinic_id.clone(),
                 operator_id: s.operator_id.clone(),
                 device_class: s.device_class.clone(),
-                limit_mm: e.limit_mm,
-                binding: e.binding.clone(),
-                peak_depth_mm: e.peak_depth_mm,
-                first_above_ms: e.first_above_ms,
-                last_above_ms: e.last_above_ms,
-                strokes_above: e.strokes_above,
-                samples_above: e.samples_above,
-                policy_version: e.policy_version.clone(),
+                evidence: e.clone(),
             }))?;
         }
         tx.append_audit(&Record::Session(ClosedSession {

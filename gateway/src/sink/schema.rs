@@ -205,31 +205,34 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
             ],
             time: p.time(s.started_ms, a.seq),
         }),
-        Record::Violation(v) => Some(Point {
-            measurement: "pen_violation",
-            tags: tags(
-                &v.clinic_id,
-                &v.device_id,
-                &v.device_class,
-                &v.operator_id,
-                ("binding", v.binding.clone()),
-            ),
-            fields: vec![
-                ("session_id", Field::S(v.session_id.clone())),
-                ("limit_mm", Field::F(v.limit_mm)),
-                ("peak_depth_mm", Field::F(v.peak_depth_mm)),
-                ("excess_mm", Field::F(v.peak_depth_mm - v.limit_mm)),
-                ("strokes_above", Field::I(v.strokes_above as i64)),
-                ("samples_above", Field::I(v.samples_above as i64)),
-                (
-                    "duration_above_s",
-                    Field::F((v.last_above_ms - v.first_above_ms) as f64 / 1000.0),
+        Record::Violation(v) => {
+            let e = &v.evidence;
+            Some(Point {
+                measurement: "pen_violation",
+                tags: tags(
+                    &v.clinic_id,
+                    &v.device_id,
+                    &v.device_class,
+                    &v.operator_id,
+                    ("binding", e.binding.clone()),
                 ),
-                ("policy_version", Field::S(v.policy_version.clone())),
-                ("audit_seq", Field::I(a.seq)),
-            ],
-            time: p.time(v.first_above_ms, a.seq),
-        }),
+                fields: vec![
+                    ("session_id", Field::S(v.session_id.clone())),
+                    ("limit_mm", Field::F(e.limit_mm)),
+                    ("peak_depth_mm", Field::F(e.peak_depth_mm)),
+                    ("excess_mm", Field::F(e.peak_depth_mm - e.limit_mm)),
+                    ("strokes_above", Field::I(e.strokes_above as i64)),
+                    ("samples_above", Field::I(e.samples_above as i64)),
+                    (
+                        "duration_above_s",
+                        Field::F((e.last_above_ms - e.first_above_ms) as f64 / 1000.0),
+                    ),
+                    ("policy_version", Field::S(e.policy_version.clone())),
+                    ("audit_seq", Field::I(a.seq)),
+                ],
+                time: p.time(e.first_above_ms, a.seq),
+            })
+        }
     }
 }
 
