@@ -245,14 +245,19 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let acker = source.acker();
     let (tx, rx) = flume::bounded(config.ingest.queue_capacity);
     let stop = CancellationToken::new();
-    penwatch_gateway::api::start(
+    // Every task that serves beside the ingest path, joined at shutdown in this order.
+    let mut services: Vec<(&str, tokio::task::JoinHandle<()>)> = Vec::new();
+    if let Some(api) = penwatch_gateway::api::start(
         &config.api,
         &config.journal.path,
         handle.clone(),
         live.clone(),
         stop.clone(),
     )
-    .await?;
+    .await?
+    {
+        services.push(("gRPC API", api));
+    }
     let committed = CancellationToken::new();
 
     let committer_done = committed.clone();
@@ -271,26 +276,37 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
             metrics.clone(),
             async move { stopped.cancelled().await },
         );
-        tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, %addr, "metrics endpoint failed");
-            }
-        });
+        services.push((
+            "metrics endpoint",
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, %addr, "metrics endpoint failed");
+                }
+            }),
+        ));
     }
     if let Some(path) = config.policy.path.clone() {
-        tokio::spawn(reload::watch(path, handle, metrics.clone(), stop.clone()));
+        services.push((
+            "policy reload",
+            tokio::spawn(reload::watch(path, handle, metrics.clone(), stop.clone())),
+        ));
     }
-    let forwarder = match &config.influx {
-        Some(c) => Some(tokio::spawn(
-            Forwarder::new(c, &config.journal.path, metrics.clone())?.run(stop.clone()),
+    if let Some(c) = &config.influx {
+        services.push((
+            "InfluxDB sink",
+            tokio::spawn(
+                Forwarder::new(c, &config.journal.path, metrics.clone())?.run(stop.clone()),
+            ),
+        ));
+    }
+    services.push((
+        "journal housekeeping",
+        tokio::spawn(retention::run(
+            config.journal.clone(),
+            config.influx.is_some(),
+            metrics.clone(),
+            stop.clone(),
         )),
-        None => None,
-    };
-    let housekeeping = tokio::spawn(retention::run(
-        config.journal.clone(),
-        config.influx.is_some(),
-        metrics.clone(),
-        stop.clone(),
     ));
 
     tokio::select! {
@@ -301,10 +317,12 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let result = tokio::task::spawn_blocking(move || committer.join()).await?;
     committed.cancel();
     source_task.await?;
-    if let Some(f) = forwarder {
-        f.await?;
+    for (name, task) in services {
+        match tokio::time::timeout(SERVICE_STOP, task).await {
+            Ok(joined) => joined?,
+            Err(_) => tracing::warn!(task = name, "did not stop in time; leaving it"),
+        }
     }
-    housekeeping.await?;
     checkpoints.cancel();
     let _ = tokio::task::spawn_blocking(move || checkpointer.join()).await?;
     match result {
@@ -316,6 +334,9 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         Err(_) => bail!("the committer panicked; nothing it had not stored was acknowledged"),
     }
 }
+
+/// How long a service task may take to stop once asked.
+const SERVICE_STOP: Duration = Duration::from_secs(5);
 
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -265,16 +265,16 @@ pub struct Shared {
 }
 
 /// Binds the API port (when `config.listen` is set) and serves the API, health and
-/// reflection on it until `stop` is cancelled.
+/// reflection on it until `stop` is cancelled; returns the serving task.
 pub async fn start(
     config: &ApiConfig,
     journal: &Path,
     policy: PolicyHandle,
     live: LiveSender,
     stop: CancellationToken,
-) -> Result<(), ApiError> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, ApiError> {
     let Some(addr) = config.addr()? else {
-        return Ok(());
+        return Ok(None);
     };
     let auth = auth::Auth::from_config(config)?;
     if auth.is_empty() {
@@ -321,7 +321,7 @@ pub async fn start(
         .add_service(reflection)
         .add_service(api);
     tracing::info!(%addr, tls, "gRPC API listening");
-    tokio::spawn(async move {
+    Ok(Some(tokio::spawn(async move {
         let incoming = TcpIncoming::from(listener);
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
@@ -329,6 +329,5 @@ pub async fn start(
         {
             tracing::error!(error = %e, %addr, "gRPC API failed");
         }
-    });
-    Ok(())
+    })))
 }
