@@ -27,6 +27,9 @@ use crate::policy::PolicyHandle;
 /// Capacity of rumqttc's request channel (subscriptions and the disconnect only).
 const REQUEST_CAPACITY: usize = 16;
 
+/// Longest wait for the broker's CONNACK (and for each network operation), seconds.
+const CONNECT_TIMEOUT_S: u64 = 60;
+
 /// Most acknowledgements written before one flush.
 const ACK_BURST: usize = 4096;
 
@@ -92,7 +95,13 @@ impl Source {
             .set_clean_session(false)
             .set_manual_acks(true)
             .set_max_packet_size(config.mqtt.max_packet_bytes, 64 * 1024);
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        // A broker resuming a persistent session with millions of queued messages can take
+        // far longer than rumqttc's default 5 s to answer CONNECT (mosquitto did, measured):
+        // waiting less only restarts the resume.
+        let mut network = eventloop.network_options();
+        network.set_connection_timeout(CONNECT_TIMEOUT_S);
+        eventloop.set_network_options(network);
         let (acks_tx, acks) = mpsc::unbounded_channel();
         Ok(Self {
             client,

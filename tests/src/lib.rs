@@ -212,8 +212,8 @@ pub const MOSQUITTO_ZERO_LOSS: &str = "\
 # Keep every queued QoS 1 message for persistent sessions (Debian's default drops beyond 1000).
 max_queued_messages 0
 max_queued_bytes 0
-# Let up to 1000 unacknowledged QoS 1 messages be in flight to the gateway, so its group
-# commits see full batches (Debian's default is 20).
+# Let up to 10000 unacknowledged QoS 1 messages be in flight to the gateway, so the next
+# batches are waiting while it commits one (Debian's default is 20).
 max_inflight_messages 10000
 # Larger than any telemetry payload; the gateway quarantines anything above its own limit.
 max_packet_size 1048576
