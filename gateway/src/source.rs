@@ -156,7 +156,6 @@ impl Source {
                     self.generation += 1;
                     connected = true;
                     backoff = Duration::from_millis(100);
-                    self.metrics.mqtt_connected.set(1);
                     tracing::info!(
                         session_present = ack.session_present,
                         "connected to the broker"
@@ -200,6 +199,10 @@ impl Source {
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
                         tracing::error!(topics = ?self.topics, "the broker refused a subscription");
+                    } else {
+                        // Connected means ready to receive: a pen publishing from now on
+                        // reaches this gateway even on a session the broker did not keep.
+                        self.metrics.mqtt_connected.set(1);
                     }
                 }
                 Ok(_) => {}
