@@ -359,11 +359,21 @@ impl Journal {
         if !v.ok() {
             return Ok(v);
         }
+        // A journal not yet migrated to schema 2 (verified before the new gateway first ran
+        // on it) has no seq ranges: look at each pen's whole sequence.
+        let schema: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let ranged = schema >= 2;
         for e in entries.iter().filter(|e| e.kind == "session") {
             let Some(audit::Record::Session(c)) = audit::Record::parse(&e.kind, &e.body)? else {
                 continue;
             };
-            let seqs = stored_seq_range(&self.conn, &c.device_id, &c.session_id)?;
+            let seqs = if ranged {
+                stored_seq_range(&self.conn, &c.device_id, &c.session_id)?
+            } else {
+                (0, u64::MAX)
+            };
             let (found, _, recomputed) = samples_digest(
                 &self.conn,
                 &c.device_id,
