@@ -470,6 +470,9 @@ impl Forwarder {
                     wait
                 }
             };
+            // The backlog keeps growing while the target refuses or is away: say so now,
+            // not only once this batch finally goes through.
+            self.update_backlog().await;
             pause(stop, wait).await?;
         }
     }
