@@ -692,6 +692,17 @@ fn session_row(
         .transpose()
 }
 
+/// Makes a connection beside the committer's wait for the write lock by polling it every
+/// millisecond, up to `polls` times: the committer holds the lock for most of each second under
+/// load and lets go only between batches, and SQLite's default backoff sleeps past those gaps.
+fn wait_for_the_committer(conn: &mut Connection, polls: i32) -> Result<()> {
+    conn.busy_handler(Some(move |attempt| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        attempt < polls
+    }))?;
+    Ok(())
+}
+
 /// A session's `seq` range as stored with it; the whole sequence when unknown.
 fn stored_seq_range(conn: &Connection, device_id: &str, session_id: &str) -> Result<(u64, u64)> {
     let row: Option<(i64, i64)> = conn

@@ -64,12 +64,8 @@ fn run(path: &Path, stop: &CancellationToken) {
 
 fn open(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    // A restart waits for the committer's current commit: poll for the lock every
-    // millisecond (SQLite's default backoff would sleep past the gap between two commits).
-    conn.busy_handler(Some(|attempt| {
-        std::thread::sleep(Duration::from_millis(1));
-        attempt < 5_000
-    }))?;
+    // A restart waits for the committer's current commit (5 s at most).
+    super::wait_for_the_committer(&mut conn, 5_000)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }

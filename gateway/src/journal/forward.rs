@@ -5,7 +5,6 @@
 //! block the committer, and its small cursor writes wait on the committer's (busy timeout).
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -105,13 +104,8 @@ impl Journal {
     pub fn open_forwarding(path: &Path) -> Result<Self> {
         let mut conn =
             Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        // Its writes (cursor moves, pruning) wait for the committer, which holds the write lock
-        // for most of each second under load and lets go only between batches: poll every
-        // millisecond rather than SQLite's default backoff, which sleeps past those gaps.
-        conn.busy_handler(Some(|attempt| {
-            std::thread::sleep(Duration::from_millis(1));
-            attempt < BUSY_POLLS
-        }))?;
+        // Its writes (cursor moves, pruning) wait for the committer's lock.
+        super::wait_for_the_committer(&mut conn, BUSY_POLLS)?;
         // A lost cursor update after a power cut only means a resend, which is idempotent.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Self { conn })
