@@ -257,6 +257,17 @@ impl ChildConsumer {
         Ok(c)
     }
 
+    /// A bare subscriber on the broker at `port`, counting to `expect`.
+    fn bare(port: u16, expect: u64) -> anyhow::Result<Self> {
+        Self::spawn(&[
+            "consume-bare".into(),
+            "--port".into(),
+            port.to_string(),
+            "--expect".into(),
+            expect.to_string(),
+        ])
+    }
+
     fn wait_line(&self, want: &str, timeout: Duration) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -303,13 +314,7 @@ fn timeout_for(plan: &Plan) -> Duration {
 
 async fn bare(plan: Plan) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
-    let consumer = ChildConsumer::spawn(&[
-        "consume-bare".into(),
-        "--port".into(),
-        broker.port().to_string(),
-        "--expect".into(),
-        plan.messages.to_string(),
-    ])?;
+    let consumer = ChildConsumer::bare(broker.port(), plan.messages)?;
     let cpu = CpuMeter::start(&[("consumer", Some(consumer.pid())), ("broker", broker.pid())]);
     let (first, load) = start_load(broker.port(), plan).await?;
     let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
@@ -486,25 +491,13 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     let dir = tempfile::tempdir()?;
     let config = gateway_config(dir.path(), None)?;
     // Create both persistent sessions, then take both consumers offline.
-    drop(ChildConsumer::spawn(&[
-        "consume-bare".into(),
-        "--port".into(),
-        broker.port().to_string(),
-        "--expect".into(),
-        "0".into(),
-    ])?);
+    drop(ChildConsumer::bare(broker.port(), 0)?);
     let mut g = Gateway::start(&broker.url(), dir.path(), &["--config", &config])?;
     g.terminate()?;
     let (_, load) = start_load(broker.port(), plan).await?;
     load.await??;
     let started = Instant::now();
-    let bare = ChildConsumer::spawn(&[
-        "consume-bare".into(),
-        "--port".into(),
-        broker.port().to_string(),
-        "--expect".into(),
-        plan.messages.to_string(),
-    ])?;
+    let bare = ChildConsumer::bare(broker.port(), plan.messages)?;
     let bare_done = tokio::task::block_in_place(|| bare.wait_line("done", timeout_for(&plan)))?;
     let bare_rate = plan.messages as f64 / (bare_done - started).as_secs_f64();
     drop(bare);
