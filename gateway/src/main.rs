@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use penwatch_gateway::config::Config;
-use penwatch_gateway::journal::Journal;
+use penwatch_gateway::journal;
 use penwatch_gateway::metrics::{self, Metrics};
 use penwatch_gateway::pipeline::{self, Pipeline, Settings};
 use penwatch_gateway::policy::{Policy, PolicyHandle};
@@ -192,7 +192,7 @@ fn load_policy(config: &Config) -> anyhow::Result<Policy> {
 }
 
 fn verify(config: &Config) -> anyhow::Result<()> {
-    let journal = Journal::open_read_only(&config.journal.path)
+    let journal = journal::Reader::open(&config.journal.path)
         .with_context(|| format!("opening {}", config.journal.path.display()))?;
     let v = journal.verify()?;
     println!("audit chain: {} entries, head {}", v.entries, v.head);
@@ -222,7 +222,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         policy = policy.version(),
         "gateway starting"
     );
-    let journal = Journal::open(&config.journal.path, config.journal.sync)
+    let journal = journal::Writer::open(&config.journal.path, config.journal.sync)
         .with_context(|| format!("opening the journal {}", config.journal.path.display()))?;
     let checkpoints = CancellationToken::new();
     let checkpointer =

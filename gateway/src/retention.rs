@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::JournalConfig;
-use crate::journal::{self, Journal};
+use crate::journal::{self, Upkeep};
 use crate::metrics::Metrics;
 use crate::sink::SAMPLES_CURSOR;
 
@@ -82,9 +82,9 @@ pub async fn run(
     }
 }
 
-async fn open(path: &Path) -> Result<Journal, String> {
+async fn open(path: &Path) -> Result<Upkeep, String> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || Journal::open_forwarding(&path))
+    tokio::task::spawn_blocking(move || Upkeep::open(&path))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())

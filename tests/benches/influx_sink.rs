@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use penwatch_gateway::decode::{Encoding, Reading};
-use penwatch_gateway::journal::{Journal, Sync};
+use penwatch_gateway::journal::{Sync, Upkeep, Writer};
 use penwatch_gateway::metrics::Metrics;
 use penwatch_gateway::sessions::Verdict;
 use penwatch_gateway::sink::{Api, Forwarder, InfluxConfig, SAMPLES_CURSOR};
@@ -25,7 +25,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn fill(journal: &mut Journal, points: u64) -> anyhow::Result<()> {
+fn fill(journal: &mut Writer, points: u64) -> anyhow::Result<()> {
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64
@@ -83,13 +83,15 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("journal.db");
-    let mut journal = Journal::open(&path, Sync::Normal)?;
+    let mut journal = Writer::open(&path, Sync::Normal)?;
     let started = Instant::now();
     fill(&mut journal, points)?;
     eprintln!(
         "journal filled with {points} samples in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    drop(journal);
+    let journal = Upkeep::open(&path)?;
     let influx = InfluxV1::start()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

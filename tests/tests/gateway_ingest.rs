@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use penwatch_gateway::journal::Journal;
+use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use penwatch_tests::{Gateway, Mosquitto};
 use prost::Message;
@@ -113,7 +113,7 @@ async fn good_bad_and_duplicate_messages() {
         gateway.log()
     );
 
-    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let journal = Reader::open(&gateway.journal_path()).expect("journal");
     let counts = journal.counts().expect("counts");
     assert_eq!(counts.samples, 7, "5 protobuf + 1 JSON + session_end");
     assert_eq!(counts.quarantined, 5);
@@ -248,7 +248,7 @@ async fn idle_sessions_close_after_the_inactivity_timeout() {
         gateway.metric("penwatch_sessions_open") == 0.0
     });
     assert!(gateway.terminate().expect("terminate"));
-    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let journal = Reader::open(&gateway.journal_path()).expect("journal");
     let (session, state) = journal
         .session("pen-h1", "s-1")
         .expect("query")

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use penwatch_gateway::journal::Journal;
+use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry};
 use penwatch_tests::{Gateway, Mosquitto};
 use prost::Message;
@@ -109,7 +109,7 @@ async fn bad_policy_is_rejected_good_one_applies_to_new_samples_only() {
     wait_for("a reload on SIGHUP", || gateway.metric(ok) > before);
     assert!(gateway.terminate().expect("terminate"));
 
-    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let journal = Reader::open(&gateway.journal_path()).expect("journal");
     let (s1, _) = journal
         .session("pen-1", "s-1")
         .expect("query")

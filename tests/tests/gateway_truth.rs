@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use penwatch_gateway::journal::Journal;
+use penwatch_gateway::journal::Reader;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{GroundTruth, Scenario, SimConfig};
 use penwatch_tests::{Gateway, Mosquitto, binary};
@@ -31,7 +31,7 @@ fn sim_config(broker: &Mosquitto, seed: u64, scenarios: &[Scenario]) -> SimConfi
 }
 
 fn journal_samples(path: &Path) -> u64 {
-    Journal::open_read_only(path)
+    Reader::open(path)
         .and_then(|j| j.counts())
         .map_or(0, |c| c.samples)
 }
@@ -108,7 +108,7 @@ async fn verdicts_match_the_simulators_ground_truth() {
         gateway.log()
     );
 
-    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let journal = Reader::open(&gateway.journal_path()).expect("journal");
     let counts = journal.counts().expect("counts");
     assert_eq!(
         counts.samples, truth.telemetry_valid,
@@ -225,7 +225,7 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         gateway.log()
     );
 
-    let journal = Journal::open_read_only(&journal_path).expect("journal");
+    let journal = Reader::open(&journal_path).expect("journal");
     assert_eq!(
         journal.counts().expect("counts").samples,
         truth.telemetry_valid

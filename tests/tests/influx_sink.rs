@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use penwatch_gateway::journal::Journal;
+use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use penwatch_tests::{Gateway, InfluxV1, Mosquitto, VictoriaMetrics, http_get, http_status};
 use prost::Message;
@@ -168,7 +168,7 @@ fn assert_exact(port: u16, gateway: &Gateway, devices: usize, n: u64) {
         let q = format!("SELECT COUNT(DISTINCT(seq)) FROM pen_sample WHERE device = 'pen-{d:02}'");
         assert_eq!(influx_count(port, &q), n, "distinct seqs of pen-{d:02}");
     }
-    let journal = Journal::open_read_only(&gateway.journal_path()).expect("journal");
+    let journal = Reader::open(&gateway.journal_path()).expect("journal");
     let counts = journal.counts().expect("counts");
     assert_eq!(
         counts.samples, total,

@@ -12,7 +12,7 @@ use tonic::Status;
 use super::auth::Caller;
 use crate::audit::Verification;
 use crate::journal::queries::{Order, SampleRow, Selection, StoredSession, StoredViolation};
-use crate::journal::{self, Journal};
+use crate::journal::{self, Reader};
 
 /// Size at which a chunk is sent, bytes.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -223,7 +223,7 @@ pub type Outcome = Option<(Verification, Vec<u8>)>;
 /// selected session with its violation and (with `include_samples`) its samples, handing
 /// each full chunk to `emit` (which returns `false` to stop).
 pub fn export(
-    journal: &Journal,
+    journal: &Reader,
     sel: &Selection,
     format: Format,
     include_samples: bool,

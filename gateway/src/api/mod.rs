@@ -6,7 +6,7 @@
 //! - [`service`]: the rpcs; [`stream`]: the live streams; [`export`]: CSV / JSON lines export.
 //! - [`convert`]: journal records to API messages.
 //!
-//! Queries run on read-only connections to the journal file ([`Reader`]), never on the
+//! Queries run on read-only connections to the journal file ([`Readers`]), never on the
 //! committer's.
 
 pub mod auth;
@@ -28,7 +28,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::config::ConfigError;
-use crate::journal::{self, Journal};
+use crate::journal::{self, Reader};
 use crate::live::LiveSender;
 use crate::policy::PolicyHandle;
 
@@ -199,12 +199,12 @@ fn secret(
 const MAX_IDLE_READERS: usize = 4;
 
 /// Read-only connections to the journal file, used on blocking threads.
-pub struct Reader {
+pub struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Journal>>,
+    idle: Mutex<Vec<Reader>>,
 }
 
-impl Reader {
+impl Readers {
     /// Readers of the journal at `path` (opened on first use).
     pub fn new(path: &Path) -> Self {
         Self {
@@ -217,7 +217,7 @@ impl Reader {
     pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, Status>
     where
         T: Send + 'static,
-        F: FnOnce(&Journal) -> journal::Result<T> + Send + 'static,
+        F: FnOnce(&Reader) -> journal::Result<T> + Send + 'static,
     {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.read_blocking(f))
@@ -228,12 +228,12 @@ impl Reader {
     /// Runs `f` on a read-only connection on this thread.
     pub fn read_blocking<T>(
         &self,
-        f: impl FnOnce(&Journal) -> journal::Result<T>,
+        f: impl FnOnce(&Reader) -> journal::Result<T>,
     ) -> Result<T, Status> {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let journal = match pooled {
             Some(j) => j,
-            None => Journal::open_read_only(&self.path).map_err(internal)?,
+            None => Reader::open(&self.path).map_err(internal)?,
         };
         let result = f(&journal).map_err(internal);
         if let Ok(mut idle) = self.idle.lock()
@@ -255,7 +255,7 @@ pub fn internal(e: journal::JournalError) -> Status {
 #[derive(Clone)]
 pub struct Shared {
     /// Read-only journal connections.
-    pub reader: Arc<Reader>,
+    pub reader: Arc<Readers>,
     /// The policy in force.
     pub policy: PolicyHandle,
     /// Live events from the committer.
@@ -304,7 +304,7 @@ pub async fn start(
             source: Box::new(e),
         })?;
     let shared = Shared {
-        reader: Arc::new(Reader::new(journal)),
+        reader: Arc::new(Readers::new(journal)),
         policy,
         live,
         stop: stop.clone(),

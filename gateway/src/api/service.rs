@@ -19,7 +19,7 @@ use super::stream::{self, FleetTracker, Stream};
 use crate::cartridges::{Cartridge, Wear};
 use crate::fleet::Device;
 use crate::journal::queries::{self, Order, Selection};
-use crate::journal::{self, Journal};
+use crate::journal::{self, Reader};
 use crate::live::LiveEvent;
 use crate::policy::Policy;
 
@@ -70,7 +70,7 @@ impl Api {
     async fn read<T, F>(&self, f: F) -> Result<T, Status>
     where
         T: Send + 'static,
-        F: FnOnce(&Journal) -> journal::Result<T> + Send + 'static,
+        F: FnOnce(&Reader) -> journal::Result<T> + Send + 'static,
     {
         self.shared.reader.read(f).await
     }
@@ -102,7 +102,7 @@ fn untimed(sel: &Selection) -> Selection {
 }
 
 /// Devices with what the fleet view adds to them.
-fn fleet(j: &Journal) -> journal::Result<Vec<(Device, DeviceExtra)>> {
+fn fleet(j: &Reader) -> journal::Result<Vec<(Device, DeviceExtra)>> {
     let mut out = Vec::new();
     for d in j.devices()? {
         let mut extra = DeviceExtra::default();

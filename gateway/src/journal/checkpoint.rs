@@ -33,7 +33,7 @@ pub fn spawn(path: &Path, stop: CancellationToken) -> std::io::Result<std::threa
 }
 
 fn run(path: &Path, stop: &CancellationToken) {
-    let conn = match open(path) {
+    let conn = match super::connect(path, super::Access::Checkpoint) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the journal for checkpoints; the WAL will grow until restart");
@@ -60,14 +60,6 @@ fn run(path: &Path, stop: &CancellationToken) {
         }
         std::thread::sleep(EVERY);
     }
-}
-
-fn open(path: &Path) -> Result<Connection> {
-    let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    // A restart waits for the committer's current commit (5 s at most).
-    super::wait_for_the_committer(&mut conn, 5_000)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
 }
 
 fn checkpoint(conn: &Connection) -> Result<()> {

@@ -1,14 +1,15 @@
 //! The journal's read side for sinks: records after a cursor in journal order, the cursors
 //! themselves, backlog counts, and retention (pruning forwarded raw samples).
 //!
-//! A sink opens its own connection ([`Journal::open_forwarding`]); in WAL mode its reads never
-//! block the committer, and its small cursor writes wait on the committer's (busy timeout).
+//! A sink or housekeeping opens its own connection ([`Upkeep::open`]); in WAL mode its reads
+//! never block the committer, and its small writes wait for the committer's lock.
 
+use std::ops::Deref;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{Journal, Result};
+use super::{Access, Reader, Result, connect};
 
 /// A journaled sample as a sink forwards it.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,24 +92,33 @@ pub struct CartridgeEventRecord {
     pub strokes: i64,
 }
 
-/// How many 1 ms polls a sink or housekeeping write waits for the committer's lock (10 s).
-const BUSY_POLLS: i32 = 10_000;
-
 /// Most rows deleted per transaction, so the committer never waits long for the write lock.
 const PRUNE_CHUNK: i64 = 5000;
 
-impl Journal {
-    /// Opens a separate connection for a sink or for housekeeping beside the committer's.
-    ///
-    /// The committer must have created the journal ([`Journal::open`]) first.
-    pub fn open_forwarding(path: &Path) -> Result<Self> {
-        let mut conn =
-            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        // Its writes (cursor moves, pruning) wait for the committer's lock.
-        super::wait_for_the_committer(&mut conn, BUSY_POLLS)?;
-        // A lost cursor update after a power cut only means a resend, which is idempotent.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(Self { conn })
+/// A sink's or housekeeping's connection: reads what the committer wrote, and writes only its
+/// own rows (cursors, retention's deletes).
+pub struct Upkeep {
+    reader: Reader,
+}
+
+/// Upkeep reads like any reader (the sink tags points with the devices' records).
+impl Deref for Upkeep {
+    type Target = Reader;
+
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+impl Upkeep {
+    /// Opens a connection beside the committer's, which must have created the journal
+    /// ([`super::Writer::open`]) first.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            reader: Reader {
+                conn: connect(path, Access::Upkeep)?,
+            },
+        })
     }
 
     /// The last journal id (or audit seq) a sink stream has forwarded; 0 when none.
@@ -123,7 +133,8 @@ impl Journal {
 
     /// Moves a sink stream's cursor (call only after the target confirmed the write).
     pub fn set_cursor(&self, name: &str, last_id: i64) -> Result<()> {
-        self.conn
+        self.reader
+            .conn
             .prepare_cached(
                 "INSERT INTO sink_cursors (sink, last_id) VALUES (?1, ?2)
                  ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id",
@@ -134,7 +145,7 @@ impl Journal {
 
     /// Up to `limit` samples with an id above `after`, in journal order.
     pub fn samples_after(&self, after: i64, limit: usize) -> Result<Vec<SampleRecord>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.reader.conn.prepare_cached(
             "SELECT id, device_id, seq, clinic_id, device_class, operator_id, session_id,
                 cartridge_id, cartridge_model, ts_ms, event, depth_mm, permitted_mm, exceeded,
                 session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, binding,
@@ -171,7 +182,7 @@ impl Journal {
 
     /// Up to `limit` audit chain entries with a seq above `after`, in chain order.
     pub fn audit_after(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.reader.conn.prepare_cached(
             "SELECT seq, kind, body FROM audit_chain WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt
@@ -199,7 +210,7 @@ impl Journal {
         after: i64,
         limit: usize,
     ) -> Result<Vec<CartridgeEventRecord>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.reader.conn.prepare_cached(
             "SELECT e.id, e.cartridge_id, e.kind, e.device_id, e.session_id, e.ts_ms, e.detail,
                 IFNULL(d.clinic_id, ''), IFNULL(c.model, ''), IFNULL(c.strokes, 0)
              FROM cartridge_events e
@@ -233,7 +244,11 @@ impl Journal {
             Backlog::Audit => "SELECT IFNULL(MAX(seq), 0) FROM audit_chain",
             Backlog::CartridgeEvents => "SELECT IFNULL(MAX(id), 0) FROM cartridge_events",
         };
-        let newest: i64 = self.conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        let newest: i64 = self
+            .reader
+            .conn
+            .prepare_cached(sql)?
+            .query_row([], |r| r.get(0))?;
         Ok((newest - after).max(0) as u64)
     }
 
@@ -244,7 +259,7 @@ impl Journal {
     pub fn prune_samples(&self, cutoff_ms: i64, forwarded_upto: Option<i64>) -> Result<u64> {
         let mut cutoff = cutoff_ms;
         if let Some(upto) = forwarded_upto {
-            let oldest_unforwarded: Option<i64> = self.conn.query_row(
+            let oldest_unforwarded: Option<i64> = self.reader.conn.query_row(
                 "SELECT MIN(ts_ms) FROM samples WHERE id > ?1",
                 [upto],
                 |r| r.get(0),
@@ -255,7 +270,7 @@ impl Journal {
         }
         // A sample goes only when its whole session is older than the cutoff, so a session
         // is either kept whole (its digest verifiable) or pruned whole (reported as pruned).
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.reader.conn.prepare_cached(
             "DELETE FROM samples WHERE id IN (
                 SELECT s.id FROM samples s
                 LEFT JOIN sessions x ON x.device_id = s.device_id AND x.session_id = s.session_id
@@ -275,16 +290,22 @@ impl Journal {
     /// Bytes the journal's live pages occupy (free pages left by pruning are reused, so this
     /// is what grows toward the configured bound).
     pub fn used_bytes(&self) -> Result<u64> {
-        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let pages: i64 = self
+            .reader
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))?;
         let free: i64 = self
             .conn
             .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let size: i64 = self
+            .reader
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok(((pages - free).max(0) * size) as u64)
     }
 }
 
-/// A journal stream whose backlog [`Journal::backlog`] counts.
+/// A journal stream whose backlog [`Upkeep::backlog`] counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backlog {
     /// `samples` by id.
@@ -301,7 +322,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{Encoding, Reading};
-    use crate::journal::Sync;
+    use crate::journal::{Sync, Writer};
     use crate::sessions::{CloseReason, Session, Verdict};
 
     fn reading(session: &str, seq: u64, ts_ms: i64) -> Reading {
@@ -343,9 +364,9 @@ mod tests {
 
     /// Session "old" (ids 1-2, closed, old), "straddle" (ids 3-4, closed, one old sample),
     /// "open" (ids 5-6, open, old).
-    fn journal(dir: &Path) -> Journal {
+    fn journal(dir: &Path) -> Upkeep {
         let path = dir.join("j.db");
-        let mut j = Journal::open(&path, Sync::Normal).expect("open");
+        let mut j = Writer::open(&path, Sync::Normal).expect("open");
         let b = j.batch().expect("batch");
         let sessions = [
             ("old", [(1, 100), (2, 200)], true),
@@ -364,10 +385,10 @@ mod tests {
         }
         b.commit().expect("commit");
         drop(j);
-        Journal::open_forwarding(&path).expect("forwarding")
+        Upkeep::open(&path).expect("forwarding")
     }
 
-    fn ids(j: &Journal) -> Vec<i64> {
+    fn ids(j: &Upkeep) -> Vec<i64> {
         j.samples_after(0, 100)
             .expect("read")
             .into_iter()

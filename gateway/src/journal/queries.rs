@@ -8,7 +8,8 @@
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
-use super::{Journal, Result, sample_from_row};
+use super::rows::{self, SAMPLE_COLUMNS};
+use super::{Reader, Result};
 use crate::cartridges::Cartridge;
 use crate::decode::Reading;
 use crate::sessions::{Evidence, Session, Verdict};
@@ -283,12 +284,25 @@ pub struct SampleRow {
     pub received_ms: i64,
 }
 
-const SESSION_COLUMNS: &str = "s.record, s.state, s.close_reason, s.samples_digest";
+/// The `seq` range of session `(?1, ?2)`: an open session's reaches to the end of the pen's
+/// sequence. Its samples are found through the `(device_id, seq)` index within it.
+const SESSION_SEQS: &str = "\
+    (SELECT min_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2) AND \
+    (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions \
+     WHERE device_id = ?1 AND session_id = ?2)";
+
+/// What a listing reads of a session.
+const STORED_SESSION: &str = "s.record, s.state, s.close_reason, s.samples_digest";
 
 fn stored_session(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(String, String, Option<String>, Option<String>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((
+        r.get("record")?,
+        r.get("state")?,
+        r.get("close_reason")?,
+        r.get("samples_digest")?,
+    ))
 }
 
 fn decode_session(
@@ -302,29 +316,30 @@ fn decode_session(
     })
 }
 
-const VIOLATION_COLUMNS: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
+/// What a listing reads of a violation (with its session's start).
+const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
     v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
     v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms";
 
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
     Ok(StoredViolation {
-        session_id: r.get(0)?,
-        device_id: r.get(1)?,
-        clinic_id: r.get(2)?,
-        operator_id: r.get(3)?,
-        device_class: r.get(4)?,
+        session_id: r.get("session_id")?,
+        device_id: r.get("device_id")?,
+        clinic_id: r.get("clinic_id")?,
+        operator_id: r.get("operator_id")?,
+        device_class: r.get("device_class")?,
         evidence: Evidence {
-            limit_mm: r.get(5)?,
-            binding: r.get(6)?,
-            peak_depth_mm: r.get(7)?,
-            first_above_ms: r.get(8)?,
-            last_above_ms: r.get(9)?,
-            strokes_above: r.get::<_, i64>(10)? as u64,
-            samples_above: r.get::<_, i64>(11)? as u64,
-            policy_version: r.get(12)?,
+            limit_mm: r.get("limit_mm")?,
+            binding: r.get("binding")?,
+            peak_depth_mm: r.get("peak_depth_mm")?,
+            first_above_ms: r.get("first_above_ms")?,
+            last_above_ms: r.get("last_above_ms")?,
+            strokes_above: r.get::<_, i64>("strokes_above")? as u64,
+            samples_above: r.get::<_, i64>("samples_above")? as u64,
+            policy_version: r.get("policy_version")?,
         },
-        final_: r.get(13)?,
-        started_ms: r.get(14)?,
+        final_: r.get("final")?,
+        started_ms: r.get("started_ms")?,
     })
 }
 
@@ -338,9 +353,9 @@ fn paged_args(mut args: Vec<Value>, after: Option<&Cursor>, limit: u32) -> Vec<V
     args
 }
 
-impl Journal {
+impl Reader {
     /// Runs `f` in one read transaction, so everything it reads is one consistent snapshot.
-    pub fn snapshot<T>(&self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Reader) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("BEGIN DEFERRED")?;
         let result = f(self);
         self.conn.execute_batch("COMMIT")?;
@@ -358,7 +373,7 @@ impl Journal {
         let (cond, args) = sel.condition();
         let (after_sql, order_sql) = order.sql(after.is_some());
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE {cond} AND {after_sql} \
+            "SELECT {STORED_SESSION} FROM sessions s WHERE {cond} AND {after_sql} \
              ORDER BY {order_sql} LIMIT ?"
         ))?;
         let rows = stmt
@@ -379,7 +394,7 @@ impl Journal {
         let row = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.device_id = ?1 AND s.session_id = ?2"
+                "SELECT {STORED_SESSION} FROM sessions s WHERE s.device_id = ?1 AND s.session_id = ?2"
             ))?
             .query_row(params![device_id, session_id], stored_session)
             .optional()?;
@@ -388,22 +403,18 @@ impl Journal {
 
     /// A session's depth timeline in `seq` order.
     pub fn timeline(&self, device_id: &str, session_id: &str) -> Result<Vec<TimelinePoint>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT ts_ms, depth_mm, permitted_mm, session_strokes, zone, exceeded FROM samples \
-             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN
-                (SELECT min_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2) AND
-                (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions
-                 WHERE device_id = ?1 AND session_id = ?2)
-             ORDER BY seq",
-        )?;
+             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} ORDER BY seq"
+        ))?;
         let rows = stmt.query_map(params![device_id, session_id], |r| {
             Ok(TimelinePoint {
-                ts_ms: r.get(0)?,
-                depth_mm: r.get(1)?,
-                permitted_mm: r.get(2)?,
-                session_strokes: r.get::<_, i64>(3)? as u64,
-                zone: r.get(4)?,
-                exceeded: r.get(5)?,
+                ts_ms: r.get("ts_ms")?,
+                depth_mm: r.get("depth_mm")?,
+                permitted_mm: r.get("permitted_mm")?,
+                session_strokes: r.get::<_, i64>("session_strokes")? as u64,
+                zone: r.get("zone")?,
+                exceeded: r.get("exceeded")?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -419,7 +430,7 @@ impl Journal {
         let (cond, args) = sel.condition();
         let (after_sql, order_sql) = Order::NewestFirst.sql(after.is_some());
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {VIOLATION_COLUMNS} FROM violations v JOIN sessions s \
+            "SELECT {STORED_VIOLATION} FROM violations v JOIN sessions s \
              ON s.device_id = v.device_id AND s.session_id = v.session_id \
              WHERE {cond} AND {after_sql} ORDER BY {order_sql} LIMIT ?"
         ))?;
@@ -439,7 +450,7 @@ impl Journal {
         Ok(self
             .conn
             .prepare_cached(&format!(
-                "SELECT {VIOLATION_COLUMNS} FROM violations v JOIN sessions s \
+                "SELECT {STORED_VIOLATION} FROM violations v JOIN sessions s \
                  ON s.device_id = v.device_id AND s.session_id = v.session_id \
                  WHERE v.device_id = ?1 AND v.session_id = ?2"
             ))?
@@ -451,17 +462,17 @@ impl Journal {
     pub fn operator_stats(&self, sel: &Selection) -> Result<Vec<OperatorStats>> {
         let (cond, args) = sel.condition();
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT s.clinic_id, s.operator_id, COUNT(*), SUM(s.exceeded), \
-             MAX(json_extract(s.record, '$.max_depth_mm')) FROM sessions s WHERE {cond} \
+            "SELECT s.clinic_id, s.operator_id, COUNT(*) AS sessions, SUM(s.exceeded) AS violations, \
+             MAX(s.max_depth_mm) AS max_depth_mm FROM sessions s WHERE {cond} \
              GROUP BY s.clinic_id, s.operator_id ORDER BY s.clinic_id, s.operator_id"
         ))?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
             Ok(OperatorStats {
-                clinic_id: r.get(0)?,
-                operator_id: r.get(1)?,
-                sessions: r.get::<_, i64>(2)? as u64,
-                violations: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
-                max_depth_mm: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+                clinic_id: r.get("clinic_id")?,
+                operator_id: r.get("operator_id")?,
+                sessions: r.get::<_, i64>("sessions")? as u64,
+                violations: r.get::<_, Option<i64>>("violations")?.unwrap_or(0) as u64,
+                max_depth_mm: r.get::<_, Option<f64>>("max_depth_mm")?.unwrap_or(0.0),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -486,11 +497,11 @@ impl Journal {
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(ReuseRow {
-                cartridge_id: r.get(0)?,
-                device_id: r.get(1)?,
-                session_id: r.get(2)?,
-                ts_ms: r.get(3)?,
-                detail: r.get(4)?,
+                cartridge_id: r.get("cartridge_id")?,
+                device_id: r.get("device_id")?,
+                session_id: r.get("session_id")?,
+                ts_ms: r.get("ts_ms")?,
+                detail: r.get("detail")?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -503,25 +514,17 @@ impl Journal {
         session_id: &str,
         mut f: impl FnMut(SampleRow) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, device_id, clinic_id, claimed_class, model, firmware, operator_id, session_id,
-                cartridge_id, cartridge_model, seq, ts_ms, event, depth_mm, session_strokes,
-                cartridge_strokes, speed_hz, battery_pct, zone, encoding, permitted_mm, binding,
-                device_class, exceeded, unknown_operator, unregistered_device, class_mismatch,
-                policy_version, received_ms
-             FROM samples WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN
-                (SELECT min_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2) AND
-                (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions
-                 WHERE device_id = ?1 AND session_id = ?2)
-             ORDER BY seq",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND session_id = ?2 \
+             AND seq BETWEEN {SESSION_SEQS} ORDER BY seq"
+        ))?;
         let mut rows = stmt.query(params![device_id, session_id])?;
         while let Some(row) = rows.next()? {
-            let (reading, verdict) = sample_from_row(row)?;
+            let (reading, verdict) = rows::sample(row)?;
             f(SampleRow {
                 reading,
                 verdict,
-                received_ms: row.get(28)?,
+                received_ms: row.get("received_ms")?,
             })?;
         }
         Ok(())
@@ -540,7 +543,7 @@ impl Journal {
         Ok(self
             .conn
             .prepare_cached("SELECT loaded_ms FROM policy_versions WHERE version = ?1")?
-            .query_row([version], |r| r.get(0))
+            .query_row([version], |r| r.get("loaded_ms"))
             .optional()?)
     }
 }
@@ -549,11 +552,11 @@ impl Journal {
 mod tests {
     use super::*;
     use crate::decode::Encoding;
-    use crate::journal::Sync;
+    use crate::journal::{Sync, Writer};
     use penwatch_proto::v1::{DeviceClass, Event};
 
-    fn stored(dir: &std::path::Path) -> Journal {
-        let mut j = Journal::open(&dir.join("j.db"), Sync::Normal).expect("open");
+    fn stored(dir: &std::path::Path) -> Writer {
+        let mut j = Writer::open(&dir.join("j.db"), Sync::Normal).expect("open");
         let tx = j.batch().expect("batch");
         for i in 0..7_i64 {
             let clinic = if i % 2 == 0 { "c01" } else { "c02" };

@@ -17,7 +17,7 @@ use penwatch_proto::v1::DeviceClass;
 
 use crate::clock::now_ms;
 use crate::decode::{BadInput, Inbound, Reading};
-use crate::journal::{self, Journal};
+use crate::journal::{self, Writer};
 use crate::live::{LiveEvent, LiveSender};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyHandle, SampleContext};
@@ -65,7 +65,7 @@ pub struct Outcome {
 
 /// Live state plus the journal.
 pub struct Pipeline {
-    journal: Journal,
+    journal: Writer,
     policy: PolicyHandle,
     recorded_version: String,
     metrics: Arc<Metrics>,
@@ -78,7 +78,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads the live state (open sessions, devices) from the journal.
     pub fn open(
-        mut journal: Journal,
+        mut journal: Writer,
         policy: PolicyHandle,
         metrics: Arc<Metrics>,
         settings: Settings,
@@ -96,11 +96,6 @@ impl Pipeline {
             last_sweep: Instant::now(),
             live,
         })
-    }
-
-    /// The journal (for read-only queries between batches).
-    pub fn journal(&self) -> &Journal {
-        &self.journal
     }
 
     /// Processes and commits one batch. On error nothing of the batch is kept, the live

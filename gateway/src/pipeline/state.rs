@@ -101,7 +101,7 @@ impl Work {
 
 impl LiveState {
     /// The state the journal holds: open sessions refolded from their samples, and every pen.
-    pub fn load(journal: &mut journal::Journal, metrics: Arc<Metrics>) -> journal::Result<Self> {
+    pub fn load(journal: &mut journal::Writer, metrics: Arc<Metrics>) -> journal::Result<Self> {
         let now = crate::clock::now_ms();
         let mut sessions = HashMap::new();
         let mut last_activity = HashMap::new();

@@ -30,7 +30,7 @@ pub use schema::Precision;
 
 use crate::clock::now_ms;
 use crate::journal::forward::Backlog;
-use crate::journal::{self, Journal};
+use crate::journal::{self, Upkeep};
 use crate::metrics::Metrics;
 
 /// Which InfluxDB write API to use.
@@ -246,7 +246,7 @@ struct Encoded {
 struct Stopped;
 
 /// A job for the forwarder's journal thread.
-type DbJob = Box<dyn FnOnce(&Journal) + Send>;
+type DbJob = Box<dyn FnOnce(&Upkeep) + Send>;
 
 /// The forwarder's own journal connection, on a thread of its own: the reads of every batch
 /// happen on one thread (with tokio's blocking pool they wandered over many, and each kept the
@@ -257,7 +257,7 @@ struct Db(std::sync::mpsc::Sender<DbJob>);
 impl Db {
     /// Opens the connection on a new thread, which ends when the last handle is dropped.
     fn open(journal_path: &Path) -> Result<Self, SinkError> {
-        let journal = Journal::open_forwarding(journal_path)?;
+        let journal = Upkeep::open(journal_path)?;
         let (tx, rx) = std::sync::mpsc::channel::<DbJob>();
         std::thread::Builder::new()
             .name("sink-journal".into())
@@ -273,7 +273,7 @@ impl Db {
     /// Runs `f` on the connection's thread.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Journal) -> journal::Result<T> + Send + 'static,
+        f: impl FnOnce(&Upkeep) -> journal::Result<T> + Send + 'static,
     ) -> Result<T, SinkError> {
         let (done, result) = tokio::sync::oneshot::channel();
         self.0
@@ -554,7 +554,7 @@ async fn pause(stop: &CancellationToken, d: Duration) -> Result<(), Stopped> {
 
 /// Reads up to `limit` rows of `stream` after `after` and encodes them as line protocol.
 fn read_batch(
-    j: &Journal,
+    j: &Upkeep,
     stream: Stream,
     after: i64,
     limit: usize,

@@ -1,0 +1,276 @@
+//! The writes of one batch, in one transaction: only the committer makes them.
+
+use std::sync::LazyLock;
+
+use penwatch_proto::names::ShortName;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::Result;
+use super::rows::{self, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count, placeholders};
+use crate::audit;
+use crate::cartridges::{Cartridge, CartridgeEvent};
+use crate::decode::{Encoding, Reading};
+use crate::fleet::Device;
+use crate::sessions::{CloseReason, Session, Verdict};
+
+static INSERT_SAMPLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT OR IGNORE INTO samples ({SAMPLE_COLUMNS}) VALUES ({})",
+        placeholders(count(SAMPLE_COLUMNS))
+    )
+});
+
+static PUT_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES ({})",
+        placeholders(count(SESSION_COLUMNS))
+    )
+});
+
+static PUT_VIOLATION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT OR REPLACE INTO violations ({VIOLATION_COLUMNS}) VALUES ({})",
+        placeholders(count(VIOLATION_COLUMNS))
+    )
+});
+
+static SESSION_SAMPLES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, {SAMPLE_COLUMNS} FROM samples \
+         WHERE device_id = ?1 AND seq >= ?3 AND session_id = ?2 ORDER BY seq"
+    )
+});
+
+/// The writes of one batch, in one transaction.
+pub struct Batch<'a> {
+    pub(super) tx: Transaction<'a>,
+}
+
+impl Batch<'_> {
+    /// Journals a judged sample; `false` when `(device_id, seq)` was already journaled.
+    pub fn insert_sample(&self, r: &Reading, v: &Verdict, received_ms: i64) -> Result<bool> {
+        let mut stmt = self.tx.prepare_cached(&INSERT_SAMPLE)?;
+        let n = stmt.execute(params![
+            r.device_id,
+            r.seq as i64,
+            r.clinic_id,
+            v.device_class,
+            r.claimed_class.short_name(),
+            r.model,
+            r.firmware,
+            r.operator_id,
+            r.session_id,
+            r.cartridge_id,
+            r.cartridge_model,
+            r.timestamp_ms,
+            received_ms,
+            r.event.short_name(),
+            r.depth_mm,
+            r.session_strokes as i64,
+            r.cartridge_strokes as i64,
+            r.speed_hz,
+            r.battery_pct,
+            r.zone.map(|z| z.short_name()),
+            if r.encoding == Encoding::Json {
+                "json"
+            } else {
+                "protobuf"
+            },
+            v.permitted_mm,
+            v.binding,
+            v.exceeded,
+            v.unknown_operator,
+            v.unregistered_device,
+            v.class_mismatch,
+            v.policy_version,
+        ])?;
+        Ok(n == 1)
+    }
+
+    /// Keeps a rejected message for inspection.
+    pub fn quarantine(
+        &self,
+        received_ms: i64,
+        topic: &str,
+        payload: &[u8],
+        kind: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO quarantine (received_ms, topic, payload, kind, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![received_ms, topic, payload, kind, reason])?;
+        Ok(())
+    }
+
+    /// Stores a session's current state (open) or final record (closed).
+    pub fn put_session(&self, s: &Session, close: Option<(CloseReason, &str)>) -> Result<()> {
+        let (state, reason, digest) = match close {
+            Some((reason, digest)) => ("closed", Some(reason.as_str()), Some(digest)),
+            None => ("open", None, None),
+        };
+        self.tx.prepare_cached(&PUT_SESSION)?.execute(params![
+            s.device_id,
+            s.session_id,
+            s.clinic_id,
+            s.operator_id,
+            s.device_class,
+            s.started_ms,
+            s.last_ms,
+            s.exceeded(),
+            state,
+            reason,
+            digest,
+            serde_json::to_string(s)?,
+            s.min_seq as i64,
+            s.max_seq as i64,
+            s.max_depth_mm,
+        ])?;
+        if let Some(e) = &s.violation {
+            self.tx.prepare_cached(&PUT_VIOLATION)?.execute(params![
+                s.device_id,
+                s.session_id,
+                s.clinic_id,
+                s.operator_id,
+                s.device_class,
+                e.limit_mm,
+                e.binding,
+                e.peak_depth_mm,
+                e.first_above_ms,
+                e.last_above_ms,
+                e.strokes_above as i64,
+                e.samples_above as i64,
+                e.policy_version,
+                close.is_some(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// A session as stored: its record and `open` / `closed`.
+    pub fn session(&self, device_id: &str, session_id: &str) -> Result<Option<(Session, String)>> {
+        rows::session(&self.tx, device_id, session_id)
+    }
+
+    /// A session's samples with their verdicts, in `seq` order, and the id of the last one;
+    /// `from_seq` is the session's lowest `seq` (or 0 when unknown).
+    pub fn session_samples(
+        &self,
+        device_id: &str,
+        session_id: &str,
+        from_seq: u64,
+    ) -> Result<(Vec<(Reading, Verdict)>, i64)> {
+        let mut stmt = self.tx.prepare_cached(&SESSION_SAMPLES)?;
+        let mut last_id = 0;
+        let rows = stmt
+            .query_map(params![device_id, session_id, from_seq as i64], |row| {
+                let id: i64 = row.get("id")?;
+                Ok((id, rows::sample(row)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let samples = rows
+            .into_iter()
+            .map(|(id, s)| {
+                last_id = last_id.max(id);
+                s
+            })
+            .collect();
+        Ok((samples, last_id))
+    }
+
+    /// Stores a cartridge's state.
+    pub fn put_cartridge(&self, c: &Cartridge) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO cartridges (cartridge_id, model, strokes, wear, reused, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![c.id, c.model, c.strokes as i64, c.wear.as_str(), c.reused(), serde_json::to_string(c)?])?;
+        Ok(())
+    }
+
+    /// A cartridge's stored state.
+    pub fn cartridge(&self, id: &str) -> Result<Option<Cartridge>> {
+        rows::cartridge(&self.tx, id)
+    }
+
+    /// Records a cartridge event (reuse, wear level).
+    pub fn cartridge_event(&self, c: &Cartridge, e: &CartridgeEvent, r: &Reading) -> Result<()> {
+        let detail = match e {
+            CartridgeEvent::Reuse { first, again } => {
+                format!("first used in {first}, used again in {again}")
+            }
+            CartridgeEvent::Wear(_) => {
+                format!(
+                    "{} strokes of {} rated",
+                    c.strokes,
+                    c.rated_strokes.unwrap_or_default()
+                )
+            }
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT INTO cartridge_events (cartridge_id, kind, device_id, session_id, ts_ms, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![c.id, e.kind(), r.device_id, r.session_id, r.timestamp_ms, detail])?;
+        Ok(())
+    }
+
+    /// Stores a device's state.
+    pub fn put_device(&self, d: &Device) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO devices (device_id, clinic_id, record) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![d.device_id, d.clinic_id, serde_json::to_string(d)?])?;
+        Ok(())
+    }
+
+    /// Records a policy version (once).
+    pub fn put_policy_version(&self, version: &str, loaded_ms: i64, text: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO policy_versions (version, loaded_ms, text) VALUES (?1, ?2, ?3)")?
+            .execute(params![version, loaded_ms, text])?;
+        Ok(())
+    }
+
+    /// Appends a record to the audit chain; returns its hash.
+    pub fn append_audit(&self, record: &audit::Record) -> Result<String> {
+        let (kind, body) = (record.kind(), record.body()?);
+        let prev: Option<(i64, String)> = self
+            .tx
+            .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (seq, prev_hash) = prev.map_or((1, audit::GENESIS.to_owned()), |(s, h)| (s + 1, h));
+        let hash = audit::link_hash(&prev_hash, kind, &body);
+        self.tx
+            .prepare_cached("INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![seq, kind, body, prev_hash, hash])?;
+        Ok(hash)
+    }
+
+    /// Digest over a session's samples from `seq` `from_seq` on: how many there were, the
+    /// highest journal id among them (0 when none) and the digest.
+    pub fn samples_digest(
+        &self,
+        device_id: &str,
+        session_id: &str,
+        from_seq: u64,
+    ) -> Result<(u64, i64, String)> {
+        rows::samples_digest(
+            &self.tx,
+            device_id,
+            session_id,
+            (from_seq, u64::MAX),
+            i64::MAX,
+        )
+    }
+
+    /// Makes the batch durable.
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+}

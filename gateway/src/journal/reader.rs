@@ -1,0 +1,213 @@
+//! The journal's read side: what the API, `verify` and inspection read, on connections of
+//! their own that never block the committer (WAL mode).
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::rows;
+use super::{Access, Result, connect, schema};
+use crate::audit::{self, Entry, Verification};
+use crate::cartridges::Cartridge;
+use crate::fleet::Device;
+use crate::sessions::Session;
+
+/// A connection that reads the journal.
+pub struct Reader {
+    pub(super) conn: Connection,
+}
+
+/// Counts of what the journal holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Accepted samples and events.
+    pub samples: u64,
+    /// Sessions (open and closed).
+    pub sessions: u64,
+    /// Violations.
+    pub violations: u64,
+    /// Quarantined messages.
+    pub quarantined: u64,
+    /// Audit chain entries.
+    pub audit_entries: u64,
+}
+
+/// A quarantined message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Gateway time received, Unix ms.
+    pub received_ms: i64,
+    /// MQTT topic.
+    pub topic: String,
+    /// Raw payload.
+    pub payload: Vec<u8>,
+    /// Short label of the reason (`protobuf`, `field`, …).
+    pub kind: String,
+    /// Reason a person can read.
+    pub reason: String,
+}
+
+impl Reader {
+    /// Opens the journal read-only (for the API, `verify` and inspection beside a running
+    /// gateway).
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            conn: connect(path, Access::Read)?,
+        })
+    }
+
+    /// Counts of stored records.
+    pub fn counts(&self) -> Result<Counts> {
+        let count = |table: &str| -> Result<u64> {
+            let n: i64 =
+                self.conn
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(n as u64)
+        };
+        Ok(Counts {
+            samples: count("samples")?,
+            sessions: count("sessions")?,
+            violations: count("violations")?,
+            quarantined: count("quarantine")?,
+            audit_entries: count("audit_chain")?,
+        })
+    }
+
+    /// Size of the database file, bytes.
+    pub fn size_bytes(&self) -> Result<u64> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((pages * size) as u64)
+    }
+
+    /// Sessions still open (to resume tracking after a restart).
+    pub fn open_sessions(&self) -> Result<Vec<Session>> {
+        self.records("SELECT record FROM sessions WHERE state = 'open'")
+    }
+
+    /// Every known device.
+    pub fn devices(&self) -> Result<Vec<Device>> {
+        self.records("SELECT record FROM devices ORDER BY clinic_id, device_id")
+    }
+
+    /// The JSON `record` column of every row a query returns, decoded.
+    fn records<T: serde::de::DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>("record"))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    /// One session, open or closed, with `open` / `closed`.
+    pub fn session(&self, device_id: &str, session_id: &str) -> Result<Option<(Session, String)>> {
+        rows::session(&self.conn, device_id, session_id)
+    }
+
+    /// All sessions, oldest first, with `open` / `closed`.
+    pub fn sessions(&self) -> Result<Vec<(Session, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record, state FROM sessions ORDER BY started_ms, device_id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>("record")?, r.get::<_, String>("state")?))
+        })?;
+        rows.map(|r| {
+            let (rec, state) = r?;
+            Ok((serde_json::from_str(&rec)?, state))
+        })
+        .collect()
+    }
+
+    /// Quarantined messages, newest first.
+    pub fn quarantine(&self, limit: u32) -> Result<Vec<Quarantined>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT received_ms, topic, payload, kind, reason FROM quarantine ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(Quarantined {
+                received_ms: r.get("received_ms")?,
+                topic: r.get("topic")?,
+                payload: r.get("payload")?,
+                kind: r.get("kind")?,
+                reason: r.get("reason")?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A cartridge's record.
+    pub fn cartridge(&self, id: &str) -> Result<Option<Cartridge>> {
+        rows::cartridge(&self.conn, id)
+    }
+
+    /// Recomputes the audit chain and every session's sample digest that retention kept.
+    pub fn verify(&self) -> Result<Verification> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit_chain ORDER BY seq")?;
+        let entries = stmt
+            .query_map([], |r| {
+                Ok(Entry {
+                    seq: r.get("seq")?,
+                    kind: r.get("kind")?,
+                    body: r.get("body")?,
+                    prev_hash: r.get("prev_hash")?,
+                    hash: r.get("hash")?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut v = audit::verify_links(&entries);
+        if !v.ok() {
+            return Ok(v);
+        }
+        // A journal not yet migrated to schema 2 (verified before the new gateway first ran
+        // on it) has no seq ranges: look at each pen's whole sequence.
+        let ranged = schema::version(&self.conn)? >= 2;
+        for e in entries.iter().filter(|e| e.kind == "session") {
+            let Some(audit::Record::Session(c)) = audit::Record::parse(&e.kind, &e.body)? else {
+                continue;
+            };
+            let seqs = if ranged {
+                self.stored_seq_range(&c.device_id, &c.session_id)?
+            } else {
+                (0, u64::MAX)
+            };
+            let (found, _, recomputed) = rows::samples_digest(
+                &self.conn,
+                &c.device_id,
+                &c.session_id,
+                seqs,
+                c.last_sample_id,
+            )?;
+            if found == 0 && c.journaled > 0 {
+                v.digests_unchecked += 1;
+            } else if recomputed != c.samples_digest || found != c.journaled {
+                v.first_broken = Some((
+                    e.seq,
+                    format!(
+                        "samples of session {}/{} do not match the recorded digest",
+                        c.device_id, c.session_id
+                    ),
+                ));
+                return Ok(v);
+            }
+        }
+        Ok(v)
+    }
+
+    /// A session's `seq` range as stored with it; the whole sequence when unknown.
+    fn stored_seq_range(&self, device_id: &str, session_id: &str) -> Result<(u64, u64)> {
+        let row: Option<(i64, i64)> = rusqlite::OptionalExtension::optional(
+            self.conn
+                .prepare_cached(
+                    "SELECT min_seq, max_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2",
+                )?
+                .query_row(params![device_id, session_id], |r| {
+                    Ok((r.get("min_seq")?, r.get("max_seq")?))
+                }),
+        )?;
+        Ok(match row {
+            Some((min, max)) if max > 0 => (min as u64, max as u64),
+            _ => (0, u64::MAX),
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Rows to records and back: one column list per table, columns read by name.
+
+use penwatch_proto::names::ShortName;
+use penwatch_proto::v1::{DeviceClass, Event, Zone};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::Result;
+use crate::audit::SampleDigest;
+use crate::cartridges::Cartridge;
+use crate::decode::{Encoding, Reading};
+use crate::sessions::{Session, Verdict};
+
+/// The stored columns of `samples` (all but `id`), in the order [`super::Batch`] binds them.
+pub(super) const SAMPLE_COLUMNS: &str = "device_id, seq, clinic_id, device_class, claimed_class, \
+    model, firmware, operator_id, session_id, cartridge_id, cartridge_model, ts_ms, received_ms, \
+    event, depth_mm, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, encoding, \
+    permitted_mm, binding, exceeded, unknown_operator, unregistered_device, class_mismatch, \
+    policy_version";
+
+/// The columns of `sessions`, in the order [`super::Batch`] binds them.
+pub(super) const SESSION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \
+    device_class, started_ms, last_ms, exceeded, state, close_reason, samples_digest, record, \
+    min_seq, max_seq, max_depth_mm";
+
+/// The columns of `violations`, in the order [`super::Batch`] binds them.
+pub(super) const VIOLATION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \
+    device_class, limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above, \
+    samples_above, policy_version, final";
+
+/// `?1, ?2, …, ?n`.
+pub(super) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many columns a column list names.
+pub(super) fn count(columns: &str) -> usize {
+    columns.split(',').count()
+}
+
+fn parse_enum<E: ShortName>(column: &str, s: &str) -> rusqlite::Result<E> {
+    E::parse_name(s).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(
+            0,
+            format!("{column} = {s}"),
+            rusqlite::types::Type::Text,
+        )
+    })
+}
+
+/// A `samples` row (selected with [`SAMPLE_COLUMNS`]) as the reading and its verdict.
+pub(super) fn sample(row: &Row<'_>) -> rusqlite::Result<(Reading, Verdict)> {
+    let zone: Option<String> = row.get("zone")?;
+    let encoding: String = row.get("encoding")?;
+    let reading = Reading {
+        device_id: row.get("device_id")?,
+        clinic_id: row.get("clinic_id")?,
+        claimed_class: parse_enum::<DeviceClass>(
+            "claimed_class",
+            &row.get::<_, String>("claimed_class")?,
+        )?,
+        model: row.get("model")?,
+        firmware: row.get("firmware")?,
+        operator_id: row.get("operator_id")?,
+        session_id: row.get("session_id")?,
+        cartridge_id: row.get("cartridge_id")?,
+        cartridge_model: row.get("cartridge_model")?,
+        seq: row.get::<_, i64>("seq")? as u64,
+        timestamp_ms: row.get("ts_ms")?,
+        event: parse_enum::<Event>("event", &row.get::<_, String>("event")?)?,
+        depth_mm: row.get("depth_mm")?,
+        session_strokes: row.get::<_, i64>("session_strokes")? as u64,
+        cartridge_strokes: row.get::<_, i64>("cartridge_strokes")? as u64,
+        speed_hz: row.get("speed_hz")?,
+        battery_pct: row.get("battery_pct")?,
+        zone: zone
+            .as_deref()
+            .map(|z| parse_enum::<Zone>("zone", z))
+            .transpose()?,
+        encoding: if encoding == "json" {
+            Encoding::Json
+        } else {
+            Encoding::Protobuf
+        },
+    };
+    let verdict = Verdict {
+        permitted_mm: row.get("permitted_mm")?,
+        binding: row.get("binding")?,
+        device_class: row.get("device_class")?,
+        exceeded: row.get("exceeded")?,
+        unknown_operator: row.get("unknown_operator")?,
+        unregistered_device: row.get("unregistered_device")?,
+        class_mismatch: row.get("class_mismatch")?,
+        policy_version: row.get("policy_version")?,
+    };
+    Ok((reading, verdict))
+}
+
+/// A session's record and `open` / `closed`.
+pub(super) fn session(
+    conn: &Connection,
+    device_id: &str,
+    session_id: &str,
+) -> Result<Option<(Session, String)>> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT record, state FROM sessions WHERE device_id = ?1 AND session_id = ?2",
+        )?
+        .query_row(params![device_id, session_id], |r| {
+            Ok((r.get("record")?, r.get("state")?))
+        })
+        .optional()?;
+    row.map(|(rec, state)| Ok((serde_json::from_str(&rec)?, state)))
+        .transpose()
+}
+
+/// A cartridge's stored state.
+pub(super) fn cartridge(conn: &Connection, id: &str) -> Result<Option<Cartridge>> {
+    let rec: Option<String> = conn
+        .prepare_cached("SELECT record FROM cartridges WHERE cartridge_id = ?1")?
+        .query_row([id], |r| r.get("record"))
+        .optional()?;
+    rec.map(|r| Ok(serde_json::from_str(&r)?)).transpose()
+}
+
+/// The canonical line of a sample in a session digest.
+const DIGEST_LINE: &str = "device_id || '|' || seq || '|' || ts_ms || '|' || event || '|' || \
+    printf('%.6f', depth_mm) || '|' || session_strokes || '|' || cartridge_strokes || '|' || \
+    operator_id || '|' || cartridge_id || '|' || IFNULL(zone, '') || '|' || \
+    printf('%.6f', permitted_mm) || '|' || binding || '|' || exceeded || '|' || policy_version";
+
+/// Digest over a session's samples within the `seq` range `seqs` with a journal id up to
+/// `upto`: how many there were, the highest journal id among them and the digest. The range
+/// is a superset of the session's samples, looked up through the `(device_id, seq)` index,
+/// then filtered by session.
+pub(super) fn samples_digest(
+    conn: &Connection,
+    device_id: &str,
+    session_id: &str,
+    seqs: (u64, u64),
+    upto: i64,
+) -> Result<(u64, i64, String)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, {DIGEST_LINE} AS line FROM samples WHERE device_id = ?1 \
+         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id <= ?3 ORDER BY seq"
+    ))?;
+    let mut digest = SampleDigest::default();
+    let (mut n, mut last_id) = (0, 0);
+    let mut rows = stmt.query(params![
+        device_id,
+        session_id,
+        upto,
+        seqs.0 as i64,
+        seqs.1.min(i64::MAX as u64) as i64
+    ])?;
+    while let Some(row) = rows.next()? {
+        last_id = last_id.max(row.get::<_, i64>("id")?);
+        digest.add(
+            row.get_ref("line")?
+                .as_str()
+                .map_err(rusqlite::Error::from)?,
+        );
+        n += 1;
+    }
+    Ok((n, last_id, digest.finish()))
+}
