@@ -153,6 +153,50 @@ impl Default for JournalConfig {
     }
 }
 
+impl JournalConfig {
+    /// Checks that the journal can be written where `journal.path` says: its directory exists
+    /// and takes new files, and an existing journal file is writable.
+    pub fn check_location(&self) -> Result<(), ConfigError> {
+        let bad = |problem: String| {
+            Err(ConfigError::Invalid(format!(
+                "journal.path {}: {problem}",
+                self.path.display()
+            )))
+        };
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return bad(format!(
+                "the directory {} does not exist; create it or point journal.path elsewhere",
+                dir.display()
+            ));
+        }
+        let probe = dir.join(format!(".penwatch-write-check-{}", std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                return bad(format!(
+                    "the directory {} does not take new files ({e}); SQLite writes its WAL beside \
+                     the journal, so the gateway's user needs write access there",
+                    dir.display()
+                ));
+            }
+        }
+        if self.path.exists()
+            && let Err(e) = std::fs::OpenOptions::new().append(true).open(&self.path)
+        {
+            return bad(format!(
+                "the file cannot be written ({e}); give the gateway's user write access"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -319,5 +363,21 @@ mod tests {
         );
         let err = toml::from_str::<Config>("[mqtt]\nbrokr = \"x\"\n").expect_err("unknown key");
         assert!(err.to_string().contains("brokr"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_in_a_missing_directory_is_refused_by_key() {
+        let mut c = Config::default();
+        c.journal.path = "/nonexistent-penwatch-dir/journal.db".into();
+        let err = c.journal.check_location().expect_err("missing directory");
+        assert!(
+            err.to_string().starts_with(
+                "config: journal.path /nonexistent-penwatch-dir/journal.db: the directory"
+            ),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        c.journal.path = dir.path().join("journal.db");
+        c.journal.check_location().expect("a writable directory");
     }
 }

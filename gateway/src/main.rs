@@ -165,7 +165,11 @@ fn main() -> anyhow::Result<()> {
     cli.overrides.apply(&mut config);
     config.validate()?;
     let policy = load_policy(&config)?;
-    match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    if !matches!(command, Command::Verify) {
+        config.journal.check_location()?;
+    }
+    match command {
         Command::CheckConfig => {
             println!(
                 "configuration valid; policy version {} ({} operators, {} devices)",
@@ -222,8 +226,14 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         policy = policy.version(),
         "gateway starting"
     );
-    let journal = journal::Writer::open(&config.journal.path, config.journal.sync)
-        .with_context(|| format!("opening the journal {}", config.journal.path.display()))?;
+    let journal =
+        journal::Writer::open(&config.journal.path, config.journal.sync).map_err(|e| {
+            let path = config.journal.path.display();
+            match e.storage_cause() {
+                Some(cause) => anyhow::anyhow!("opening the journal {path}: {cause} ({e})"),
+                None => anyhow::anyhow!("opening the journal {path}: {e}"),
+            }
+        })?;
     let checkpoints = CancellationToken::new();
     let checkpointer =
         penwatch_gateway::journal::checkpoint::spawn(&config.journal.path, checkpoints.clone())?;

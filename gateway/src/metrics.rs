@@ -56,6 +56,10 @@ pub struct Metrics {
     pub journal_pruned: Counter,
     /// 1 while the journal is at or above 80 % of `journal.max_bytes`.
     pub journal_size_alarm: Gauge,
+    /// 1 while the journal cannot commit (disk full, I/O error): nothing is acknowledged.
+    pub journal_write_failing: Gauge,
+    /// Failed batch commits (each retry counts).
+    pub journal_commit_failures: Counter,
 }
 
 impl Metrics {
@@ -83,6 +87,8 @@ impl Metrics {
             sink_up: Gauge::default(),
             journal_pruned: Counter::default(),
             journal_size_alarm: Gauge::default(),
+            journal_write_failing: Gauge::default(),
+            journal_commit_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -180,6 +186,16 @@ impl Metrics {
             "journal_size_alarm",
             "1 while the journal is at or above 80 % of journal.max_bytes",
             m.journal_size_alarm.clone(),
+        );
+        registry.register(
+            "journal_write_failing",
+            "1 while the journal cannot commit (disk full, I/O error); nothing is acknowledged meanwhile",
+            m.journal_write_failing.clone(),
+        );
+        registry.register(
+            "journal_commit_failures",
+            "Failed batch commits, each retry counted",
+            m.journal_commit_failures.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

@@ -52,6 +52,30 @@ pub enum JournalError {
     },
 }
 
+impl JournalError {
+    /// What is wrong with the journal's storage, in words an operator can act on, when the
+    /// error comes from the disk or the file rather than from the data.
+    pub fn storage_cause(&self) -> Option<&'static str> {
+        use rusqlite::ErrorCode;
+        let Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) = self else {
+            return None;
+        };
+        Some(match e.code {
+            ErrorCode::DiskFull => "the disk holding the journal is full",
+            ErrorCode::SystemIoFailure => "the disk holding the journal reported an I/O error",
+            ErrorCode::ReadOnly => "the journal file or its directory is read-only",
+            ErrorCode::PermissionDenied => "the gateway may not write the journal file",
+            ErrorCode::CannotOpen => {
+                "the journal file cannot be opened (missing directory or no permission)"
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                "another process holds the journal's write lock"
+            }
+            _ => return None,
+        })
+    }
+}
+
 /// Result alias.
 pub type Result<T> = std::result::Result<T, JournalError>;
 

@@ -194,11 +194,21 @@ impl Pipeline {
     }
 
     /// Closes sessions idle for longer than the inactivity timeout (at most once a second).
+    /// On error nothing is kept and the live state is reloaded from the journal; the next
+    /// sweep tries again.
     pub fn sweep(&mut self) -> journal::Result<u64> {
         if self.last_sweep.elapsed() < Duration::from_secs(1) {
             return Ok(0);
         }
         self.last_sweep = Instant::now();
+        let result = self.try_sweep();
+        if result.is_err() {
+            self.state = LiveState::load(&mut self.journal, self.metrics.clone())?;
+        }
+        result
+    }
+
+    fn try_sweep(&mut self) -> journal::Result<u64> {
         let cutoff = now_ms() - self.settings.inactivity_timeout.as_millis() as i64;
         let idle = self.state.idle_since(cutoff);
         if idle.is_empty() {
@@ -260,15 +270,19 @@ pub fn verdict(policy: &Policy, r: &Reading) -> Verdict {
 
 /// Runs the committer until `rx` is closed and drained: batches, commits (one transaction,
 /// one fsync), and only then hands each committed message to `ack`, which must not wait.
-/// A batch that cannot be committed is retried; after `MAX_COMMIT_ATTEMPTS` failures the
-/// committer stops with the error, acknowledging nothing of that batch.
+///
+/// A batch that cannot be committed (disk full, I/O error) is held and retried until it
+/// commits: meanwhile nothing is acknowledged, the queue fills and the source stops reading,
+/// so the broker keeps every later message; `penwatch_journal_write_failing` is 1 and the log
+/// names the cause. Ingest resumes by itself once the disk has room. At shutdown a batch
+/// that still cannot be committed is given up unacknowledged (the broker redelivers it).
 pub fn run(
     mut pipeline: Pipeline,
     rx: flume::Receiver<Inflight>,
     mut ack: impl FnMut(&Inflight),
 ) -> journal::Result<()> {
-    const MAX_COMMIT_ATTEMPTS: u32 = 5;
     let settings = pipeline.settings;
+    let mut trouble = Trouble::default();
     let mut batch = Vec::with_capacity(settings.batch_max);
     let mut last_size_update = Instant::now();
     loop {
@@ -285,22 +299,20 @@ pub fn run(
                     Err(_) => break,
                 }
             }
-            let mut attempt = 1;
             loop {
                 match pipeline.commit(&batch) {
                     Ok(_) => break,
-                    Err(e) if attempt < MAX_COMMIT_ATTEMPTS => {
-                        tracing::error!(error = %e, attempt, "journal commit failed; retrying the batch");
-                        std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(e),
+                    Err(e) if rx.is_disconnected() => return Err(e),
+                    Err(e) => trouble.failed(&e, &pipeline.metrics),
                 }
             }
+            trouble.recovered(&pipeline.metrics);
             // Durable now: only now may the broker forget these messages.
             batch.drain(..).for_each(|m| ack(&m));
         }
-        pipeline.sweep()?;
+        if let Err(e) = pipeline.sweep() {
+            tracing::warn!(error = %e, "closing idle sessions failed; retrying in a second");
+        }
         if last_size_update.elapsed() > Duration::from_secs(5) {
             pipeline.update_size_metric();
             last_size_update = Instant::now();
@@ -309,4 +321,58 @@ pub fn run(
     pipeline.flush()?;
     pipeline.update_size_metric();
     Ok(())
+}
+
+/// The committer's view of a journal that cannot commit: when it started, how long to wait
+/// before the next attempt.
+#[derive(Default)]
+struct Trouble {
+    since: Option<Instant>,
+    last_logged: Option<Instant>,
+    failures: u32,
+}
+
+impl Trouble {
+    /// First wait after a failed commit; doubled per failure up to [`Self::MAX_WAIT`].
+    const FIRST_WAIT: Duration = Duration::from_millis(100);
+    const MAX_WAIT: Duration = Duration::from_secs(5);
+    /// How often a commit that keeps failing is logged again.
+    const LOG_EVERY: Duration = Duration::from_secs(30);
+
+    /// Records a failed commit, raises the alarm, logs the cause, and waits before the retry.
+    fn failed(&mut self, e: &journal::JournalError, metrics: &Metrics) {
+        metrics.journal_commit_failures.inc();
+        metrics.journal_write_failing.set(1);
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let cause = e.storage_cause().unwrap_or("the journal refused the batch");
+        if self.last_logged.is_none_or(|t| now - t >= Self::LOG_EVERY) {
+            tracing::error!(
+                cause,
+                error = %e,
+                failing_for_s = (now - since).as_secs(),
+                "journal cannot commit: nothing is acknowledged, the broker keeps the messages; retrying"
+            );
+            self.last_logged = Some(now);
+        }
+        let wait = Self::FIRST_WAIT
+            .saturating_mul(1 << self.failures.min(6))
+            .min(Self::MAX_WAIT);
+        self.failures += 1;
+        std::thread::sleep(wait);
+    }
+
+    /// Clears the alarm after a successful commit.
+    fn recovered(&mut self, metrics: &Metrics) {
+        if let Some(since) = self.since.take() {
+            metrics.journal_write_failing.set(0);
+            tracing::info!(
+                after_s = since.elapsed().as_secs(),
+                failed_commits = self.failures,
+                "journal commits again; acknowledging the held messages"
+            );
+        }
+        self.last_logged = None;
+        self.failures = 0;
+    }
 }
