@@ -138,6 +138,8 @@ pub struct JournalConfig {
     /// Raw samples older than this many days are pruned (once forwarded, with a sink);
     /// 0 keeps them forever. Sessions, violations and the audit chain are never pruned.
     pub retention_days: u64,
+    /// Quarantined messages older than this many days are deleted; 0 keeps them forever.
+    pub quarantine_retention_days: u64,
     /// Size bound of the journal, bytes: an alarm at 80 % and at the bound (0 = no alarm).
     pub max_bytes: u64,
 }
@@ -148,6 +150,7 @@ impl Default for JournalConfig {
             path: PathBuf::from("penwatch-journal.db"),
             sync: Sync::Full,
             retention_days: 30,
+            quarantine_retention_days: 30,
             max_bytes: 10 * 1024 * 1024 * 1024,
         }
     }

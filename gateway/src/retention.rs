@@ -39,36 +39,55 @@ pub async fn run(
     let mut alarmed = false;
     let mut checks = 0;
     loop {
-        let prune = config.retention_days > 0 && checks % PRUNE_EVERY_CHECKS == 0;
+        let prune = checks % PRUNE_EVERY_CHECKS == 0;
         checks += 1;
         let days = config.retention_days as i64;
+        let quarantine_days = config.quarantine_retention_days as i64;
         let result = tokio::task::spawn_blocking(move || {
-            let pruned = if prune {
-                let cursor = if sink {
-                    Some(journal.cursor(SAMPLES_CURSOR)?)
-                } else {
-                    None
-                };
-                journal.prune_samples(now_ms() - days.saturating_mul(DAY_MS), cursor)?
-            } else {
-                0
-            };
-            let used = journal.used_bytes()?;
-            Ok::<_, journal::JournalError>((journal, pruned, used))
+            let round = (|| {
+                let mut pruned = Pruned::default();
+                if prune && days > 0 {
+                    let cursor = if sink {
+                        Some(journal.cursor(SAMPLES_CURSOR)?)
+                    } else {
+                        None
+                    };
+                    pruned.samples =
+                        journal.prune_samples(now_ms() - days.saturating_mul(DAY_MS), cursor)?;
+                }
+                if prune && quarantine_days > 0 {
+                    pruned.quarantined = journal
+                        .prune_quarantine(now_ms() - quarantine_days.saturating_mul(DAY_MS))?;
+                }
+                Ok::<_, journal::JournalError>((pruned, journal.used_bytes()?))
+            })();
+            (journal, round)
         })
         .await;
         match result {
-            Ok(Ok((j, pruned, used))) => {
+            Ok((j, Ok((pruned, used)))) => {
                 journal = j;
-                if pruned > 0 {
-                    tracing::info!(samples = pruned, days, "retention pruned raw samples");
-                    metrics.journal_pruned.inc_by(pruned);
+                if pruned.samples > 0 {
+                    tracing::info!(
+                        samples = pruned.samples,
+                        days,
+                        "retention pruned raw samples"
+                    );
+                    metrics.journal_pruned.inc_by(pruned.samples);
+                }
+                if pruned.quarantined > 0 {
+                    tracing::info!(
+                        messages = pruned.quarantined,
+                        days = quarantine_days,
+                        "retention pruned quarantined messages"
+                    );
                 }
                 alarmed = size_alarm(&config, used, alarmed, &metrics);
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "journal housekeeping failed");
-                return;
+            // A failing disk makes a round fail; the next round tries again.
+            Ok((j, Err(e))) => {
+                journal = j;
+                tracing::warn!(error = %e, "journal housekeeping failed; retrying later");
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal housekeeping died");
@@ -80,6 +99,13 @@ pub async fn run(
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// What one housekeeping round deleted.
+#[derive(Default)]
+struct Pruned {
+    samples: u64,
+    quarantined: u64,
 }
 
 async fn open(path: &Path) -> Result<Upkeep, String> {

@@ -173,6 +173,15 @@ impl Setup {
         }
     }
 
+    /// Publishes `payload` as is on `topic` (bad input, say).
+    pub async fn publish_raw(&mut self, topic: &str, payload: Vec<u8>) {
+        self.mqtt
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+        self.published += 1;
+    }
+
     /// Waits until the gateway has committed everything published.
     pub fn wait_committed(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);

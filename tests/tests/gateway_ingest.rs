@@ -118,7 +118,7 @@ async fn good_bad_and_duplicate_messages() {
     assert_eq!(counts.samples, 7, "5 protobuf + 1 JSON + session_end");
     assert_eq!(counts.quarantined, 5);
     let reasons: Vec<String> = journal
-        .quarantine(10)
+        .quarantine(10, None)
         .expect("quarantine")
         .into_iter()
         .map(|q| q.reason)

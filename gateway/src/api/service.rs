@@ -39,6 +39,8 @@ const MAX_PAGE: u32 = 1000;
 /// Default and largest number of cartridges, reuse events and quarantined messages.
 const DEFAULT_LIMIT: u32 = 1000;
 const MAX_LIMIT: u32 = 10_000;
+/// Most quarantined messages a page holds: 200 × 4 KiB stays under 1 MiB.
+const QUARANTINE_PAGE: u32 = 200;
 
 /// The API service.
 pub struct Api {
@@ -509,22 +511,37 @@ impl PenWatch for Api {
         request: Request<pb::ListQuarantineRequest>,
     ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
         self.caller(&request, AUDIT, "ListQuarantine")?;
-        let n = limit(request.get_ref().limit);
+        let n = limit(request.get_ref().limit).min(QUARANTINE_PAGE);
+        let before = Some(request.get_ref().before_id).filter(|&id| id > 0);
         let (messages, total) = self
-            .read(move |j| Ok((j.quarantine(n)?, j.quarantine_total()?)))
+            .read(move |j| {
+                j.snapshot(|j| Ok((j.quarantine(n + 1, before)?, j.quarantine_total()?)))
+            })
             .await?;
+        let more = messages.len() > n as usize;
+        let messages: Vec<pb::QuarantinedMessage> = messages
+            .into_iter()
+            .take(n as usize)
+            .map(|q| pb::QuarantinedMessage {
+                received_ms: q.received_ms,
+                topic: q.topic,
+                payload: q.payload,
+                kind: q.kind,
+                reason: q.reason,
+                size_bytes: q.size_bytes,
+                sha256: q.sha256,
+                id: q.id,
+            })
+            .collect();
+        let next_before_id = if more {
+            messages.last().map_or(0, |q| q.id)
+        } else {
+            0
+        };
         Ok(Response::new(pb::ListQuarantineResponse {
-            messages: messages
-                .into_iter()
-                .map(|q| pb::QuarantinedMessage {
-                    received_ms: q.received_ms,
-                    topic: q.topic,
-                    payload: q.payload,
-                    kind: q.kind,
-                    reason: q.reason,
-                })
-                .collect(),
+            messages,
             total,
+            next_before_id,
         }))
     }
 

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Result;
 use super::rows::{self, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count, placeholders};
+use super::schema::Kept;
 use crate::audit;
 use crate::cartridges::{Cartridge, CartridgeEvent};
 use crate::decode::{Encoding, Reading};
@@ -87,7 +88,8 @@ impl Batch<'_> {
         Ok(n == 1)
     }
 
-    /// Keeps a rejected message for inspection.
+    /// Keeps a rejected message for inspection: its first 4 KiB, its size and SHA-256, and a
+    /// topic cut to 512 bytes.
     pub fn quarantine(
         &self,
         received_ms: i64,
@@ -96,11 +98,21 @@ impl Batch<'_> {
         kind: &str,
         reason: &str,
     ) -> Result<()> {
+        let kept = Kept::of(payload);
         self.tx
             .prepare_cached(
-                "INSERT INTO quarantine (received_ms, topic, payload, kind, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO quarantine (received_ms, topic, payload, kind, reason, size_bytes, sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![received_ms, topic, payload, kind, reason])?;
+            .execute(params![
+                received_ms,
+                cut(topic, 512),
+                kept.head,
+                kind,
+                cut(reason, 1024),
+                kept.size as i64,
+                kept.sha256
+            ])?;
         Ok(())
     }
 
@@ -273,4 +285,13 @@ impl Batch<'_> {
     pub fn commit(self) -> Result<()> {
         Ok(self.tx.commit()?)
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

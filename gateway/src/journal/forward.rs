@@ -287,6 +287,16 @@ impl Upkeep {
         }
     }
 
+    /// Deletes quarantined messages received before `cutoff_ms`; returns how many.
+    pub fn prune_quarantine(&self, cutoff_ms: i64) -> Result<u64> {
+        let n = self
+            .reader
+            .conn
+            .prepare_cached("DELETE FROM quarantine WHERE received_ms < ?1")?
+            .execute([cutoff_ms])?;
+        Ok(n as u64)
+    }
+
     /// Bytes the journal's live pages occupy (free pages left by pruning are reused, so this
     /// is what grows toward the configured bound).
     pub fn used_bytes(&self) -> Result<u64> {

@@ -29,6 +29,7 @@ mod writer;
 pub use batch::Batch;
 pub use forward::Upkeep;
 pub use reader::{Counts, Quarantined, Reader};
+pub use schema::QUARANTINE_KEPT_BYTES;
 pub use writer::Writer;
 
 /// Journal errors.

@@ -35,12 +35,18 @@ pub struct Counts {
 /// A quarantined message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantined {
+    /// Journal id (newer messages have higher ids).
+    pub id: i64,
     /// Gateway time received, Unix ms.
     pub received_ms: i64,
     /// MQTT topic.
     pub topic: String,
-    /// Raw payload.
+    /// The payload's first [`super::QUARANTINE_KEPT_BYTES`] bytes.
     pub payload: Vec<u8>,
+    /// The whole payload's size, bytes.
+    pub size_bytes: u64,
+    /// The whole payload's SHA-256, hex.
+    pub sha256: String,
     /// Short label of the reason (`protobuf`, `field`, …).
     pub kind: String,
     /// Reason a person can read.
@@ -117,13 +123,18 @@ impl Reader {
         .collect()
     }
 
-    /// Quarantined messages, newest first.
-    pub fn quarantine(&self, limit: u32) -> Result<Vec<Quarantined>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT received_ms, topic, payload, kind, reason FROM quarantine ORDER BY id DESC LIMIT ?1",
+    /// Up to `limit` quarantined messages with an id below `before` (all when `None`), newest
+    /// first.
+    pub fn quarantine(&self, limit: u32, before: Option<i64>) -> Result<Vec<Quarantined>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, received_ms, topic, payload, kind, reason, size_bytes, sha256 FROM quarantine
+             WHERE id < ?2 ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit], |r| {
+        let rows = stmt.query_map(params![limit, before.unwrap_or(i64::MAX)], |r| {
             Ok(Quarantined {
+                id: r.get("id")?,
+                size_bytes: r.get::<_, i64>("size_bytes")? as u64,
+                sha256: r.get("sha256")?,
                 received_ms: r.get("received_ms")?,
                 topic: r.get("topic")?,
                 payload: r.get("payload")?,

@@ -4,6 +4,9 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+/// Version 4 keeps at most the first [`QUARANTINE_KEPT_BYTES`] of a quarantined payload, with
+/// its size and SHA-256 (`quarantine.size_bytes`, `quarantine.sha256`).
+///
 /// Version 3 keeps each session's deepest sample in `sessions.max_depth_mm`, so no query reads
 /// a field inside the JSON record.
 ///
@@ -11,7 +14,10 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+
+/// The most of a quarantined payload the journal keeps, bytes.
+pub const QUARANTINE_KEPT_BYTES: usize = 4096;
 
 /// From version 1 to 2, in the same transaction as the schema.
 const MIGRATE_1_TO_2: &str = "
@@ -30,6 +36,12 @@ DROP INDEX IF EXISTS samples_ts;
 const MIGRATE_2_TO_3: &str = "
 ALTER TABLE sessions ADD COLUMN max_depth_mm REAL NOT NULL DEFAULT 0;
 UPDATE sessions SET max_depth_mm = IFNULL(json_extract(record, '$.max_depth_mm'), 0);
+";
+
+/// From version 3 to 4: the columns; [`bound_quarantine`] then cuts the kept payloads.
+const MIGRATE_3_TO_4: &str = "
+ALTER TABLE quarantine ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE quarantine ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
 ";
 
 const SCHEMA: &str = "
@@ -129,7 +141,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     kind TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS policy_versions (
     version TEXT PRIMARY KEY,
@@ -162,13 +176,62 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     // A new journal (version 0) gets the tables as they are now; an older one is migrated
     // step by step before `SCHEMA` adds what it lacks.
     let migration = match found {
-        1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3}"),
-        2 => MIGRATE_2_TO_3.to_owned(),
+        1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
+        2 => format!("{MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
+        3 => MIGRATE_3_TO_4.to_owned(),
         _ => String::new(),
     };
-    conn.execute_batch(&format!("BEGIN; {migration} {SCHEMA} COMMIT;"))?;
+    conn.execute_batch(&format!("BEGIN; {migration} {SCHEMA}"))?;
+    if (1..4).contains(&found) {
+        bound_quarantine(conn)?;
+    }
+    conn.execute_batch("COMMIT")?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
+}
+
+/// Gives every quarantined payload kept whole by an earlier version its size and SHA-256, and
+/// keeps only its first [`QUARANTINE_KEPT_BYTES`].
+fn bound_quarantine(conn: &Connection) -> Result<()> {
+    let mut rows = conn.prepare("SELECT id, payload FROM quarantine WHERE sha256 = ''")?;
+    let mut update = conn.prepare(
+        "UPDATE quarantine SET payload = ?2, size_bytes = ?3, sha256 = ?4 WHERE id = ?1",
+    )?;
+    let mut found = rows.query([])?;
+    while let Some(row) = found.next()? {
+        let id: i64 = row.get("id")?;
+        let payload: Vec<u8> = row.get("payload")?;
+        let kept = Kept::of(&payload);
+        update.execute(rusqlite::params![
+            id,
+            kept.head,
+            kept.size as i64,
+            kept.sha256
+        ])?;
+    }
+    Ok(())
+}
+
+/// What the journal keeps of a quarantined payload.
+pub(super) struct Kept<'a> {
+    /// The first [`QUARANTINE_KEPT_BYTES`].
+    pub head: &'a [u8],
+    /// The whole payload's size, bytes.
+    pub size: usize,
+    /// The whole payload's SHA-256, hex.
+    pub sha256: String,
+}
+
+impl<'a> Kept<'a> {
+    /// What is kept of `payload`.
+    pub fn of(payload: &'a [u8]) -> Self {
+        use sha2::Digest;
+        Self {
+            head: &payload[..payload.len().min(QUARANTINE_KEPT_BYTES)],
+            size: payload.len(),
+            sha256: hex::encode(sha2::Sha256::digest(payload)),
+        }
+    }
 }
 
 /// The schema version a journal was last written with (0 for a new file).
@@ -189,6 +252,8 @@ mod tests {
         let conn = Connection::open(&path).expect("open");
         conn.execute_batch(
             "ALTER TABLE sessions DROP COLUMN max_depth_mm;
+             ALTER TABLE quarantine DROP COLUMN size_bytes;
+             ALTER TABLE quarantine DROP COLUMN sha256;
              INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
                 started_ms, last_ms, exceeded, state, record)
              VALUES ('pen', 's', 'c', 'op', 'home', 1, 2, 1, 'closed', '{\"max_depth_mm\": 1.25}');
@@ -204,6 +269,30 @@ mod tests {
             .expect("column");
         assert_eq!(depth, 1.25);
         assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_3_journal_keeps_only_the_head_of_each_quarantined_payload_with_its_hash() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        drop(Writer::open(&path, Sync::Normal).expect("create"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "ALTER TABLE quarantine DROP COLUMN size_bytes;
+             ALTER TABLE quarantine DROP COLUMN sha256;
+             INSERT INTO quarantine (received_ms, topic, payload, kind, reason)
+             VALUES (1, 't', zeroblob(10000), 'size', 'too big');
+             PRAGMA user_version = 3;",
+        )
+        .expect("version 3");
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        let q = writer.quarantine(10, None).expect("quarantine");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].payload, vec![0u8; QUARANTINE_KEPT_BYTES]);
+        assert_eq!(q[0].size_bytes, 10_000);
+        assert_eq!(q[0].sha256, Kept::of(&[0u8; 10_000]).sha256);
     }
 
     #[test]

@@ -134,11 +134,14 @@ enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// Recently quarantined messages and why.
+    /// Recently quarantined messages and why, newest first.
     Quarantine {
-        /// Most messages listed.
+        /// Most messages listed (at most 200 a page).
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Page on: only messages with an id below this (the previous page prints it).
+        #[arg(long, default_value_t = 0)]
+        before: i64,
     },
     /// The policy in force, or check a candidate file with --validate (exit 1 if invalid).
     Policy {
@@ -337,9 +340,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             out.operators(&r.operators);
         }
-        Command::Quarantine { limit } => {
+        Command::Quarantine { limit, before } => {
             let r = c
-                .list_quarantine(pb::ListQuarantineRequest { limit })
+                .list_quarantine(pb::ListQuarantineRequest {
+                    limit,
+                    before_id: before,
+                })
                 .await?
                 .into_inner();
             out.quarantine(&r);
