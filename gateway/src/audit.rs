@@ -92,6 +92,14 @@ pub struct ClosedSession {
     pub last_sample_id: i64,
     /// SHA-256 over their canonical lines in `seq` order.
     pub samples_digest: String,
+    /// Messages among them that conflict with another message of the same `(device_id, seq)`
+    /// (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conflicting: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The audit entry of a final violation (kind `violation`): the session's identity and its

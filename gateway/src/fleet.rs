@@ -44,8 +44,17 @@ pub struct Device {
     pub class_mismatch: bool,
     /// Device clock minus gateway clock at the latest telemetry, ms.
     pub clock_offset_ms: i64,
-    /// Highest `seq` seen.
+    /// Highest `seq` seen (since the last reset).
     pub last_seq: u64,
+    /// Messages that reused a journaled `seq` with different content.
+    #[serde(default)]
+    pub conflicts: u64,
+    /// Times the pen's `seq` went back while its clock went forward (a counter reset).
+    #[serde(default)]
+    pub seq_resets: u64,
+    /// Gateway time of the last conflict or reset, Unix ms (0: never).
+    #[serde(default)]
+    pub last_anomaly_ms: i64,
 }
 
 impl Device {
@@ -71,6 +80,9 @@ impl Device {
             class_mismatch: false,
             clock_offset_ms: 0,
             last_seq: 0,
+            conflicts: 0,
+            seq_resets: 0,
+            last_anomaly_ms: 0,
         }
     }
 
@@ -80,15 +92,21 @@ impl Device {
         self.status_ms = received_ms;
     }
 
-    /// Folds a judged telemetry reading in. Only the newest reading (by `seq`) sets the
-    /// live fields, so a replayed offline buffer does not move the pen back in time.
-    pub fn observe(&mut self, r: &Reading, v: &Verdict, received_ms: i64) {
+    /// Folds a judged telemetry reading in; `true` when it shows the pen's `seq` was reset.
+    /// Only the newest reading sets the live fields, so a replayed offline buffer does not
+    /// move the pen back in time; a `seq` that goes back while the device time goes forward
+    /// is a reset, and the reading counts as the newest.
+    pub fn observe(&mut self, r: &Reading, v: &Verdict, received_ms: i64) -> bool {
         self.last_seen_ms = self.last_seen_ms.max(received_ms);
         self.device_class.clone_from(&v.device_class);
         self.registered = !v.unregistered_device;
         self.class_mismatch = v.class_mismatch;
-        if r.seq < self.last_seq {
-            return;
+        let reset = r.seq < self.last_seq && r.timestamp_ms > self.last_event_ms;
+        if reset {
+            self.seq_resets += 1;
+            self.last_anomaly_ms = received_ms;
+        } else if r.seq < self.last_seq {
+            return false;
         }
         self.last_seq = r.seq;
         self.last_event_ms = r.timestamp_ms;
@@ -105,5 +123,12 @@ impl Device {
             self.session_id.clear();
             self.depth_mm = 0.0;
         }
+        reset
+    }
+
+    /// Counts a message that reused a journaled `seq` with different content.
+    pub fn conflicted(&mut self, received_ms: i64) {
+        self.conflicts += 1;
+        self.last_anomaly_ms = received_ms;
     }
 }

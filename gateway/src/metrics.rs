@@ -56,6 +56,11 @@ pub struct Metrics {
     pub journal_pruned: Counter,
     /// 1 while the journal is at or above 80 % of `journal.max_bytes`.
     pub journal_size_alarm: Gauge,
+    /// Messages journaled beside a different message with the same `(device_id, seq)`, by
+    /// kind (`conflict`, or `reset` when the device time is later than the first's).
+    pub conflicting: Family<Kind, Counter>,
+    /// Pens whose `seq` went back while their clock went forward.
+    pub seq_resets: Counter,
     /// 1 while the journal cannot commit (disk full, I/O error): nothing is acknowledged.
     pub journal_write_failing: Gauge,
     /// Failed batch commits (each retry counts).
@@ -88,6 +93,8 @@ impl Metrics {
             journal_pruned: Counter::default(),
             journal_size_alarm: Gauge::default(),
             journal_write_failing: Gauge::default(),
+            conflicting: Family::default(),
+            seq_resets: Counter::default(),
             journal_commit_failures: Counter::default(),
             registry: Registry::default(),
         };
@@ -188,6 +195,16 @@ impl Metrics {
             m.journal_size_alarm.clone(),
         );
         registry.register(
+            "messages_conflicting",
+            "Messages journaled beside a different message with the same (device_id, seq), by kind",
+            m.conflicting.clone(),
+        );
+        registry.register(
+            "seq_resets",
+            "Pens whose seq went back while their clock went forward",
+            m.seq_resets.clone(),
+        );
+        registry.register(
             "journal_write_failing",
             "1 while the journal cannot commit (disk full, I/O error); nothing is acknowledged meanwhile",
             m.journal_write_failing.clone(),
@@ -198,6 +215,13 @@ impl Metrics {
             m.journal_commit_failures.clone(),
         );
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts one conflicting message.
+    pub fn conflict(&self, kind: &str) {
+        self.conflicting
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
     }
 
     /// Counts one quarantined message.

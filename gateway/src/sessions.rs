@@ -123,6 +123,10 @@ pub struct Session {
     /// Highest `seq` of its samples.
     #[serde(default)]
     pub max_seq: u64,
+    /// Messages of the session journaled beside a different message with the same
+    /// `(device_id, seq)`: the record rests on conflicting evidence.
+    #[serde(default)]
+    pub conflicting: u64,
     last_seq: u64,
     last_strokes: u64,
     /// This record is not a fold of every sample in `seq` order (a sample arrived out of
@@ -169,6 +173,7 @@ impl Session {
             last_seq: 0,
             last_strokes: 0,
             needs_refold: false,
+            conflicting: 0,
         }
     }
 

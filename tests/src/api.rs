@@ -182,6 +182,11 @@ impl Setup {
         self.published += 1;
     }
 
+    /// The gateway (its metrics and log).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// Waits until the gateway has committed everything published.
     pub fn wait_committed(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -52,6 +52,9 @@ pub fn device_state(d: &Device, extra: Option<&DeviceExtra>, caller: &Caller) ->
         class_mismatch: d.class_mismatch,
         clock_offset_ms: d.clock_offset_ms,
         exceeded: extra.is_some_and(|e| e.exceeded),
+        conflicts: d.conflicts,
+        seq_resets: d.seq_resets,
+        last_anomaly_ms: d.last_anomaly_ms,
     }
 }
 
@@ -146,6 +149,7 @@ pub fn live_session(s: &Session, caller: &Caller) -> pb::Session {
         close_reason: String::new(),
         evidence: s.violation.as_ref().map(evidence),
         samples_digest: String::new(),
+        conflicting_messages: s.conflicting,
     }
 }
 

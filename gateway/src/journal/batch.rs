@@ -16,9 +16,13 @@ use crate::sessions::{CloseReason, Session, Verdict};
 
 static INSERT_SAMPLE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT OR IGNORE INTO samples ({SAMPLE_COLUMNS}) VALUES ({})",
-        placeholders(count(SAMPLE_COLUMNS))
+        "INSERT OR IGNORE INTO samples ({SAMPLE_COLUMNS}, version) VALUES ({})",
+        placeholders(count(SAMPLE_COLUMNS) + 1)
     )
+});
+
+static SAMPLE_VERSIONS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT version, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND seq = ?2")
 });
 
 static PUT_SESSION: LazyLock<String> = LazyLock::new(|| {
@@ -38,7 +42,7 @@ static PUT_VIOLATION: LazyLock<String> = LazyLock::new(|| {
 static SESSION_SAMPLES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id, {SAMPLE_COLUMNS} FROM samples \
-         WHERE device_id = ?1 AND seq >= ?3 AND session_id = ?2 ORDER BY seq"
+         WHERE device_id = ?1 AND seq >= ?3 AND session_id = ?2 ORDER BY seq, version"
     )
 });
 
@@ -47,9 +51,66 @@ pub struct Batch<'a> {
     pub(super) tx: Transaction<'a>,
 }
 
+/// What became of a sample offered to the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Journaled: the first message with its `(device_id, seq)`.
+    New,
+    /// A message with the same `(device_id, seq)` and the same content was journaled before.
+    Duplicate,
+    /// Journaled beside a message with the same `(device_id, seq)` and different content.
+    Conflict {
+        /// This one's version (1 for the first conflicting one).
+        version: i64,
+        /// Its device time is later than the first version's: the pen's sequence went back,
+        /// as after a firmware reset.
+        reset: bool,
+    },
+}
+
 impl Batch<'_> {
-    /// Journals a judged sample; `false` when `(device_id, seq)` was already journaled.
-    pub fn insert_sample(&self, r: &Reading, v: &Verdict, received_ms: i64) -> Result<bool> {
+    /// Journals a judged sample, unless the same content is journaled under its
+    /// `(device_id, seq)` already; different content is kept beside it as a new version.
+    pub fn insert_sample(&self, r: &Reading, v: &Verdict, received_ms: i64) -> Result<Inserted> {
+        if self.insert_version(r, v, received_ms, 0)? {
+            return Ok(Inserted::New);
+        }
+        let stored = self
+            .tx
+            .prepare_cached(&SAMPLE_VERSIONS)?
+            .query_map(params![r.device_id, r.seq as i64], |row| {
+                Ok((row.get::<_, i64>("version")?, rows::sample(row)?.0))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // The encoding is how it travelled, not what it says.
+        if stored.iter().any(|(_, s)| {
+            *s == Reading {
+                encoding: s.encoding,
+                ..r.clone()
+            }
+        }) {
+            return Ok(Inserted::Duplicate);
+        }
+        let version = stored.iter().map(|(v, _)| *v).max().unwrap_or(0) + 1;
+        let first_ms = stored
+            .iter()
+            .find(|(v, _)| *v == 0)
+            .map_or(i64::MAX, |(_, s)| s.timestamp_ms);
+        self.insert_version(r, v, received_ms, version)?;
+        Ok(Inserted::Conflict {
+            version,
+            reset: r.timestamp_ms > first_ms,
+        })
+    }
+
+    /// Inserts a sample as `version` of its `(device_id, seq)`; `false` if that exists.
+    fn insert_version(
+        &self,
+        r: &Reading,
+        v: &Verdict,
+        received_ms: i64,
+        version: i64,
+    ) -> Result<bool> {
         let mut stmt = self.tx.prepare_cached(&INSERT_SAMPLE)?;
         let n = stmt.execute(params![
             r.device_id,
@@ -84,6 +145,7 @@ impl Batch<'_> {
             v.unregistered_device,
             v.class_mismatch,
             v.policy_version,
+            version,
         ])?;
         Ok(n == 1)
     }

@@ -20,6 +20,8 @@ pub struct SampleRecord {
     pub device_id: String,
     /// Per-device sequence number.
     pub seq: i64,
+    /// 0, or 1, 2, … for a message that reused `seq` with different content.
+    pub version: i64,
     /// Clinic.
     pub clinic_id: String,
     /// Effective device class.
@@ -149,7 +151,7 @@ impl Upkeep {
             "SELECT id, device_id, seq, clinic_id, device_class, operator_id, session_id,
                 cartridge_id, cartridge_model, ts_ms, event, depth_mm, permitted_mm, exceeded,
                 session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, binding,
-                policy_version
+                policy_version, version
              FROM samples WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
@@ -175,6 +177,7 @@ impl Upkeep {
                 zone: r.get(18)?,
                 binding: r.get(19)?,
                 policy_version: r.get(20)?,
+                version: r.get("version")?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -332,7 +335,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{Encoding, Reading};
-    use crate::journal::{Sync, Writer};
+    use crate::journal::{Inserted, Sync, Writer};
     use crate::sessions::{CloseReason, Session, Verdict};
 
     fn reading(session: &str, seq: u64, ts_ms: i64) -> Reading {
@@ -386,8 +389,14 @@ mod tests {
         for (session, samples, closed) in sessions {
             let [(seq, ts), (seq2, ts2)] = samples;
             let (r, r2) = (reading(session, seq, ts), reading(session, seq2, ts2));
-            assert!(b.insert_sample(&r, &verdict(), ts).expect("insert"));
-            assert!(b.insert_sample(&r2, &verdict(), ts2).expect("insert"));
+            assert_eq!(
+                b.insert_sample(&r, &verdict(), ts).expect("insert"),
+                Inserted::New
+            );
+            assert_eq!(
+                b.insert_sample(&r2, &verdict(), ts2).expect("insert"),
+                Inserted::New
+            );
             let mut s = Session::new(&r, &verdict());
             s.observe(&r2, &verdict());
             b.put_session(&s, closed.then_some((CloseReason::Ended, "d")))
@@ -437,5 +446,55 @@ mod tests {
         assert_eq!(j.prune_samples(10_000, None).expect("prune"), 2);
         assert_eq!(ids(&j), vec![5, 6]);
         assert!(j.used_bytes().expect("size") > 0);
+    }
+
+    #[test]
+    fn a_reused_seq_with_other_content_is_a_new_version_and_the_same_content_a_duplicate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut j = Writer::open(&dir.path().join("j.db"), Sync::Normal).expect("open");
+        let b = j.batch().expect("batch");
+        let first = reading("s", 7, 1000);
+        let v = verdict();
+        assert_eq!(
+            b.insert_sample(&first, &v, 1).expect("first"),
+            Inserted::New
+        );
+        let json = Reading {
+            encoding: Encoding::Json,
+            ..first.clone()
+        };
+        assert_eq!(
+            b.insert_sample(&json, &v, 2).expect("again"),
+            Inserted::Duplicate
+        );
+        let earlier = Reading {
+            depth_mm: 2.0,
+            timestamp_ms: 500,
+            ..first.clone()
+        };
+        assert_eq!(
+            b.insert_sample(&earlier, &v, 3).expect("conflict"),
+            Inserted::Conflict {
+                version: 1,
+                reset: false
+            }
+        );
+        let later = Reading {
+            timestamp_ms: 9000,
+            ..first.clone()
+        };
+        assert_eq!(
+            b.insert_sample(&later, &v, 4).expect("reset"),
+            Inserted::Conflict {
+                version: 2,
+                reset: true
+            }
+        );
+        assert_eq!(
+            b.insert_sample(&earlier, &v, 5).expect("seen"),
+            Inserted::Duplicate
+        );
+        let (n, _, _) = b.samples_digest("pen-1", "s", 0).expect("digest");
+        assert_eq!(n, 3, "every version is in the session's digest");
     }
 }

@@ -26,7 +26,7 @@ mod rows;
 mod schema;
 mod writer;
 
-pub use batch::Batch;
+pub use batch::{Batch, Inserted};
 pub use forward::Upkeep;
 pub use reader::{Counts, Quarantined, Reader};
 pub use schema::QUARANTINE_KEPT_BYTES;

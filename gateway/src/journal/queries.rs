@@ -405,7 +405,7 @@ impl Reader {
     pub fn timeline(&self, device_id: &str, session_id: &str) -> Result<Vec<TimelinePoint>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT ts_ms, depth_mm, permitted_mm, session_strokes, zone, exceeded FROM samples \
-             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} ORDER BY seq"
+             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} ORDER BY seq, version"
         ))?;
         let rows = stmt.query_map(params![device_id, session_id], |r| {
             Ok(TimelinePoint {
@@ -516,7 +516,7 @@ impl Reader {
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND session_id = ?2 \
-             AND seq BETWEEN {SESSION_SEQS} ORDER BY seq"
+             AND seq BETWEEN {SESSION_SEQS} ORDER BY seq, version"
         ))?;
         let mut rows = stmt.query(params![device_id, session_id])?;
         while let Some(row) = rows.next()? {

@@ -10,7 +10,8 @@ use crate::cartridges::Cartridge;
 use crate::decode::{Encoding, Reading};
 use crate::sessions::{Session, Verdict};
 
-/// The stored columns of `samples` (all but `id`), in the order [`super::Batch`] binds them.
+/// The stored columns of `samples` (all but `id` and `version`), in the order
+/// [`super::Batch`] binds them.
 pub(super) const SAMPLE_COLUMNS: &str = "device_id, seq, clinic_id, device_class, claimed_class, \
     model, firmware, operator_id, session_id, cartridge_id, cartridge_model, ts_ms, received_ms, \
     event, depth_mm, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, encoding, \
@@ -125,11 +126,13 @@ pub(super) fn cartridge(conn: &Connection, id: &str) -> Result<Option<Cartridge>
     rec.map(|r| Ok(serde_json::from_str(&r)?)).transpose()
 }
 
-/// The canonical line of a sample in a session digest.
+/// The canonical line of a sample in a session digest; a conflicting version (1, 2, …) ends
+/// in `|v1`, `|v2`, … (the first version's line is as before schema 5).
 const DIGEST_LINE: &str = "device_id || '|' || seq || '|' || ts_ms || '|' || event || '|' || \
     printf('%.6f', depth_mm) || '|' || session_strokes || '|' || cartridge_strokes || '|' || \
     operator_id || '|' || cartridge_id || '|' || IFNULL(zone, '') || '|' || \
-    printf('%.6f', permitted_mm) || '|' || binding || '|' || exceeded || '|' || policy_version";
+    printf('%.6f', permitted_mm) || '|' || binding || '|' || exceeded || '|' || policy_version \
+    || IIF(version > 0, '|v' || version, '')";
 
 /// Digest over a session's samples within the `seq` range `seqs` with a journal id up to
 /// `upto`: how many there were, the highest journal id among them and the digest. The range
@@ -144,7 +147,7 @@ pub(super) fn samples_digest(
 ) -> Result<(u64, i64, String)> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, {DIGEST_LINE} AS line FROM samples WHERE device_id = ?1 \
-         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id <= ?3 ORDER BY seq"
+         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id <= ?3 ORDER BY seq, version"
     ))?;
     let mut digest = SampleDigest::default();
     let (mut n, mut last_id) = (0, 0);

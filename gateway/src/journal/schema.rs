@@ -4,6 +4,10 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+/// Version 5 keeps every version of a `(device_id, seq)` that arrived with different content
+/// (`samples.version`: 0 for the first, 1, 2, … for conflicting ones), unique by
+/// `(device_id, seq, version)`; an exact duplicate is still recognised and dropped.
+///
 /// Version 4 keeps at most the first [`QUARANTINE_KEPT_BYTES`] of a quarantined payload, with
 /// its size and SHA-256 (`quarantine.size_bytes`, `quarantine.sha256`).
 ///
@@ -14,7 +18,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -44,8 +48,27 @@ ALTER TABLE quarantine ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE quarantine ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
 ";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS samples (
+/// From version 4 to 5: `samples` rebuilt with `version` in its unique key (a table's
+/// constraint cannot be altered in place), ids kept.
+fn migrate_4_to_5() -> String {
+    let columns = super::rows::SAMPLE_COLUMNS;
+    format!(
+        "{} INSERT INTO samples_v5 (id, {columns}) SELECT id, {columns} FROM samples;
+         DROP TABLE samples;
+         ALTER TABLE samples_v5 RENAME TO samples;",
+        samples_table("samples_v5")
+    )
+}
+
+/// The `samples` table under `name` (a migration builds it under another name first).
+fn samples_table(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} ({SAMPLES_COLUMNS_DEFINED}, \
+         version INTEGER NOT NULL DEFAULT 0, UNIQUE (device_id, seq, version));"
+    )
+}
+
+const SAMPLES_COLUMNS_DEFINED: &str = "
     id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -74,9 +97,10 @@ CREATE TABLE IF NOT EXISTS samples (
     unknown_operator INTEGER NOT NULL,
     unregistered_device INTEGER NOT NULL,
     class_mismatch INTEGER NOT NULL,
-    policy_version TEXT NOT NULL,
-    UNIQUE (device_id, seq)
-);
+    policy_version TEXT NOT NULL";
+
+/// Every table but `samples`.
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     device_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
@@ -175,13 +199,19 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     }
     // A new journal (version 0) gets the tables as they are now; an older one is migrated
     // step by step before `SCHEMA` adds what it lacks.
-    let migration = match found {
-        1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
-        2 => format!("{MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
-        3 => MIGRATE_3_TO_4.to_owned(),
-        _ => String::new(),
+    let steps = [
+        MIGRATE_1_TO_2.to_owned(),
+        MIGRATE_2_TO_3.to_owned(),
+        MIGRATE_3_TO_4.to_owned(),
+        migrate_4_to_5(),
+    ];
+    let migration = if found == 0 {
+        String::new()
+    } else {
+        steps[(found - 1) as usize..].concat()
     };
-    conn.execute_batch(&format!("BEGIN; {migration} {SCHEMA}"))?;
+    let samples = samples_table("samples");
+    conn.execute_batch(&format!("BEGIN; {migration} {samples} {SCHEMA}"))?;
     if (1..4).contains(&found) {
         bound_quarantine(conn)?;
     }
@@ -293,6 +323,49 @@ mod tests {
         assert_eq!(q[0].payload, vec![0u8; QUARANTINE_KEPT_BYTES]);
         assert_eq!(q[0].size_bytes, 10_000);
         assert_eq!(q[0].sha256, Kept::of(&[0u8; 10_000]).sha256);
+    }
+
+    #[test]
+    fn a_version_4_journal_keeps_its_samples_and_their_ids_and_takes_conflicting_versions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        drop(Writer::open(&path, Sync::Normal).expect("create"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(&format!(
+            "DROP TABLE samples;
+             CREATE TABLE samples ({SAMPLES_COLUMNS_DEFINED}, UNIQUE (device_id, seq));
+             INSERT INTO samples (id, device_id, seq, clinic_id, device_class, claimed_class,
+                model, firmware, operator_id, session_id, cartridge_id, cartridge_model, ts_ms,
+                received_ms, event, depth_mm, session_strokes, cartridge_strokes, speed_hz,
+                battery_pct, zone, encoding, permitted_mm, binding, exceeded, unknown_operator,
+                unregistered_device, class_mismatch, policy_version)
+             VALUES (41, 'pen', 7, 'c', 'home', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000,
+                1000, 'sample', 0.5, 1, 1, 100, 50, NULL, 'protobuf', 0.5, 'class', 0, 0, 0, 0, 'p');
+             PRAGMA user_version = 4;"
+        ))
+        .expect("version 4");
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        let (id, version): (i64, i64) = writer
+            .conn
+            .query_row("SELECT id, version FROM samples WHERE seq = 7", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("kept");
+        assert_eq!((id, version), (41, 0));
+        writer
+            .conn
+            .execute(
+                "INSERT INTO samples SELECT 42, device_id, seq, clinic_id, device_class,
+                    claimed_class, model, firmware, operator_id, session_id, cartridge_id,
+                    cartridge_model, ts_ms, received_ms, event, 1.5, session_strokes,
+                    cartridge_strokes, speed_hz, battery_pct, zone, encoding, permitted_mm,
+                    binding, exceeded, unknown_operator, unregistered_device, class_mismatch,
+                    policy_version, 1 FROM samples WHERE id = 41",
+                [],
+            )
+            .expect("a second version of the same seq");
     }
 
     #[test]

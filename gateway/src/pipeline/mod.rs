@@ -17,7 +17,7 @@ use penwatch_proto::v1::DeviceClass;
 
 use crate::clock::now_ms;
 use crate::decode::{BadInput, Inbound, Reading};
-use crate::journal::{self, Writer};
+use crate::journal::{self, Inserted, Writer};
 use crate::live::{LiveEvent, LiveSender};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyHandle, SampleContext};
@@ -150,10 +150,31 @@ impl Pipeline {
                     .status(clinic_id, device_id, *online, m.received_ms, &mut work),
                 Ok(Inbound::Telemetry(r)) => {
                     let v = verdict(&loaded, r);
-                    if tx.insert_sample(r, &v, m.received_ms)? {
+                    let inserted = tx.insert_sample(r, &v, m.received_ms)?;
+                    if let Inserted::Conflict { version, reset } = inserted {
+                        let kind = if reset { "reset" } else { "conflict" };
+                        work.conflicts.push(kind);
+                        tracing::warn!(
+                            device = %r.device_id,
+                            seq = r.seq,
+                            version,
+                            kind,
+                            "a message reused a journaled (device_id, seq) with different \
+                             content: kept beside it, judged and flagged"
+                        );
+                    }
+                    if inserted != Inserted::Duplicate {
                         out.accepted += 1;
-                        self.state
-                            .apply(&tx, &loaded, r, &v, m.received_ms, &mut work)?;
+                        let conflicting = inserted != Inserted::New;
+                        self.state.apply(
+                            &tx,
+                            &loaded,
+                            r,
+                            &v,
+                            m.received_ms,
+                            conflicting,
+                            &mut work,
+                        )?;
                         if work.live {
                             work.events.push(LiveEvent::Sample {
                                 reading: r.clone(),
@@ -181,6 +202,9 @@ impl Pipeline {
         }
         for kind in work.quarantined {
             self.metrics.quarantine(kind);
+        }
+        for kind in work.conflicts {
+            self.metrics.conflict(kind);
         }
         self.state.trim();
         self.recorded_version = loaded.version().to_owned();

@@ -67,6 +67,8 @@ pub struct Work {
     violations: HashSet<SessionKey>,
     /// Quarantine reasons, counted after the commit.
     pub(super) quarantined: Vec<&'static str>,
+    /// Conflicting messages by kind (`conflict`, `reset`), counted after the commit.
+    pub(super) conflicts: Vec<&'static str>,
     /// Live events, sent after the commit.
     pub(super) events: Vec<LiveEvent>,
     /// Whether anyone listens to live events (nothing is built for them otherwise).
@@ -114,6 +116,7 @@ impl LiveState {
             let (samples, _) = tx.session_samples(&key.0, &key.1, stored.min_seq)?;
             let s = refold(&samples).map_or(stored.clone(), |mut s| {
                 s.ended |= stored.ended;
+                s.conflicting = stored.conflicting;
                 s
             });
             last_activity.insert(key.clone(), now);
@@ -160,7 +163,9 @@ impl LiveState {
         work.touched_devices.insert(device_id.to_owned());
     }
 
-    /// Folds a journaled, judged reading into the pen, its session and its cartridge.
+    /// Folds a journaled, judged reading into the pen, its session and its cartridge;
+    /// `conflicting` when it was journaled beside a different message with its `seq`.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         tx: &Batch<'_>,
@@ -168,6 +173,7 @@ impl LiveState {
         r: &Reading,
         v: &Verdict,
         received_ms: i64,
+        conflicting: bool,
         work: &mut Work,
     ) -> journal::Result<()> {
         let device = match self.devices.get_mut(&r.device_id) {
@@ -180,8 +186,19 @@ impl LiveState {
             }
         };
         let session_changed = device.session_id != r.session_id;
-        device.observe(r, v, received_ms);
-        if session_changed || r.event != Event::Sample {
+        let reset = device.observe(r, v, received_ms);
+        if reset {
+            self.metrics.seq_resets.inc();
+            tracing::warn!(
+                device = %r.device_id,
+                seq = r.seq,
+                "the pen's seq went back while its clock went forward: its counter was reset"
+            );
+        }
+        if conflicting {
+            device.conflicted(received_ms);
+        }
+        if session_changed || reset || conflicting || r.event != Event::Sample {
             work.devices.insert(r.device_id.clone());
         } else {
             self.dirty_devices.mark(&r.device_id);
@@ -190,7 +207,7 @@ impl LiveState {
             work.touched_devices.insert(r.device_id.clone());
         }
         if !r.session_id.is_empty() {
-            self.apply_session(tx, r, v, received_ms, work)?;
+            self.apply_session(tx, r, v, received_ms, conflicting, work)?;
         }
         if !r.cartridge_id.is_empty() {
             self.apply_cartridge(tx, policy, r, work)?;
@@ -204,6 +221,7 @@ impl LiveState {
         r: &Reading,
         v: &Verdict,
         received_ms: i64,
+        conflicting: bool,
         work: &mut Work,
     ) -> journal::Result<()> {
         let key = (r.device_id.clone(), r.session_id.clone());
@@ -225,7 +243,10 @@ impl LiveState {
         if change.newly_exceeded {
             self.metrics.violations.inc();
         }
-        if change.violation_updated {
+        if conflicting {
+            s.conflicting += 1;
+        }
+        if change.violation_updated || conflicting {
             work.violations.insert(key.clone());
             work.sessions.insert(key.clone());
         } else if r.event != Event::Sample {
@@ -298,6 +319,7 @@ impl LiveState {
             live.clone()
         };
         s.ended |= live.ended;
+        s.conflicting = live.conflicting;
         let (n, last_id, digest) =
             tx.samples_digest(&key.0, &key.1, s.min_seq.min(live.min_seq))?;
         if n == 0 {
@@ -330,6 +352,7 @@ impl LiveState {
             journaled: n,
             last_sample_id: last_id,
             samples_digest: digest.clone(),
+            conflicting: s.conflicting,
         }))?;
         tx.put_session(&s, Some((reason, &digest)))?;
         Ok(Some(s))

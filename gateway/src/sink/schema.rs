@@ -148,12 +148,17 @@ fn escape(out: &mut String, s: &str, chars: &[char]) {
 /// points). Everything else of a sample (operator, zone, cartridge, rule, policy version)
 /// stays in the journal and in the API; sessions and violations carry them in InfluxDB.
 pub fn sample(r: &SampleRecord, p: Precision) -> Point {
+    let mut tags = vec![
+        ("clinic", r.clinic_id.clone()),
+        ("device", r.device_id.clone()),
+    ];
+    // A conflicting version of a `seq` is a point of its own, not an overwrite of the first.
+    if r.version > 0 {
+        tags.push(("conflict_version", r.version.to_string()));
+    }
     Point {
         measurement: "pen_sample",
-        tags: vec![
-            ("clinic", r.clinic_id.clone()),
-            ("device", r.device_id.clone()),
-        ],
+        tags,
         fields: vec![
             ("depth_mm", Field::F(r.depth_mm)),
             ("permitted_mm", Field::F(r.permitted_mm)),
@@ -298,6 +303,7 @@ mod tests {
             id: seq,
             device_id: "pen 1".into(),
             seq,
+            version: 0,
             clinic_id: "c,01".into(),
             device_class: "home".into(),
             operator_id: "op=x".into(),
