@@ -543,7 +543,11 @@ mod tests {
             &LIMITS,
         )
         .expect_err("rejected");
-        assert!(e.to_string().starts_with("field device_id: \"=pen\" begins with '='"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("field device_id: \"=pen\" begins with '='"),
+            "{e}"
+        );
         let e = decode("clinics/@c/pens/pen-1/status", b"online", &LIMITS).expect_err("rejected");
         assert!(e.to_string().starts_with("field clinic_id: "), "{e}");
     }
@@ -566,7 +570,10 @@ mod tests {
         ] {
             let reason = reject(t);
             assert!(reason.contains("holds control characters"), "{reason}");
-            assert!(!reason.contains('\u{1b}'), "the reason itself is escaped: {reason}");
+            assert!(
+                !reason.contains('\u{1b}'),
+                "the reason itself is escaped: {reason}"
+            );
         }
         let fine = Telemetry {
             model: "DermaPro S – µ edition".into(),

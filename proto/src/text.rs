@@ -64,7 +64,10 @@ mod tests {
         );
         assert_eq!(escape_controls("a\u{9b}31mb\u{7f}"), "a\\u{9b}31mb\\u{7f}");
         assert_eq!(escape_controls("id\u{202e}txt"), "id\\u{202e}txt");
-        assert_eq!(escape_controls("line\nbreak\ttab"), "line\\u{a}break\\u{9}tab");
+        assert_eq!(
+            escape_controls("line\nbreak\ttab"),
+            "line\\u{a}break\\u{9}tab"
+        );
         assert!(matches!(
             escape_controls("DermaPro S 2.1 – µ"),
             Cow::Borrowed(_)
