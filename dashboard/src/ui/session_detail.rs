@@ -67,7 +67,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
 fn panel(app: &App, detail: &Detail) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
     let Some(s) = &detail.session else {
         let text = match &detail.error {
-            Some(e) => Line::styled(format!("cannot load: {e}"), theme::DANGER),
+            Some(e) => Line::styled(format!("cannot load: {}", format::text(e)), theme::DANGER),
             None => Line::styled("loading…", theme::DIM),
         };
         return (vec![text], Vec::new());
