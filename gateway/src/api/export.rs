@@ -3,8 +3,9 @@
 //! after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty. A JSON
-//! line carries only the fields of its record.
+//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; a text
+//! cell a spreadsheet would run as a formula gets a leading `'`. A JSON line carries only the
+//! fields of its record, exactly.
 
 use penwatch_proto::text;
 use serde_json::{Map, Value};
@@ -17,6 +18,10 @@ use crate::journal::{self, Journal};
 
 /// Size at which a chunk is sent, bytes.
 pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Buffer of the CSV writer made for each row, bytes (a row is a few hundred; a longer one
+/// is written through in pieces).
+const CSV_ROW_BUFFER: usize = 1024;
 
 /// Sessions read per query.
 const PAGE: u32 = 500;
@@ -224,9 +229,11 @@ struct Encoder {
 impl Encoder {
     /// An encoder whose buffer starts with the CSV header (for CSV).
     fn new(format: Format) -> Result<Self, csv::Error> {
+        let mut csv = csv::WriterBuilder::new();
+        csv.buffer_capacity(CSV_ROW_BUFFER);
         let mut out = Encoder {
             format,
-            csv: csv::WriterBuilder::new(),
+            csv,
             buf: Vec::with_capacity(CHUNK_BYTES * 2),
         };
         if format == Format::Csv {
