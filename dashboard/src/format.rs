@@ -1,5 +1,11 @@
 //! Text for times, depths and percentages, the same on every screen.
 
+/// Device-supplied text as shown: control characters escaped (ESC as `\u{1b}`), so the
+/// terminal shows them instead of obeying them.
+pub fn text(s: &str) -> String {
+    penwatch_proto::text::escape_controls(s).into_owned()
+}
+
 /// `HH:MM:SS` (UTC) of a Unix ms time; `--:--:--` for 0.
 pub fn clock(ms: i64) -> String {
     if ms <= 0 {

@@ -383,4 +383,42 @@ mod tests {
         c.journal.path = dir.path().join("journal.db");
         c.journal.check_location().expect("a writable directory");
     }
+
+    #[test]
+    fn a_plaintext_api_beyond_loopback_with_tokens_is_refused_unless_allowed() {
+        let config = |api: &str| -> Config {
+            toml::from_str(&format!(
+                "[api]\n{api}\n[[api.tokens]]\nname = \"admin\"\n\
+                 token = \"0123456789abcdef0123\"\nrole = \"admin\"\n"
+            ))
+            .expect("parses")
+        };
+        let err = config("listen = \"0.0.0.0:50051\"")
+            .validate()
+            .expect_err("refused")
+            .to_string();
+        for needle in [
+            "api.listen 0.0.0.0:50051",
+            "api.tls_cert",
+            "allow_plaintext = true in [api]",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        assert!(
+            config("listen = \"[::]:50051\"").validate().is_err(),
+            "IPv6 too"
+        );
+        config("listen = \"0.0.0.0:50051\"\nallow_plaintext = true")
+            .validate()
+            .expect("allowed explicitly");
+        config("listen = \"127.0.0.1:50051\"")
+            .validate()
+            .expect("loopback needs no TLS");
+        config("listen = \"[::1]:50051\"")
+            .validate()
+            .expect("IPv6 loopback needs no TLS");
+        let mut no_tokens = config("listen = \"0.0.0.0:50051\"");
+        no_tokens.api.tokens.clear();
+        no_tokens.validate().expect("no token to leak");
+    }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use penwatch_proto::names::ShortName;
+use penwatch_proto::text;
 use penwatch_proto::topic::{self, TopicKind};
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use prost::Message;
@@ -168,6 +169,8 @@ pub fn decode(topic_name: &str, payload: &[u8], limits: &Limits) -> Result<Inbou
         });
     }
     let topic = topic::parse(topic_name)?;
+    not_formula("clinic_id", topic.clinic_id)?;
+    not_formula("device_id", topic.device_id)?;
     match topic.kind {
         TopicKind::Status => decode_status(topic.clinic_id, topic.device_id, payload),
         TopicKind::Telemetry => {
@@ -231,14 +234,39 @@ fn known_enum<E: ShortName + TryFrom<i32>>(name: &'static str, value: i32) -> Re
     }
 }
 
+/// Rejects an id a spreadsheet would run as a formula (see [`text::FORMULA_STARTS`]).
+fn not_formula(name: &'static str, value: &str) -> Result<(), BadInput> {
+    match value.chars().next() {
+        Some(c) if text::starts_like_formula(value) => Err(field(
+            name,
+            format!(
+                "{value:?} begins with {c:?}: ids may not begin with = + - @, tab or carriage \
+                 return (a spreadsheet would run it as a formula)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a string field: at most [`MAX_TEXT`] bytes; an id (`id`) is a valid topic level
+/// that does not begin like a formula, other text holds no control characters.
 fn text(name: &'static str, value: String, id: bool) -> Result<String, BadInput> {
     if value.len() > MAX_TEXT {
         return Err(field(name, format!("longer than {MAX_TEXT} bytes")));
     }
-    if id && !value.is_empty() && !topic::is_valid_id(&value) {
+    if id && !value.is_empty() {
+        if !topic::is_valid_id(&value) {
+            return Err(field(
+                name,
+                format!("{value:?} is not a valid id (printable ASCII, no / + # or spaces)"),
+            ));
+        }
+        not_formula(name, &value)?;
+    }
+    if !id && !text::is_printable(&value) {
         return Err(field(
             name,
-            format!("{value:?} is not a valid id (printable ASCII, no / + # or spaces)"),
+            format!("{value:?} holds control characters (only printable text is accepted)"),
         ));
     }
     Ok(value)
@@ -467,6 +495,97 @@ mod tests {
             })
             .starts_with("field battery_pct")
         );
+    }
+
+    #[test]
+    fn ids_that_begin_like_a_formula_are_rejected() {
+        for (name, t) in [
+            (
+                "operator_id",
+                Telemetry {
+                    operator_id: "=HYPERLINK(\"x\")".into(),
+                    ..telemetry()
+                },
+            ),
+            (
+                "session_id",
+                Telemetry {
+                    session_id: "-cmd|calc!A0".into(),
+                    ..telemetry()
+                },
+            ),
+            (
+                "cartridge_id",
+                Telemetry {
+                    cartridge_id: "@SUM(1)".into(),
+                    ..telemetry()
+                },
+            ),
+            (
+                "cartridge_model",
+                Telemetry {
+                    cartridge_model: "=1-1".into(),
+                    ..telemetry()
+                },
+            ),
+        ] {
+            let reason = reject(t);
+            assert!(reason.starts_with(&format!("field {name}: ")), "{reason}");
+            assert!(reason.contains("may not begin with"), "{reason}");
+        }
+        let formula_pen = Telemetry {
+            device_id: "=pen".into(),
+            ..telemetry()
+        };
+        let e = decode(
+            "clinics/c01/pens/=pen/telemetry",
+            &formula_pen.encode_to_vec(),
+            &LIMITS,
+        )
+        .expect_err("rejected");
+        assert!(
+            e.to_string()
+                .starts_with("field device_id: \"=pen\" begins with '='"),
+            "{e}"
+        );
+        let e = decode("clinics/@c/pens/pen-1/status", b"online", &LIMITS).expect_err("rejected");
+        assert!(e.to_string().starts_with("field clinic_id: "), "{e}");
+    }
+
+    #[test]
+    fn model_and_firmware_must_be_printable() {
+        for t in [
+            Telemetry {
+                model: "Derma\u{1b}[2JPro".into(),
+                ..telemetry()
+            },
+            Telemetry {
+                firmware: "\u{1b}]0;owned\u{7}".into(),
+                ..telemetry()
+            },
+            Telemetry {
+                firmware: "2.1\u{9b}31m".into(),
+                ..telemetry()
+            },
+        ] {
+            let reason = reject(t);
+            assert!(reason.contains("holds control characters"), "{reason}");
+            assert!(
+                !reason.contains('\u{1b}'),
+                "the reason itself is escaped: {reason}"
+            );
+        }
+        let fine = Telemetry {
+            model: "DermaPro S – µ edition".into(),
+            firmware: "2.1.0-rc1+build.7".into(),
+            ..telemetry()
+        };
+        assert!(decode(TOPIC, &fine.encode_to_vec(), &LIMITS).is_ok());
+        let long = Telemetry {
+            model: "x".repeat(MAX_TEXT + 1),
+            ..telemetry()
+        };
+        assert_eq!(reject(long), "field model: longer than 64 bytes");
     }
 
     #[test]

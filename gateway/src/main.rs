@@ -212,7 +212,10 @@ fn verify(config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Some((seq, why)) => {
-            println!("BROKEN at entry {seq}: {why}");
+            println!(
+                "BROKEN at entry {seq}: {}",
+                penwatch_proto::text::escape_controls(&why)
+            );
             std::process::exit(1);
         }
     }

@@ -72,12 +72,17 @@ pub enum ClientError {
         cause: String,
     },
     /// Something answered but the TLS handshake failed.
-    #[error("TLS handshake with {gateway} failed: {cause}")]
+    #[error(
+        "TLS handshake with {gateway} failed: {cause}{}",
+        hint.map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
     Tls {
         /// The address.
         gateway: String,
         /// The underlying errors, outermost first.
         cause: String,
+        /// What the TLS error means and what to do, for the common cases.
+        hint: Option<&'static str>,
     },
     /// Any other connection failure.
     #[error("cannot connect to the gateway at {gateway}: {cause}")]
@@ -200,8 +205,12 @@ impl Connector {
     fn failure(&self, e: &tonic::transport::Error) -> ClientError {
         let gateway = self.gateway.clone();
         let cause = error_chain(e);
-        if is_tls(e) {
-            ClientError::Tls { gateway, cause }
+        if let Some(tls) = chain(e).find_map(rustls_error) {
+            ClientError::Tls {
+                gateway,
+                cause,
+                hint: tls_hint(tls),
+            }
         } else if is_unreachable(e) {
             ClientError::Unreachable { gateway, cause }
         } else {
@@ -241,14 +250,48 @@ fn chain<'a>(e: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Erro
     std::iter::successors(Some(e), |e| (*e).source())
 }
 
-/// Whether the TLS layer failed (an I/O error's source skips the error it wraps, so that is
-/// looked at too).
-fn is_tls(e: &(dyn Error + 'static)) -> bool {
-    chain(e).any(|e| {
-        e.is::<rustls::Error>()
-            || e.downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-                .is_some_and(|inner| inner.is::<rustls::Error>())
+/// The TLS error `e` is or wraps (an I/O error's source skips the error it wraps, so that
+/// is looked at too).
+fn rustls_error<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    e.downcast_ref::<rustls::Error>().or_else(|| {
+        e.downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    })
+}
+
+/// The cause behind the common TLS failures, in words, with the fix.
+fn tls_hint(e: &rustls::Error) -> Option<&'static str> {
+    use rustls::CertificateError as Cert;
+    Some(match e {
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer) => {
+            "the gateway's certificate is not signed by a CA this client trusts, e.g. it is \
+             self-signed or from a private CA: pass that CA certificate with --ca-cert or \
+             PENWATCH_CA_CERT"
+        }
+        rustls::Error::InvalidCertificate(
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+        ) => {
+            "the gateway's certificate does not name the host of the address: connect with a \
+             host name the certificate lists"
+        }
+        rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "the gateway's certificate has expired"
+        }
+        rustls::Error::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. }) => {
+            "the gateway's certificate is not valid yet: check the clocks"
+        }
+        rustls::Error::InvalidCertificate(Cert::Other(other))
+            if other.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            "the gateway presents a CA certificate as its own: give [api] tls_cert a server \
+             certificate signed by that CA"
+        }
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the port does not speak TLS: use http://, or give the gateway [api] tls_cert and \
+             tls_key"
+        }
+        _ => return None,
     })
 }
 
@@ -384,5 +427,6 @@ mod tests {
             .expect_err("not TLS");
         assert!(matches!(e, ClientError::Tls { .. }), "{e:?}");
         assert!(!e.to_string().contains("is it running"), "{e}");
+        assert!(e.to_string().contains("the port does not speak TLS"), "{e}");
     }
 }

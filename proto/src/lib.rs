@@ -6,11 +6,13 @@
 //! - [`topic`]: the MQTT topic layout pens publish to.
 //! - [`json`]: the proto3 JSON mapping of [`v1::Telemetry`], for pens that publish JSON.
 //! - [`names`]: the short lowercase names of enum values used in JSON, config and reports.
+//! - [`text`]: device text made safe for spreadsheets and terminals.
 
 pub mod broker;
 pub mod client;
 pub mod json;
 pub mod names;
+pub mod text;
 pub mod topic;
 
 /// Messages and services of the `penwatch.v1` protobuf package.

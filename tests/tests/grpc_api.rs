@@ -225,6 +225,10 @@ async fn penwatch_cli_reaches_a_tls_gateway_and_names_what_fails() {
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("TLS handshake"), "{stderr}");
     assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(
+        stderr.contains("not signed by a CA this client trusts") && stderr.contains("--ca-cert"),
+        "says what the error means and what to do: {stderr}"
+    );
     assert!(!stderr.contains("is it running"), "{stderr}");
 
     let (code, _, stderr) = run(&https, "", Some(&ca));

@@ -106,8 +106,8 @@ fn cartridge_row(c: &Cartridge) -> Vec<Cell<'static>> {
         } else {
             Cell::from("")
         },
-        Cell::from(c.cartridge_id.clone()),
-        Cell::from(c.model.clone()),
+        Cell::from(format::text(&c.cartridge_id)),
+        Cell::from(format::text(&c.model)),
         Cell::from(Line::from(vec![
             Span::styled(theme::bar(c.wear_pct, 100.0, 5), style),
             Span::styled(format!(" {}", theme::wear_text(c.wear_pct)), style),
@@ -122,16 +122,16 @@ fn cartridge_row(c: &Cartridge) -> Vec<Cell<'static>> {
         } else {
             Style::new()
         }),
-        Cell::from(c.clinic_id.clone()),
-        Cell::from(c.last_device_id.clone()),
-        Cell::from(c.firmware.clone()),
+        Cell::from(format::text(&c.clinic_id)),
+        Cell::from(format::text(&c.last_device_id)),
+        Cell::from(format::text(&c.firmware)),
     ]
 }
 
 fn aggregate_row(a: &CartridgeAggregate) -> Vec<Cell<'static>> {
     vec![
-        Cell::from(a.model.clone()),
-        Cell::from(a.firmware.clone()),
+        Cell::from(format::text(&a.model)),
+        Cell::from(format::text(&a.firmware)),
         Cell::from(a.cartridges.to_string()),
         Cell::from(format::pct(a.mean_wear_pct)).style(theme::wear_style(a.mean_wear_pct)),
         Cell::from(a.warn.to_string()),
@@ -147,9 +147,9 @@ fn aggregate_row(a: &CartridgeAggregate) -> Vec<Cell<'static>> {
 fn reuse_row(r: &ReuseEvent) -> Vec<Cell<'static>> {
     vec![
         Cell::from(format::date_time(r.timestamp_ms)),
-        Cell::from(r.cartridge_id.clone()).style(theme::DANGER),
-        Cell::from(r.device_id.clone()),
-        Cell::from(r.session_id.clone()),
-        Cell::from(r.detail.clone()),
+        Cell::from(format::text(&r.cartridge_id)).style(theme::DANGER),
+        Cell::from(format::text(&r.device_id)),
+        Cell::from(format::text(&r.session_id)),
+        Cell::from(format::text(&r.detail)),
     ]
 }

@@ -68,7 +68,7 @@ fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
     let status = match d.status.as_str() {
         "online" => Cell::from("online").style(theme::OK),
         "offline" => Cell::from("OFFLINE").style(theme::DIM),
-        other => Cell::from(other.to_owned()).style(theme::DIM),
+        other => Cell::from(format::text(other)).style(theme::DIM),
     };
     let battery_style = if d.battery_pct < LOW_BATTERY_PCT {
         theme::WARN
@@ -77,14 +77,14 @@ fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
     };
     let mut cells = vec![
         Cell::from(mark).style(style),
-        Cell::from(d.device_id.clone()),
-        Cell::from(d.clinic_id.clone()),
+        Cell::from(format::text(&d.device_id)),
+        Cell::from(format::text(&d.clinic_id)),
         Cell::from(class_text(d)),
         status,
         Cell::from(format::pct(d.battery_pct)).style(battery_style),
     ];
     if ops {
-        cells.push(Cell::from(d.operator_id.clone()));
+        cells.push(Cell::from(format::text(&d.operator_id)));
     }
     let session = !d.session_id.is_empty();
     cells.extend([
@@ -104,9 +104,9 @@ fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
             Cell::from(format::pct(d.cartridge_wear_pct))
                 .style(theme::wear_style(d.cartridge_wear_pct))
         },
-        Cell::from(d.session_id.clone()),
-        Cell::from(d.model.clone()),
-        Cell::from(d.firmware.clone()),
+        Cell::from(format::text(&d.session_id)),
+        Cell::from(format::text(&d.model)),
+        Cell::from(format::text(&d.firmware)),
         Cell::from(format::ago(app.now_ms, d.last_seen_ms)),
     ]);
     cells

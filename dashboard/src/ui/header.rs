@@ -76,10 +76,18 @@ fn filter_summary(app: &App) -> String {
         return "no filter".into();
     }
     let mut parts: Vec<String> = Vec::new();
-    parts.extend(f.clinic.iter().map(|c| format!("clinic {c}")));
+    parts.extend(
+        f.clinic
+            .iter()
+            .map(|c| format!("clinic {}", format::text(c))),
+    );
     parts.extend(f.class.iter().cloned());
     if app.shows_operators() {
-        parts.extend(f.operator.iter().map(|o| format!("operator {o}")));
+        parts.extend(
+            f.operator
+                .iter()
+                .map(|o| format!("operator {}", format::text(o))),
+        );
     }
     if f.window.millis().is_some() {
         parts.push(format!("last {}", f.window.label()));
@@ -129,11 +137,11 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
         lines.push((
             format!(
                 " ▲ NEW VIOLATION {} @ {}: {} mm > {} mm ({rule}) · session {}{more} · a: dismiss",
-                v.device_id,
-                v.clinic_id,
+                format::text(&v.device_id),
+                format::text(&v.clinic_id),
                 format::mm(peak),
                 format::mm(limit),
-                v.session_id,
+                format::text(&v.session_id),
             ),
             ALERT,
         ));

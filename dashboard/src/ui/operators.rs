@@ -41,7 +41,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 fn row(o: &OperatorSummary) -> Vec<Cell<'static>> {
     let qualification = if o.known {
-        Cell::from(o.qualification.clone())
+        Cell::from(format::text(&o.qualification))
     } else {
         Cell::from("? unknown").style(theme::WARN)
     };
@@ -56,8 +56,8 @@ fn row(o: &OperatorSummary) -> Vec<Cell<'static>> {
         Style::new()
     };
     vec![
-        Cell::from(o.operator_id.clone()),
-        Cell::from(o.clinic_id.clone()),
+        Cell::from(format::text(&o.operator_id)),
+        Cell::from(format::text(&o.clinic_id)),
         qualification,
         Cell::from(format::mm(o.max_mm)),
         Cell::from(o.sessions.to_string()),

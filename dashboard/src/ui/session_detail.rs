@@ -26,7 +26,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
     };
     let title = format!(
         " Session {} on {} · Esc back ",
-        detail.session_id, detail.device_id
+        format::text(&detail.session_id),
+        format::text(&detail.device_id)
     );
     if area.width >= 100 {
         let [chart, side] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(PANEL)])
@@ -66,7 +67,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, detail: &Detail) {
 fn panel(app: &App, detail: &Detail) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
     let Some(s) = &detail.session else {
         let text = match &detail.error {
-            Some(e) => Line::styled(format!("cannot load: {e}"), theme::DANGER),
+            Some(e) => Line::styled(format!("cannot load: {}", format::text(e)), theme::DANGER),
             None => Line::styled("loading…", theme::DIM),
         };
         return (vec![text], Vec::new());
@@ -83,10 +84,15 @@ fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
         Span::styled(format!("closed ({})", s.close_reason), theme::DIM)
     };
     let mut lines = vec![
-        Line::from(vec![Span::raw(format!("{} · ", s.session_id)), state]),
+        Line::from(vec![
+            Span::raw(format!("{} · ", format::text(&s.session_id))),
+            state,
+        ]),
         Line::raw(format!(
             "pen {} · clinic {} · {}",
-            s.device_id, s.clinic_id, s.device_class
+            format::text(&s.device_id),
+            format::text(&s.clinic_id),
+            format::text(&s.device_class)
         )),
     ];
     if app.shows_operators() {
@@ -95,7 +101,10 @@ fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
         } else {
             ""
         };
-        lines.push(Line::raw(format!("operator {}{unknown}", s.operator_id)));
+        lines.push(Line::raw(format!(
+            "operator {}{unknown}",
+            format::text(&s.operator_id)
+        )));
     }
     lines.extend([
         Line::raw(format!(
@@ -106,8 +115,8 @@ fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
         Line::raw(format!(
             "{} strokes · cartridge {} {}",
             format::count(s.strokes),
-            s.cartridge_id,
-            s.cartridge_model
+            format::text(&s.cartridge_id),
+            format::text(&s.cartridge_model)
         )),
         Line::raw(format!(
             "zones {}",

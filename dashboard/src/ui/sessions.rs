@@ -95,16 +95,16 @@ fn row(s: &Session, ops: bool) -> Vec<Cell<'static>> {
     let mut cells = vec![
         verdict(s),
         state,
-        Cell::from(s.session_id.clone()),
-        Cell::from(s.device_id.clone()),
-        Cell::from(s.clinic_id.clone()),
-        Cell::from(s.device_class.clone()),
+        Cell::from(format::text(&s.session_id)),
+        Cell::from(format::text(&s.device_id)),
+        Cell::from(format::text(&s.clinic_id)),
+        Cell::from(format::text(&s.device_class)),
     ];
     if ops {
         cells.push(Cell::from(if s.unknown_operator {
-            format!("{}?", s.operator_id)
+            format!("{}?", format::text(&s.operator_id))
         } else {
-            s.operator_id.clone()
+            format::text(&s.operator_id)
         }));
     }
     cells.extend([
@@ -116,7 +116,7 @@ fn row(s: &Session, ops: bool) -> Vec<Cell<'static>> {
             Style::new()
         }),
         Cell::from(format::count(s.strokes)),
-        Cell::from(s.cartridge_id.clone()),
+        Cell::from(format::text(&s.cartridge_id)),
         Cell::from(s.zones.join(",")),
     ]);
     cells

@@ -273,3 +273,27 @@ fn search_prompt_and_filters_in_header() {
     }
     insta::assert_snapshot!(text(&render(&app, 80, 12)));
 }
+
+#[test]
+fn device_text_with_terminal_sequences_is_shown_escaped() {
+    let mut app = on(Tab::Fleet, "reviewer");
+    let mut pen = fixtures::device(
+        "pen-esc", "c01", "salon", "online", "s-esc", "op-1", 0.5, 1.0,
+    );
+    pen.model = "\u{1b}[2J\u{1b}]0;owned\u{7}Pro".into();
+    pen.firmware = "2\u{9b}31m".into();
+    app.update(Msg::Fleet(vec![pen]));
+    let mut cartridges = fixtures::cartridges();
+    cartridges.cartridges[0].model = "N\u{1b}[5m".into();
+    cartridges.cartridges[0].firmware = "\u{1b}[31m1.0".into();
+    app.update(Msg::Cartridges(cartridges));
+    for tab in [Tab::Fleet, Tab::Cartridges] {
+        app.update(Msg::SelectTab(tab));
+        let screen = text(&render(&app, 200, 20));
+        assert!(
+            !screen.chars().any(|c| c != '\n' && c.is_control()),
+            "{screen:?}"
+        );
+        assert!(screen.contains("\\u{1b}["), "{tab:?}: {screen}");
+    }
+}

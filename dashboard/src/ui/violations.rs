@@ -60,20 +60,20 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
     let mut cells = vec![
         Cell::from(format::date_time(e.last_above_ms)),
         state,
-        Cell::from(v.session_id.clone()),
-        Cell::from(v.device_id.clone()),
-        Cell::from(v.clinic_id.clone()),
-        Cell::from(v.device_class.clone()),
+        Cell::from(format::text(&v.session_id)),
+        Cell::from(format::text(&v.device_id)),
+        Cell::from(format::text(&v.clinic_id)),
+        Cell::from(format::text(&v.device_class)),
     ];
     if ops {
-        cells.push(Cell::from(v.operator_id.clone()));
+        cells.push(Cell::from(format::text(&v.operator_id)));
     }
     cells.extend([
         peak_limit(e.peak_depth_mm, e.limit_mm, true),
         Cell::from(e.binding_rule.clone()).style(theme::DANGER),
         Cell::from(format::count(e.strokes_above)),
         Cell::from(format::date_time(e.first_above_ms)),
-        Cell::from(e.policy_version.clone()),
+        Cell::from(format::text(&e.policy_version)),
     ]);
     cells
 }

@@ -3,9 +3,11 @@
 //! after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty. A JSON
-//! line carries only the fields of its record.
+//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; a text
+//! cell a spreadsheet would run as a formula gets a leading `'`. A JSON line carries only the
+//! fields of its record, exactly.
 
+use penwatch_proto::text;
 use serde_json::{Map, Value};
 use tonic::Status;
 
@@ -16,6 +18,10 @@ use crate::journal::{self, Reader};
 
 /// Size at which a chunk is sent, bytes.
 pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Buffer of the CSV writer made for each row, bytes (a row is a few hundred; a longer one
+/// is written through in pieces).
+const CSV_ROW_BUFFER: usize = 1024;
 
 /// Sessions read per query.
 const PAGE: u32 = 500;
@@ -178,40 +184,102 @@ fn sample_record(s: &SampleRow, caller: &Caller) -> Record {
     ]
 }
 
-fn csv_field(out: &mut Vec<u8>, v: &Value) {
-    let text = match v {
+/// A CSV cell: strings as they are, except that one a spreadsheet would run as a formula
+/// gets a leading `'` (the OWASP rule); numbers and booleans (written by the gateway, never
+/// negative where they come from a device) as JSON writes them; null as empty.
+fn csv_cell(v: &Value) -> String {
+    match v {
+        Value::String(s) if text::starts_like_formula(s) => format!("'{s}"),
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        out.push(b'"');
-        out.extend_from_slice(text.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(text.as_bytes());
     }
 }
 
-fn write_record(out: &mut Vec<u8>, format: Format, record: Record) {
-    match format {
-        Format::Csv => {
-            for (i, column) in CSV_COLUMNS.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                if let Some((_, v)) = record.iter().find(|(k, _)| k == column) {
-                    csv_field(out, v);
-                }
+/// Why an export stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    /// A record could not be written as CSV.
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// An export failure as a status (details logged, not sent).
+pub fn status(e: ExportError) -> Status {
+    match e {
+        ExportError::Journal(e) => super::internal(e),
+        ExportError::Csv(e) => {
+            tracing::error!(error = %e, "export failed");
+            Status::internal("export failed; see the gateway log")
+        }
+    }
+}
+
+/// Records written in the export's format into a buffer that is handed out in chunks.
+struct Encoder {
+    format: Format,
+    /// CSV quoting (the `csv` crate's: only where needed), one writer per record.
+    csv: csv::WriterBuilder,
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder whose buffer starts with the CSV header (for CSV).
+    fn new(format: Format) -> Result<Self, csv::Error> {
+        let mut csv = csv::WriterBuilder::new();
+        csv.buffer_capacity(CSV_ROW_BUFFER);
+        let mut out = Encoder {
+            format,
+            csv,
+            buf: Vec::with_capacity(CHUNK_BYTES * 2),
+        };
+        if format == Format::Csv {
+            out.csv_row(CSV_COLUMNS.iter().copied())?;
+        }
+        Ok(out)
+    }
+
+    fn csv_row<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(
+        &mut self,
+        fields: I,
+    ) -> Result<(), csv::Error> {
+        let mut w = self.csv.from_writer(&mut self.buf);
+        w.write_record(fields)?;
+        w.flush()?;
+        Ok(())
+    }
+
+    fn write(&mut self, record: Record) -> Result<(), csv::Error> {
+        match self.format {
+            Format::Csv => self.csv_row(CSV_COLUMNS.iter().map(|column| {
+                record
+                    .iter()
+                    .find(|(k, _)| k == column)
+                    .map(|(_, v)| csv_cell(v))
+                    .unwrap_or_default()
+            })),
+            Format::Jsonl => {
+                let map: Map<String, Value> =
+                    record.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                self.buf
+                    .extend_from_slice(Value::Object(map).to_string().as_bytes());
+                self.buf.push(b'\n');
+                Ok(())
             }
-            out.push(b'\n');
         }
-        Format::Jsonl => {
-            let map: Map<String, Value> =
-                record.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-            out.extend_from_slice(Value::Object(map).to_string().as_bytes());
-            out.push(b'\n');
-        }
+    }
+
+    /// Bytes waiting to be handed out.
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The bytes waiting, leaving the buffer empty.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 }
 
@@ -229,76 +297,155 @@ pub fn export(
     include_samples: bool,
     caller: &Caller,
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
-) -> journal::Result<Outcome> {
+) -> Result<Outcome, ExportError> {
     journal.snapshot(|j| {
-        let verification = j.verify()?;
-        let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
-        if format == Format::Csv {
-            buf.extend_from_slice(CSV_COLUMNS.join(",").as_bytes());
-            buf.push(b'\n');
-        }
-        let mut after = None;
-        loop {
-            let page = j.sessions_page(sel, Order::OldestFirst, after.as_ref(), PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.cursor());
-            for s in &page {
-                write_record(&mut buf, format, session_record(s, caller));
-                if s.session.exceeded()
-                    && let Some(v) =
-                        j.session_violation(&s.session.device_id, &s.session.session_id)?
-                {
-                    write_record(&mut buf, format, violation_record(&v, caller));
-                }
-                if include_samples {
-                    let mut stopped = false;
-                    j.for_each_sample(&s.session.device_id, &s.session.session_id, |row| {
-                        write_record(&mut buf, format, sample_record(&row, caller));
-                        if buf.len() >= CHUNK_BYTES && !stopped {
-                            stopped = !emit(std::mem::take(&mut buf));
-                        }
-                        Ok(())
-                    })?;
-                    if stopped {
-                        return Ok(None);
+        Ok(export_snapshot(
+            j,
+            sel,
+            format,
+            include_samples,
+            caller,
+            emit,
+        ))
+    })?
+}
+
+fn export_snapshot(
+    j: &Reader,
+    sel: &Selection,
+    format: Format,
+    include_samples: bool,
+    caller: &Caller,
+    emit: &mut dyn FnMut(Vec<u8>) -> bool,
+) -> Result<Outcome, ExportError> {
+    let verification = j.verify()?;
+    let mut out = Encoder::new(format)?;
+    let mut after = None;
+    loop {
+        let page = j.sessions_page(sel, Order::OldestFirst, after.as_ref(), PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor());
+        for s in &page {
+            out.write(session_record(s, caller))?;
+            if s.session.exceeded()
+                && let Some(v) = j.session_violation(&s.session.device_id, &s.session.session_id)?
+            {
+                out.write(violation_record(&v, caller))?;
+            }
+            if include_samples {
+                let mut stopped = false;
+                let mut failed = None;
+                j.for_each_sample(&s.session.device_id, &s.session.session_id, |row| {
+                    if failed.is_none()
+                        && let Err(e) = out.write(sample_record(&row, caller))
+                    {
+                        failed = Some(e);
                     }
+                    if out.len() >= CHUNK_BYTES && !stopped {
+                        stopped = !emit(out.take());
+                    }
+                    Ok(())
+                })?;
+                if let Some(e) = failed {
+                    return Err(e.into());
                 }
-                if buf.len() >= CHUNK_BYTES && !emit(std::mem::take(&mut buf)) {
+                if stopped {
                     return Ok(None);
                 }
             }
+            if out.len() >= CHUNK_BYTES && !emit(out.take()) {
+                return Ok(None);
+            }
         }
-        Ok(Some((verification, buf)))
-    })
+    }
+    Ok(Some((verification, out.take())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn csv_rows(records: Vec<Record>) -> Vec<csv::StringRecord> {
+        let mut out = Encoder::new(Format::Csv).expect("header");
+        for r in records {
+            out.write(r).expect("record");
+        }
+        let bytes = out.take();
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        assert_eq!(
+            reader.headers().expect("header").iter().collect::<Vec<_>>(),
+            CSV_COLUMNS
+        );
+        reader.records().map(|r| r.expect("row")).collect()
+    }
+
+    fn cell<'a>(row: &'a csv::StringRecord, column: &str) -> &'a str {
+        let i = CSV_COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .expect("column");
+        &row[i]
+    }
+
     #[test]
     fn csv_quotes_what_needs_quoting() {
-        let mut out = Vec::new();
-        write_record(
-            &mut out,
-            Format::Csv,
-            vec![
-                ("record", "session".into()),
-                ("session_id", "a,\"b\"".into()),
-                ("exceeded", true.into()),
-                ("depth_mm", 0.75.into()),
-            ],
-        );
-        let line = String::from_utf8(out).expect("utf-8");
-        let fields: Vec<&str> = line.trim_end().split(',').collect();
-        assert_eq!(fields[0], "session");
-        assert!(line.contains("\"a,\"\"b\"\"\""));
-        assert_eq!(line.matches(',').count(), CSV_COLUMNS.len() - 1 + 1);
-        assert!(line.contains(",true,") && line.contains(",0.75,"));
-        let mut json = Vec::new();
-        write_record(&mut json, Format::Jsonl, vec![("record", "sample".into())]);
-        assert_eq!(json, b"{\"record\":\"sample\"}\n");
+        let rows = csv_rows(vec![vec![
+            ("record", "session".into()),
+            ("session_id", "a,\"b\"\nc".into()),
+            ("exceeded", true.into()),
+            ("depth_mm", 0.75.into()),
+        ]]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].len(), CSV_COLUMNS.len());
+        assert_eq!(cell(&rows[0], "record"), "session");
+        assert_eq!(cell(&rows[0], "session_id"), "a,\"b\"\nc");
+        assert_eq!(cell(&rows[0], "exceeded"), "true");
+        assert_eq!(cell(&rows[0], "depth_mm"), "0.75");
+        assert_eq!(cell(&rows[0], "zone"), "");
+        let mut json = Encoder::new(Format::Jsonl).expect("jsonl");
+        json.write(vec![("record", "sample".into())]).expect("line");
+        assert_eq!(json.take(), b"{\"record\":\"sample\"}\n");
         assert_eq!(Format::parse("").ok(), Some(Format::Csv));
         assert!(Format::parse("xml").is_err());
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        let hostile = [
+            "=HYPERLINK(\"evil.example\",\"click\")",
+            "=1-1",
+            "-cmd|calc!A0",
+            "@SUM(1)",
+            "+1",
+            "\tx",
+            "\rx",
+        ];
+        let rows = csv_rows(
+            hostile
+                .iter()
+                .map(|h| {
+                    vec![
+                        ("record", "sample".into()),
+                        ("operator_id", (*h).into()),
+                        ("seq", 7.into()),
+                        ("depth_mm", 1.5.into()),
+                        ("timestamp_ms", Value::from(-5i64)),
+                    ]
+                })
+                .collect(),
+        );
+        for (row, h) in rows.iter().zip(hostile) {
+            assert_eq!(cell(row, "operator_id"), format!("'{h}"));
+            assert_eq!(cell(row, "record"), "sample");
+            assert_eq!(cell(row, "seq"), "7");
+            assert_eq!(cell(row, "depth_mm"), "1.5");
+            assert_eq!(
+                cell(row, "timestamp_ms"),
+                "-5",
+                "numbers the gateway wrote stay numbers"
+            );
+        }
+        let plain = csv_rows(vec![vec![("operator_id", "op-1=2".into())]]);
+        assert_eq!(cell(&plain[0], "operator_id"), "op-1=2");
     }
 }

@@ -82,6 +82,9 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Serve tokens without TLS on an address other than loopback (only behind a
+    /// TLS-terminating proxy or on a network that is itself protected); refused otherwise.
+    pub allow_plaintext: bool,
     /// Secret keying operator pseudonyms for manufacturer tokens (required when one is
     /// configured; at least 16 characters; keep it stable or the pseudonyms change).
     pub pseudonym_key: Option<Secret>,
@@ -97,6 +100,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:50051".to_owned(),
             tls_cert: None,
             tls_key: None,
+            allow_plaintext: false,
             pseudonym_key: None,
             pseudonym_key_env: None,
             tokens: Vec::new(),
@@ -140,7 +144,19 @@ impl ApiConfig {
 
     /// Checks the section; the error says what to fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.addr()?;
+        if let Some(addr) = self.addr()?
+            && !addr.ip().is_loopback()
+            && self.tls_cert.is_none()
+            && !self.tokens.is_empty()
+            && !self.allow_plaintext
+        {
+            return Err(invalid(format!(
+                "api.listen {addr} is not a loopback address and the API has no TLS, so bearer \
+                 tokens would cross the network in clear text: set api.tls_cert and \
+                 api.tls_key, or listen on 127.0.0.1, or (only behind a TLS-terminating proxy \
+                 or on a protected network) set allow_plaintext = true in [api]"
+            )));
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(invalid(

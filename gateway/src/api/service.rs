@@ -612,9 +612,18 @@ impl PenWatch for Api {
                         }))
                         .is_ok()
             };
-            let result = reader.read_blocking(|j| {
-                export::export(j, &sel, format, req.include_samples, &caller, &mut emit)
-            });
+            let result = reader
+                .read_blocking(|j| {
+                    Ok(export::export(
+                        j,
+                        &sel,
+                        format,
+                        req.include_samples,
+                        &caller,
+                        &mut emit,
+                    ))
+                })
+                .and_then(|r| r.map_err(export::status));
             let last = match result {
                 Ok(Some((v, data))) => Ok(pb::ExportChunk {
                     data,

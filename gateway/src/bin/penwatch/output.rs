@@ -2,6 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use penwatch_proto::text;
 use penwatch_proto::v1 as pb;
 use serde_json::{Value, json};
 
@@ -35,29 +36,62 @@ fn dash(s: &str) -> String {
     }
 }
 
-/// Left-aligned columns, two spaces apart.
-fn table(headers: &[&str], rows: &[Vec<String>]) {
+/// A cell as printed: control characters a device may have sent (old journals can hold
+/// them) are escaped, so the terminal shows them instead of obeying them.
+fn shown(cell: &str) -> String {
+    text::escape_controls(cell).into_owned()
+}
+
+/// Left-aligned columns, two spaces apart, every cell [`shown`] safely.
+fn table_text(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| shown(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let line = |cells: &[String]| {
         let text: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        format!("{}\n", text.join("  ").trim_end())
     };
-    line(headers.iter().map(|h| h.to_uppercase()).collect());
-    for row in rows {
-        line(row.clone());
+    let mut out = line(&headers.iter().map(|h| h.to_uppercase()).collect::<Vec<_>>());
+    for row in &rows {
+        out.push_str(&line(row));
     }
     if rows.is_empty() {
-        println!("(none)");
+        out.push_str("(none)\n");
     }
+    out
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table_text(headers, rows));
+}
+
+/// JSON text with the control characters JSON leaves raw (DEL, C1, bidirectional
+/// formatting) written as `\uXXXX` escapes: the same value, harmless on a terminal.
+fn json_text(v: &Value) -> String {
+    let raw = v.to_string();
+    if text::is_printable(&raw) {
+        return raw;
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    for c in raw.chars() {
+        if text::is_control(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn evidence_json(e: Option<&pb::Evidence>) -> Value {
@@ -145,7 +179,7 @@ impl Out {
     }
 
     fn print(&self, v: &Value) {
-        println!("{v}");
+        println!("{}", json_text(v));
     }
 
     /// `whoami`.
@@ -270,10 +304,10 @@ impl Out {
                 "\nEXCEEDED: peak {} mm over a {} mm limit ({}), {} strokes in {} samples above it, policy {}",
                 mm(e.peak_depth_mm),
                 mm(e.limit_mm),
-                e.binding_rule,
+                shown(&e.binding_rule),
                 e.strokes_above,
                 e.samples_above,
-                e.policy_version
+                shown(&e.policy_version)
             );
         }
         println!();
@@ -328,7 +362,8 @@ impl Out {
         if self.json {
             self.print(&violation_json(v));
         } else {
-            println!("{}", violation_row(v).join("  "));
+            let cells: Vec<String> = violation_row(v).iter().map(|c| shown(c)).collect();
+            println!("{}", cells.join("  "));
         }
     }
 
@@ -584,7 +619,43 @@ impl Out {
         if r.ok {
             println!("verified: no entry was altered");
         } else {
-            println!("BROKEN at entry {}: {}", r.first_broken, r.problem);
+            println!("BROKEN at entry {}: {}", r.first_broken, shown(&r.problem));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_show_control_characters_instead_of_sending_them() {
+        let rows = vec![vec![
+            "pen-1".to_owned(),
+            "\u{1b}[2J\u{1b}]0;owned\u{7}DermaPro".to_owned(),
+            "2.1\u{9b}31m".to_owned(),
+        ]];
+        let out = table_text(&["device", "model", "firmware"], &rows);
+        assert!(
+            !out.chars().any(|c| c != '\n' && text::is_control(c)),
+            "{out:?}"
+        );
+        assert!(
+            out.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7}DermaPro"),
+            "{out}"
+        );
+        assert!(out.contains("2.1\\u{9b}31m"), "{out}");
+        let header = out.lines().next().expect("header");
+        let row = out.lines().nth(1).expect("row");
+        assert_eq!(header.find("MODEL"), row.find("\\u{1b}"), "columns line up");
+    }
+
+    #[test]
+    fn json_output_escapes_what_serde_json_leaves_raw() {
+        let v = json!({"model": "\u{1b}[2J", "firmware": "2.1\u{9b}\u{7f}\u{202e}"});
+        let out = json_text(&v);
+        assert!(!out.chars().any(text::is_control), "{out:?}");
+        let back: Value = serde_json::from_str(&out).expect("still JSON");
+        assert_eq!(back, v, "the same value");
     }
 }
