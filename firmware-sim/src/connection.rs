@@ -71,21 +71,22 @@ impl ConnectOptions {
         })
     }
 
-    /// Checks that every pen has credentials, when pens connect as themselves.
+    /// Checks that every pen has credentials, when pens connect as themselves;
+    /// `pens` are `(clinic_id, device_id)`.
     pub fn check_pens<'a>(
         &self,
         path: &Path,
-        mut device_ids: impl Iterator<Item = &'a str>,
+        mut pens: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<(), SimError> {
         let Some(passwords) = &self.pen_passwords else {
             return Ok(());
         };
-        match device_ids.find(|id| !passwords.contains_key(*id)) {
-            Some(missing) => Err(SimError::Credentials {
+        match pens.find(|(_, id)| !passwords.contains_key(*id)) {
+            Some((clinic, missing)) => Err(SimError::Credentials {
                 path: path.to_owned(),
                 detail: format!(
-                    "no line for pen {missing}: provision it (scripts/provision-pen CLINIC \
-                     {missing}) and add its DEVICE:PASSWORD line"
+                    "no line for pen {missing}: provision it (scripts/provision-pen {clinic} \
+                     {missing}) and add the DEVICE:PASSWORD line it prints"
                 ),
             }),
             None => Ok(()),

@@ -52,7 +52,10 @@ pub async fn run(config: SimConfig, shutdown: impl Future) -> Result<GroundTruth
     };
     let options = Arc::new(ConnectOptions::from_config(&config, inflight, capacity)?);
     if let Some(path) = &config.credentials {
-        options.check_pens(path, fleet.pens().map(|p| p.id.as_str()))?;
+        options.check_pens(
+            path,
+            fleet.pens().map(|p| (p.clinic_id.as_str(), p.id.as_str())),
+        )?;
     }
     let timing = PenTiming {
         sample_interval_ms: config.sample_interval_ms,

@@ -239,7 +239,18 @@ async fn a_forged_retained_status_from_another_client_is_refused_and_the_pen_sta
 async fn a_status_on_another_clinics_topic_is_quarantined_and_leaves_the_pen_as_it_was() {
     let broker = Mosquitto::start().expect("open broker");
     let dir = tempfile::tempdir().expect("temp dir");
-    let gateway = Gateway::start_on(&broker, dir.path(), &[]).expect("gateway");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[devices]]\nid = \"pen-r\"\nclinic = \"c01\"\nclass = \"medical\"\n",
+    )
+    .expect("policy");
+    let gateway = Gateway::start_on(
+        &broker,
+        dir.path(),
+        &["--policy", &policy.display().to_string()],
+    )
+    .expect("gateway");
     let anyone = connect(&broker, None, None).await.expect("anonymous");
     publish(
         &anyone,
@@ -262,11 +273,19 @@ async fn a_status_on_another_clinics_topic_is_quarantined_and_leaves_the_pen_as_
         b"offline".to_vec(),
     )
     .await;
-    wait_for("the forged status", || {
-        gateway.metric("penwatch_messages_received_total") >= 3.0
+    // pen-r is registered at c01 and has not spoken yet.
+    publish(
+        &anyone,
+        &topic::status("c02", "pen-r"),
+        true,
+        b"online".to_vec(),
+    )
+    .await;
+    wait_for("the forged statuses", || {
+        gateway.metric("penwatch_messages_received_total") >= 4.0
     });
-    wait_for("its quarantine", || {
-        gateway.metric("penwatch_messages_quarantined_total{reason=\"status_clinic\"}") >= 1.0
+    wait_for("their quarantine", || {
+        gateway.metric("penwatch_messages_quarantined_total{reason=\"status_clinic\"}") >= 2.0
     });
     let path = gateway.journal_path();
     let pen_a = device(&path, PEN_A.1).expect("pen-a");
@@ -274,8 +293,9 @@ async fn a_status_on_another_clinics_topic_is_quarantined_and_leaves_the_pen_as_
         (pen_a.clinic_id.as_str(), pen_a.online),
         ("c01", Some(true))
     );
+    assert!(device(&path, "pen-r").is_none());
     let quarantined = journal(&path).counts().expect("counts").quarantined;
-    assert_eq!(quarantined, 1);
+    assert_eq!(quarantined, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

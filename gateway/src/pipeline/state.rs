@@ -155,12 +155,14 @@ impl LiveState {
         received_ms: i64,
         work: &mut Work,
     ) -> Result<(), BadInput> {
-        let known_clinic = policy
-            .devices()
-            .iter()
-            .find(|d| d.id == device_id)
-            .map(|d| d.clinic.as_str())
-            .or_else(|| self.devices.get(device_id).map(|d| d.clinic_id.as_str()));
+        let known_clinic = if policy.device(clinic_id, device_id).is_some() {
+            Some(clinic_id)
+        } else {
+            policy
+                .device_anywhere(device_id)
+                .map(|d| d.clinic.as_str())
+                .or_else(|| self.devices.get(device_id).map(|d| d.clinic_id.as_str()))
+        };
         if let Some(known) = known_clinic.filter(|known| *known != clinic_id) {
             return Err(BadInput::StatusClinic {
                 device_id: device_id.to_owned(),
