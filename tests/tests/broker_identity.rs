@@ -340,3 +340,41 @@ async fn the_simulated_fleet_connects_pen_by_pen_with_its_own_credentials_and_is
         .expect_err("refused");
     assert!(err.to_string().contains("--connections"), "{err}");
 }
+
+#[test]
+fn provisioning_gives_a_new_password_and_refuses_a_pen_already_at_another_clinic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (passwd, acl) = (dir.path().join("passwd"), dir.path().join("acl"));
+    let provision = |who: &[&str]| {
+        std::process::Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/provision-pen"),
+        )
+        .arg("--passwd")
+        .arg(&passwd)
+        .arg("--acl")
+        .arg(&acl)
+        .args(who)
+        .output()
+        .expect("provision-pen runs")
+    };
+    let first = provision(&["c01", "pen-1"]);
+    let again = provision(&["c01", "pen-1"]);
+    assert!(first.status.success() && again.status.success());
+    let line = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(line(&first).starts_with("pen-1:"));
+    assert_ne!(line(&first), line(&again), "a new password");
+    let entries = std::fs::read_to_string(&acl).expect("acl");
+    assert_eq!(entries.matches("user pen-1\n").count(), 1, "{entries}");
+    assert!(entries.contains("topic write clinics/c01/pens/pen-1/telemetry\n"));
+
+    let moved = provision(&["c02", "pen-1"]);
+    assert!(!moved.status.success());
+    assert!(String::from_utf8_lossy(&moved.stderr).contains("already in"));
+    let bad = provision(&["c01", "pen/1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&acl).expect("acl"),
+        entries,
+        "refusals change nothing"
+    );
+}
