@@ -63,6 +63,10 @@ pub struct SimConfig {
     /// MQTT password.
     #[arg(long, env = "PENWATCH_MQTT_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// Per-pen broker credentials, `device_id:password` lines (what `scripts/provision-pen`
+    /// prints): each pen connects as itself, with its device id as user name.
+    #[arg(long, value_name = "PATH")]
+    pub credentials: Option<PathBuf>,
     /// PEM CA certificate for mqtts:// (default: the system's trust store).
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
@@ -133,6 +137,7 @@ impl Default for SimConfig {
             broker: BrokerUrl::default(),
             username: None,
             password: None,
+            credentials: None,
             ca_file: None,
             clinics: 2,
             pens_per_clinic: 3,
@@ -189,6 +194,21 @@ impl SimConfig {
             }
             if k == 0 {
                 return bad("--connections must be at least 1".into());
+            }
+        }
+        if self.credentials.is_some() {
+            if self.username.is_some() || self.password.is_some() {
+                return bad(
+                    "--credentials gives each pen its own identity: drop --username and --password"
+                        .into(),
+                );
+            }
+            if self.connections.is_some() {
+                return bad(
+                    "--connections shares a connection among pens, which then cannot each \
+                     authenticate as themselves: drop --connections or --credentials"
+                        .into(),
+                );
             }
         }
         if self.connect_concurrency == 0 {
@@ -278,6 +298,17 @@ mod tests {
                 .expect_err("invalid")
                 .to_string()
                 .contains("--rate")
+        );
+        let c = SimConfig {
+            credentials: Some("pens.credentials".into()),
+            username: Some("shared".into()),
+            ..SimConfig::default()
+        };
+        assert!(
+            c.validate()
+                .expect_err("invalid")
+                .to_string()
+                .contains("drop --username")
         );
     }
 }

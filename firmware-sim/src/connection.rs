@@ -4,6 +4,9 @@
 //! until the broker has PUBACKed every QoS 1 publish, so what the ground truth says was sent
 //! is what the broker has. The event loop runs in its own task that does nothing but poll.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -30,6 +33,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 pub struct ConnectOptions {
     broker: BrokerUrl,
     credentials: Option<(String, String)>,
+    pen_passwords: Option<Arc<HashMap<String, String>>>,
     ca_pem: Option<Vec<u8>>,
     inflight: u16,
     channel_capacity: usize,
@@ -53,20 +57,61 @@ impl ConnectOptions {
             .username
             .as_ref()
             .map(|u| (u.clone(), config.password.clone().unwrap_or_default()));
+        let pen_passwords = match &config.credentials {
+            Some(path) => Some(Arc::new(read_credentials(path)?)),
+            None => None,
+        };
         Ok(Self {
             broker: config.broker.clone(),
             credentials,
+            pen_passwords,
             ca_pem,
             inflight,
             channel_capacity,
         })
     }
 
-    fn mqtt_options(&self, client_id: &str, last_will: Option<LastWill>) -> MqttOptions {
-        let credentials = self
-            .credentials
-            .as_ref()
-            .map(|(u, p)| (u.as_str(), p.as_str()));
+    /// Checks that every pen has credentials, when pens connect as themselves;
+    /// `pens` are `(clinic_id, device_id)`.
+    pub fn check_pens<'a>(
+        &self,
+        path: &Path,
+        mut pens: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), SimError> {
+        let Some(passwords) = &self.pen_passwords else {
+            return Ok(());
+        };
+        match pens.find(|(_, id)| !passwords.contains_key(*id)) {
+            Some((clinic, missing)) => Err(SimError::Credentials {
+                path: path.to_owned(),
+                detail: format!(
+                    "no line for pen {missing}: provision it (scripts/provision-pen {clinic} \
+                     {missing}) and add the DEVICE:PASSWORD line it prints"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The user name and password a connection presents: with per-pen credentials, those of
+    /// `pen` (the device id it speaks for), else the run's.
+    fn credentials_for<'a>(&'a self, pen: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+        match (&self.pen_passwords, pen) {
+            (Some(passwords), Some(pen)) => passwords.get(pen).map(|p| (pen, p.as_str())),
+            _ => self
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str())),
+        }
+    }
+
+    fn mqtt_options(
+        &self,
+        client_id: &str,
+        pen: Option<&str>,
+        last_will: Option<LastWill>,
+    ) -> MqttOptions {
+        let credentials = self.credentials_for(pen);
         let mut opts = self.broker.mqtt_options(
             client_id,
             credentials,
@@ -93,14 +138,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects (waiting for the broker's CONNACK) and starts polling.
+    /// Connects (waiting for the broker's CONNACK) and starts polling. `pen` is the device
+    /// id the connection speaks for (`None` for a connection shared by several pens).
     pub async fn open(
         options: &ConnectOptions,
         client_id: &str,
+        pen: Option<&str>,
         last_will: Option<LastWill>,
     ) -> Result<Self, SimError> {
         let (client, mut eventloop) = AsyncClient::new(
-            options.mqtt_options(client_id, last_will),
+            options.mqtt_options(client_id, pen, last_will),
             options.channel_capacity,
         );
         let connect_error = |source| SimError::Connect {
@@ -195,6 +242,34 @@ impl Connection {
     }
 }
 
+/// Reads `device_id:password` lines (blank lines and `#` comments skipped).
+fn read_credentials(path: &Path) -> Result<HashMap<String, String>, SimError> {
+    let error = |detail: String| SimError::Credentials {
+        path: path.to_owned(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let mut passwords = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((device, password)) if !device.is_empty() && !password.is_empty() => {
+                passwords.insert(device.to_owned(), password.to_owned());
+            }
+            _ => {
+                return Err(error(format!(
+                    "line {} is not DEVICE:PASSWORD (as scripts/provision-pen prints it)",
+                    n + 1
+                )));
+            }
+        }
+    }
+    Ok(passwords)
+}
+
 /// Polls until the DISCONNECT is written, counting PUBACKs and riding out network errors
 /// (rumqttc reconnects and resends unacknowledged publishes of the persistent session).
 async fn poll_loop(mut eventloop: EventLoop, acked: watch::Sender<u64>, client_id: String) {
@@ -209,5 +284,24 @@ async fn poll_loop(mut eventloop: EventLoop, acked: watch::Sender<u64>, client_i
                 tokio::time::sleep(RECONNECT_PAUSE).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_lines_are_device_colon_password() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pens.credentials");
+        std::fs::write(&path, "# pens\npen-1:pw:with:colons\n\npen-2:x\r\n").expect("write");
+        let passwords = read_credentials(&path).expect("valid");
+        assert_eq!(passwords.len(), 2);
+        assert_eq!(passwords["pen-1"], "pw:with:colons");
+        assert_eq!(passwords["pen-2"], "x");
+        std::fs::write(&path, "pen-1:ok\npen-2\n").expect("write");
+        let err = read_credentials(&path).expect_err("bad line").to_string();
+        assert!(err.contains("line 2 is not DEVICE:PASSWORD"), "{err}");
     }
 }

@@ -51,6 +51,12 @@ pub async fn run(config: SimConfig, shutdown: impl Future) -> Result<GroundTruth
         (true, _) => (LOAD_INFLIGHT, 4096),
     };
     let options = Arc::new(ConnectOptions::from_config(&config, inflight, capacity)?);
+    if let Some(path) = &config.credentials {
+        options.check_pens(
+            path,
+            fleet.pens().map(|p| (p.clinic_id.as_str(), p.id.as_str())),
+        )?;
+    }
     let timing = PenTiming {
         sample_interval_ms: config.sample_interval_ms,
         session_ms: (millis(config.session_min), millis(config.session_max)),
@@ -63,7 +69,7 @@ pub async fn run(config: SimConfig, shutdown: impl Future) -> Result<GroundTruth
     let mut shared = Vec::with_capacity(shared_count);
     for k in 0..shared_count {
         shared.push(Arc::new(
-            Connection::open(&options, &format!("penwatch-sim-load-{k}"), None).await?,
+            Connection::open(&options, &format!("penwatch-sim-load-{k}"), None, None).await?,
         ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -313,7 +319,8 @@ impl PenDriver {
                     .await
                     .map_err(|e| SimError::Task(e.to_string()))?;
                 let will = LastWill::new(&self.status_topic, OFFLINE, QoS::AtLeastOnce, true);
-                Conn::Own(Connection::open(options, &self.client_id, Some(will)).await?)
+                let pen = &self.model.pen().id;
+                Conn::Own(Connection::open(options, &self.client_id, Some(pen), Some(will)).await?)
             }
         };
         conn.get()

@@ -16,6 +16,14 @@ pub enum SimError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The `--credentials` file could not be read or lacks a pen.
+    #[error("credentials file {path}: {detail}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what to fix.
+        detail: String,
+    },
     /// A pen could not connect to the broker.
     #[error("{client_id} cannot connect to {broker}: {source}")]
     Connect {

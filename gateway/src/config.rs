@@ -68,8 +68,10 @@ pub struct MqttConfig {
     pub client_id: String,
     /// User name, if the broker requires one.
     pub username: Option<String>,
-    /// Password (prefer the `PENWATCH_MQTT_PASSWORD` environment variable).
+    /// Password (prefer `password_file` or the `PENWATCH_MQTT_PASSWORD` environment variable).
     pub password: Option<String>,
+    /// File holding the password (its first line), so the secret need not be in this file.
+    pub password_file: Option<PathBuf>,
     /// PEM CA certificate for `mqtts://` (default: the system trust store).
     pub ca_file: Option<PathBuf>,
     /// Topic filters to subscribe to (`$share/GROUP/...` accepted).
@@ -90,6 +92,7 @@ impl Default for MqttConfig {
             client_id: "penwatch-gateway".to_owned(),
             username: None,
             password: None,
+            password_file: None,
             ca_file: None,
             topics: vec![
                 penwatch_proto::topic::ALL_TELEMETRY.to_owned(),
@@ -270,9 +273,7 @@ impl Config {
                 ));
             }
         }
-        if self.mqtt.password.is_some() && self.mqtt.username.is_none() {
-            return bad("mqtt.password is set without mqtt.username".into());
-        }
+        self.mqtt_credentials()?;
         if self.mqtt.keep_alive_s < 5 {
             return bad("mqtt.keep_alive_s must be at least 5".into());
         }
@@ -315,6 +316,36 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("mqtt.broker: {e}")))
     }
 
+    /// The broker user name and password, reading `mqtt.password_file` if set.
+    pub fn mqtt_credentials(&self) -> Result<Option<(String, String)>, ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        let m = &self.mqtt;
+        let password = match (&m.password, &m.password_file) {
+            (Some(_), Some(_)) => {
+                return bad(
+                    "mqtt.password and mqtt.password_file are both set: keep one (the file keeps \
+                     the secret out of the configuration)"
+                        .into(),
+                );
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => Some(read_password_file(path)?),
+            (None, None) => None,
+        };
+        match (&m.username, password) {
+            (Some(u), _) if u.is_empty() => {
+                bad("mqtt.username is empty: give the gateway's broker user name".into())
+            }
+            (Some(u), p) => Ok(Some((u.clone(), p.unwrap_or_default()))),
+            (None, Some(_)) => bad(
+                "mqtt.password (or mqtt.password_file) is set without mqtt.username: give the \
+                 gateway's broker user name"
+                    .into(),
+            ),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The metrics address, `None` when disabled.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.metrics.listen.is_empty() {
@@ -332,6 +363,26 @@ impl Config {
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.ingest.batch_linger_ms)
     }
+}
+
+/// The first line of a password file, without its line ending.
+fn read_password_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "mqtt.password_file {}: {e}: create it with the gateway's broker password on its \
+             first line, readable by the gateway",
+            path.display()
+        ))
+    })?;
+    let password = text.lines().next().unwrap_or_default();
+    if password.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "mqtt.password_file {}: the first line is empty: put the gateway's broker password \
+             on it",
+            path.display()
+        )));
+    }
+    Ok(password.to_owned())
 }
 
 #[cfg(test)]
@@ -363,6 +414,14 @@ mod tests {
                 .expect_err("bad")
                 .to_string()
                 .contains("ingest.max_payload_bytes")
+        );
+        let mut c = Config::default();
+        c.mqtt.password = Some("secret".into());
+        assert!(
+            c.validate()
+                .expect_err("bad")
+                .to_string()
+                .contains("without mqtt.username")
         );
         let err = toml::from_str::<Config>("[mqtt]\nbrokr = \"x\"\n").expect_err("unknown key");
         assert!(err.to_string().contains("brokr"), "{err}");
@@ -420,5 +479,36 @@ mod tests {
         let mut no_tokens = config("listen = \"0.0.0.0:50051\"");
         no_tokens.api.tokens.clear();
         no_tokens.validate().expect("no token to leak");
+    }
+
+    #[test]
+    fn the_password_file_gives_the_password_and_its_errors_name_the_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("mqtt.password");
+        std::fs::write(&file, "s3cret:with colon\n").expect("write");
+        let mut c = Config::default();
+        c.mqtt.username = Some("penwatch-gateway".into());
+        c.mqtt.password_file = Some(file.clone());
+        assert_eq!(
+            c.mqtt_credentials().expect("valid"),
+            Some(("penwatch-gateway".into(), "s3cret:with colon".into()))
+        );
+        c.mqtt.password = Some("inline".into());
+        let both = c.validate().expect_err("both").to_string();
+        assert!(
+            both.contains("mqtt.password and mqtt.password_file"),
+            "{both}"
+        );
+        c.mqtt.password = None;
+        c.mqtt.password_file = Some(dir.path().join("missing"));
+        let missing = c.validate().expect_err("missing").to_string();
+        assert!(
+            missing.starts_with("config: mqtt.password_file ") && missing.contains("create it"),
+            "{missing}"
+        );
+        std::fs::write(&file, "\n").expect("write");
+        c.mqtt.password_file = Some(file);
+        let empty = c.validate().expect_err("empty").to_string();
+        assert!(empty.contains("first line is empty"), "{empty}");
     }
 }

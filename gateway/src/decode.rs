@@ -132,6 +132,19 @@ pub enum BadInput {
     /// A status payload other than `online` / `offline`.
     #[error("status payload {0:?} is not \"online\" or \"offline\"")]
     Status(String),
+    /// A status for a pen on another clinic's topic than the pen's own.
+    #[error(
+        "status for pen {device_id:?} of clinic {clinic_id:?} arrived on clinic \
+         {topic_clinic_id:?}'s topic; only the pen's own topic counts"
+    )]
+    StatusClinic {
+        /// The pen.
+        device_id: String,
+        /// Its clinic (registered, or from its telemetry).
+        clinic_id: String,
+        /// The clinic in the topic.
+        topic_clinic_id: String,
+    },
 }
 
 impl BadInput {
@@ -145,6 +158,7 @@ impl BadInput {
             BadInput::TopicMismatch { .. } => "topic_mismatch",
             BadInput::Field { .. } => "field",
             BadInput::Status(_) => "status",
+            BadInput::StatusClinic { .. } => "status_clinic",
         }
     }
 }

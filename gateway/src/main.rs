@@ -56,6 +56,9 @@ struct Overrides {
         hide_env_values = true
     )]
     password: Option<String>,
+    /// File holding the MQTT password (its first line).
+    #[arg(long, env = "PENWATCH_MQTT_PASSWORD_FILE", global = true)]
+    password_file: Option<PathBuf>,
     /// MQTT client id of the persistent session.
     #[arg(long, env = "PENWATCH_CLIENT_ID", global = true)]
     client_id: Option<String>,
@@ -120,6 +123,11 @@ impl Overrides {
         }
         if let Some(v) = self.password {
             c.mqtt.password = Some(v);
+            c.mqtt.password_file = None;
+        }
+        if let Some(v) = self.password_file {
+            c.mqtt.password_file = Some(v);
+            c.mqtt.password = None;
         }
         if let Some(v) = self.client_id {
             c.mqtt.client_id = v;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::ConfigError;
-use crate::decode::{self, Limits};
+use crate::decode::{self, Inbound, Limits};
 use crate::metrics::Metrics;
 use crate::pipeline::Inflight;
 use crate::policy::PolicyHandle;
@@ -74,11 +74,7 @@ impl Source {
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
         let broker = config.broker()?;
-        let credentials = config
-            .mqtt
-            .username
-            .as_deref()
-            .map(|u| (u, config.mqtt.password.as_deref().unwrap_or_default()));
+        let credentials = config.mqtt_credentials()?;
         let ca_pem = match &config.mqtt.ca_file {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
                 ConfigError::Invalid(format!("mqtt.ca_file {}: {e}", path.display()))
@@ -87,7 +83,7 @@ impl Source {
         };
         let mut options = broker.mqtt_options(
             &config.mqtt.client_id,
-            credentials,
+            credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
             Duration::from_secs(config.mqtt.keep_alive_s),
             ca_pem,
         );
@@ -176,8 +172,9 @@ impl Source {
                     };
                     let decoded = decode::decode(&publish.topic, &publish.payload, &limits);
                     let mut publish = publish;
-                    if decoded.is_ok() {
-                        // Only a rejected payload is kept (in quarantine). Dropping the others
+                    if matches!(decoded, Ok(Inbound::Telemetry(_))) {
+                        // Only a rejected payload is kept (in quarantine; a status can still be
+                        // refused by the committer). Dropping the others
                         // now frees rumqttc's read buffer, which every payload read with it
                         // keeps alive, while the message waits for its commit.
                         publish.payload = bytes::Bytes::new();
@@ -198,7 +195,11 @@ impl Source {
                         .iter()
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
-                        tracing::error!(topics = ?self.topics, "the broker refused a subscription");
+                        tracing::error!(
+                            topics = ?self.topics,
+                            "the broker refused a subscription: its ACL must let the gateway's \
+                             user read these topics"
+                        );
                     } else {
                         // Connected means ready to receive: a pen publishing from now on
                         // reaches this gateway even on a session the broker did not keep.
@@ -212,6 +213,16 @@ impl Source {
                         self.metrics.mqtt_disconnects.inc();
                         self.metrics.mqtt_connected.set(0);
                         connected = false;
+                    } else if let rumqttc::ConnectionError::ConnectionRefused(code) = e {
+                        // Refused, not unreachable: retrying helps only once the broker's
+                        // password file or ACL is fixed and reloaded, so say what to check.
+                        tracing::error!(
+                            reason = ?code,
+                            retry_in = ?backoff,
+                            "the broker refused the connection: check mqtt.username and \
+                             mqtt.password / mqtt.password_file (PENWATCH_MQTT_PASSWORD) against \
+                             the broker's password file"
+                        );
                     } else {
                         tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the broker");
                     }

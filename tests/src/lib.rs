@@ -4,7 +4,9 @@
 //! data in a temporary directory, and is stopped (and its directory removed) on drop:
 //!
 //! - [`Mosquitto`]: Debian's `mosquitto`, configured for zero loss (no per-client queue
-//!   limit, persistence on).
+//!   limit, persistence on); open to anonymous clients ([`Mosquitto::start`]) or, as a
+//!   deployment must be, with a password and an ACL entry per pen and for the gateway
+//!   ([`Mosquitto::start_authenticated`], provisioned with `scripts/provision-pen`).
 //! - [`InfluxV1`]: Debian's `influxdb` 1.6.x (`/write`, `/query`).
 //! - [`VictoriaMetrics`]: Debian's `victoria-metrics`, which accepts InfluxDB's
 //!   `/api/v2/write` and so exercises the v2 write path against a real server.
@@ -14,6 +16,7 @@
 //!
 //! [`api`] starts a gateway with its gRPC API and a token per role, for the API tests.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,6 +48,14 @@ pub enum HarnessError {
         /// Its port.
         port: u16,
         /// Exit status and the end of its log.
+        detail: String,
+    },
+    /// `scripts/provision-pen` failed.
+    #[error("provisioning {user} failed: {detail}")]
+    Provision {
+        /// The pen or gateway user.
+        user: String,
+        /// The script's message.
         detail: String,
     },
     /// Temp dir, config file or process spawn failed.
@@ -221,20 +232,85 @@ persistence true
 autosave_interval 10
 ";
 
+/// User name of the gateway on an authenticated broker (also its client id there).
+pub const GATEWAY_USER: &str = "penwatch-gateway";
+
 /// Debian's `mosquitto` broker on a free loopback port.
 pub struct Mosquitto {
     server: Server,
+    identities: Option<Identities>,
+}
+
+/// The identities provisioned on an authenticated broker.
+struct Identities {
+    /// The gateway's password, alone on the first line.
+    gateway_password_file: PathBuf,
+    /// `device_id:password` per pen (the simulator's `--credentials`).
+    credentials_file: PathBuf,
+    /// Password of each pen.
+    passwords: HashMap<String, String>,
 }
 
 impl Mosquitto {
-    /// Starts a broker with the zero-loss settings and persistence in a temp dir.
+    /// Starts a broker open to anonymous clients, with the zero-loss settings and persistence
+    /// in a temp dir. For tests that publish as anything to any topic; a deployment
+    /// authenticates ([`Mosquitto::start_authenticated`]).
     pub fn start() -> Result<Self, HarnessError> {
-        let mut server = Server::new("mosquitto", "mosquitto", "mosquitto")?;
+        let server = Server::new("mosquitto", "mosquitto", "mosquitto")?;
+        Self::launch(server, "allow_anonymous true\n", None)
+    }
+
+    /// Starts a broker as the README's deployment sets it up: no anonymous clients, each of
+    /// `pens` (`(clinic_id, device_id)`) provisioned with `scripts/provision-pen` (its own
+    /// password; it may publish only its own telemetry and status), and the gateway as
+    /// [`GATEWAY_USER`] (it may only subscribe). Client ids are the user names, so no client
+    /// can take over another's session.
+    pub fn start_authenticated<C, D>(
+        pens: impl IntoIterator<Item = (C, D)>,
+    ) -> Result<Self, HarnessError>
+    where
+        C: AsRef<str>,
+        D: AsRef<str>,
+    {
+        let server = Server::new("mosquitto", "mosquitto", "mosquitto")?;
+        let dir = server.dir.path();
+        let (passwd, acl) = (dir.join("penwatch.passwd"), dir.join("penwatch.acl"));
+        let gateway = provision(&passwd, &acl, &["--gateway", GATEWAY_USER])?;
+        let gateway_password_file = dir.join("gateway.password");
+        std::fs::write(&gateway_password_file, format!("{gateway}\n"))?;
+        let mut credentials = String::new();
+        let mut passwords = HashMap::new();
+        for (clinic, device) in pens {
+            let (clinic, device) = (clinic.as_ref(), device.as_ref());
+            let password = provision(&passwd, &acl, &[clinic, device])?;
+            credentials.push_str(&format!("{device}:{password}\n"));
+            passwords.insert(device.to_owned(), password);
+        }
+        let credentials_file = dir.join("pens.credentials");
+        std::fs::write(&credentials_file, credentials)?;
+        let auth = format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\nuse_username_as_clientid true\n",
+            passwd.display(),
+            acl.display()
+        );
+        let identities = Identities {
+            gateway_password_file,
+            credentials_file,
+            passwords,
+        };
+        Self::launch(server, &auth, Some(identities))
+    }
+
+    fn launch(
+        mut server: Server,
+        auth: &str,
+        identities: Option<Identities>,
+    ) -> Result<Self, HarnessError> {
         let conf = server.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n{MOSQUITTO_ZERO_LOSS}\
+                "listener {port} 127.0.0.1\n{auth}{MOSQUITTO_ZERO_LOSS}\
                  persistence_location {dir}/\n# Running as root: keep root, so the temp dir stays writable.\nuser root\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n",
                 port = server.port,
@@ -243,7 +319,32 @@ impl Mosquitto {
         )?;
         server.args = vec!["-c".into(), conf.display().to_string()];
         server.spawn(tcp_open)?;
-        Ok(Self { server })
+        Ok(Self { server, identities })
+    }
+
+    /// The gateway's credential flags on an authenticated broker (`--username`,
+    /// `--password-file`); none on an open one.
+    pub fn gateway_args(&self) -> Vec<String> {
+        self.identities.as_ref().map_or_else(Vec::new, |i| {
+            vec![
+                "--username".to_owned(),
+                GATEWAY_USER.to_owned(),
+                "--password-file".to_owned(),
+                i.gateway_password_file.display().to_string(),
+            ]
+        })
+    }
+
+    /// The pens' credentials file (the simulator's `--credentials`) on an authenticated broker.
+    pub fn credentials_file(&self) -> Option<PathBuf> {
+        self.identities.as_ref().map(|i| i.credentials_file.clone())
+    }
+
+    /// A provisioned pen's password.
+    pub fn pen_password(&self, device_id: &str) -> Option<String> {
+        self.identities
+            .as_ref()
+            .and_then(|i| i.passwords.get(device_id).cloned())
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -266,6 +367,41 @@ impl Mosquitto {
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.server.terminate()?;
         self.server.spawn(tcp_open)
+    }
+}
+
+/// `(clinic_id, device_id)` of every pen of the simulator's fleet (seed, clinics, pens per
+/// clinic), to provision them with [`Mosquitto::start_authenticated`].
+pub fn fleet_pens(seed: u64, clinics: u32, pens_per_clinic: u32) -> Vec<(String, String)> {
+    penwatch_sim::fleet::Fleet::generate(seed, clinics, pens_per_clinic)
+        .pens()
+        .map(|p| (p.clinic_id.clone(), p.id.clone()))
+        .collect()
+}
+
+/// Runs `scripts/provision-pen` on these files; returns the password it made.
+fn provision(passwd: &Path, acl: &Path, who: &[&str]) -> Result<String, HarnessError> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/provision-pen");
+    let out = Command::new(script)
+        .arg("--passwd")
+        .arg(passwd)
+        .arg("--acl")
+        .arg(acl)
+        .args(who)
+        .stdin(Stdio::null())
+        .output()?;
+    let user = who.last().copied().unwrap_or_default().to_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.trim().split_once(':') {
+        Some((name, password)) if out.status.success() && name == user => Ok(password.to_owned()),
+        _ => Err(HarnessError::Provision {
+            user,
+            detail: format!(
+                "{}; {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }),
     }
 }
 
@@ -388,6 +524,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Starts a gateway on `broker` with its credentials there (if the broker authenticates)
+    /// and `extra` arguments, as [`Gateway::start`] does.
+    pub fn start_on(broker: &Mosquitto, dir: &Path, extra: &[&str]) -> Result<Self, HarnessError> {
+        let credentials = broker.gateway_args();
+        let args: Vec<&str> = credentials
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
+        Self::start(&broker.url(), dir, &args)
+    }
+
     /// Starts a gateway on `broker` with `extra` arguments (e.g. `--policy FILE`), its
     /// journal in `dir`, and waits until it is connected to the broker.
     pub fn start(broker: &str, dir: &Path, extra: &[&str]) -> Result<Self, HarnessError> {

@@ -1,5 +1,6 @@
 //! The gateway against the simulator's ground truth, through a real broker: verdicts, crash
 //! safety (SIGKILL mid-stream), replayed offline buffers and duplicates, tamper evidence.
+//! The broker authenticates as a deployment's must: every pen connects as itself.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use penwatch_gateway::journal::Reader;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{GroundTruth, Scenario, SimConfig};
-use penwatch_tests::{Gateway, Mosquitto, binary};
+use penwatch_tests::{Gateway, Mosquitto, binary, fleet_pens};
 
 fn write_policy(dir: &Path, seed: u64, clinics: u32, pens: u32) -> String {
     let path = dir.join("policy.toml");
@@ -17,9 +18,15 @@ fn write_policy(dir: &Path, seed: u64, clinics: u32, pens: u32) -> String {
     path.display().to_string()
 }
 
+/// A broker with the 3 × 3 fleet of `seed` provisioned (a password and an ACL entry each).
+fn broker(seed: u64) -> Mosquitto {
+    Mosquitto::start_authenticated(fleet_pens(seed, 3, 3)).expect("broker")
+}
+
 fn sim_config(broker: &Mosquitto, seed: u64, scenarios: &[Scenario]) -> SimConfig {
     SimConfig {
         broker: broker.url().parse().expect("broker url"),
+        credentials: broker.credentials_file(),
         clinics: 3,
         pens_per_clinic: 3,
         seed,
@@ -55,12 +62,12 @@ fn rule(truth: &penwatch_sim::SessionTruth) -> String {
 /// evidence; no session it kept within limits is; bad input is quarantined beside it.
 #[tokio::test(flavor = "multi_thread")]
 async fn verdicts_match_the_simulators_ground_truth() {
-    let broker = Mosquitto::start().expect("broker");
-    let dir = tempfile::tempdir().expect("temp dir");
     let seed = 11;
+    let broker = broker(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
     let policy = write_policy(dir.path(), seed, 3, 3);
     let mut gateway =
-        Gateway::start(&broker.url(), dir.path(), &["--policy", &policy]).expect("gateway");
+        Gateway::start_on(&broker, dir.path(), &["--policy", &policy]).expect("gateway");
 
     let scenarios = [
         Scenario::Normal,
@@ -175,12 +182,12 @@ async fn verdicts_match_the_simulators_ground_truth() {
 /// replays and duplicates do not double-count strokes or sessions.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_stream_loses_and_doubles_nothing() {
-    let broker = Mosquitto::start().expect("broker");
-    let dir = tempfile::tempdir().expect("temp dir");
     let seed = 23;
+    let broker = broker(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
     let policy = write_policy(dir.path(), seed, 3, 3);
     let mut gateway =
-        Gateway::start(&broker.url(), dir.path(), &["--policy", &policy]).expect("gateway");
+        Gateway::start_on(&broker, dir.path(), &["--policy", &policy]).expect("gateway");
 
     let config = SimConfig {
         speed: 200.0,
@@ -256,12 +263,12 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
 /// sample of an exceeded session is edited.
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_detects_an_edited_depth_log() {
-    let broker = Mosquitto::start().expect("broker");
-    let dir = tempfile::tempdir().expect("temp dir");
     let seed = 5;
+    let broker = broker(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
     let policy = write_policy(dir.path(), seed, 3, 3);
     let mut gateway =
-        Gateway::start(&broker.url(), dir.path(), &["--policy", &policy]).expect("gateway");
+        Gateway::start_on(&broker, dir.path(), &["--policy", &policy]).expect("gateway");
     let truth = penwatch_sim::run(
         SimConfig {
             sessions_per_pen: Some(1),

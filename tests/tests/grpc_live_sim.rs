@@ -9,7 +9,7 @@ use penwatch_proto::v1 as pb;
 use penwatch_proto::v1::pen_watch_client::PenWatchClient;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{Scenario, SimConfig};
-use penwatch_tests::{Gateway, Mosquitto};
+use penwatch_tests::{Gateway, Mosquitto, fleet_pens};
 use tokio_stream::StreamExt;
 use tonic::Request;
 
@@ -26,9 +26,9 @@ fn req<T>(message: T) -> Request<T> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn violation_stream_and_export_match_the_simulator() {
-    let broker = Mosquitto::start().expect("broker");
-    let dir = tempfile::tempdir().expect("temp dir");
     let seed = 31;
+    let broker = Mosquitto::start_authenticated(fleet_pens(seed, 2, 3)).expect("broker");
+    let dir = tempfile::tempdir().expect("temp dir");
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -41,8 +41,8 @@ async fn violation_stream_and_export_match_the_simulator() {
         format!("[api]\n[[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n"),
     )
     .expect("config");
-    let gateway = Gateway::start(
-        &broker.url(),
+    let gateway = Gateway::start_on(
+        &broker,
         dir.path(),
         &[
             "--config",
@@ -64,6 +64,7 @@ async fn violation_stream_and_export_match_the_simulator() {
     let truth = penwatch_sim::run(
         SimConfig {
             broker: broker.url().parse().expect("url"),
+            credentials: broker.credentials_file(),
             clinics: 2,
             pens_per_clinic: 3,
             seed,

@@ -145,9 +145,27 @@ impl Pipeline {
                     clinic_id,
                     device_id,
                     online,
-                }) => self
-                    .state
-                    .status(clinic_id, device_id, *online, m.received_ms, &mut work),
+                }) => {
+                    let folded = self.state.status(
+                        &loaded,
+                        clinic_id,
+                        device_id,
+                        *online,
+                        m.received_ms,
+                        &mut work,
+                    );
+                    if let Err(refused) = folded {
+                        tx.quarantine(
+                            m.received_ms,
+                            &m.publish.topic,
+                            &m.publish.payload,
+                            refused.kind(),
+                            &refused.to_string(),
+                        )?;
+                        out.quarantined += 1;
+                        work.quarantined.push(refused.kind());
+                    }
+                }
                 Ok(Inbound::Telemetry(r)) => {
                     let v = verdict(&loaded, r);
                     let inserted = tx.insert_sample(r, &v, m.received_ms)?;

@@ -18,7 +18,7 @@ use penwatch_proto::v1::Event;
 use super::dirty::Dirty;
 use crate::audit::{ClosedSession, FinalViolation, Record};
 use crate::cartridges::Cartridge;
-use crate::decode::Reading;
+use crate::decode::{BadInput, Reading};
 use crate::fleet::Device;
 use crate::journal::{self, Batch};
 use crate::live::LiveEvent;
@@ -146,21 +146,40 @@ impl LiveState {
         self.sessions.len()
     }
 
-    /// Folds a pen's status message in.
+    /// Folds a pen's status message in. A status on the topic of another clinic than the
+    /// pen's (registered in the policy, else known from its messages) is refused: only the
+    /// pen's own topic speaks for it.
     pub fn status(
         &mut self,
+        policy: &Policy,
         clinic_id: &str,
         device_id: &str,
         online: bool,
         received_ms: i64,
         work: &mut Work,
-    ) {
+    ) -> Result<(), BadInput> {
+        let known_clinic = if policy.device(clinic_id, device_id).is_some() {
+            Some(clinic_id)
+        } else {
+            policy
+                .device_anywhere(device_id)
+                .map(|d| d.clinic.as_str())
+                .or_else(|| self.devices.get(device_id).map(|d| d.clinic_id.as_str()))
+        };
+        if let Some(known) = known_clinic.filter(|known| *known != clinic_id) {
+            return Err(BadInput::StatusClinic {
+                device_id: device_id.to_owned(),
+                clinic_id: known.to_owned(),
+                topic_clinic_id: clinic_id.to_owned(),
+            });
+        }
         self.devices
             .entry(device_id.to_owned())
             .or_insert_with(|| Device::new(clinic_id, device_id))
             .set_status(online, received_ms);
         work.devices.insert(device_id.to_owned());
         work.touched_devices.insert(device_id.to_owned());
+        Ok(())
     }
 
     /// Folds a journaled, judged reading into the pen, its session and its cartridge;

@@ -81,6 +81,8 @@ pub struct Policy {
     pub(super) operator_index: ClinicIndex,
     pub(super) devices: Vec<Device>,
     pub(super) device_index: ClinicIndex,
+    /// Device id → its first registration, whatever the clinic.
+    pub(super) device_by_id: HashMap<String, usize>,
     pub(super) zones: HashMap<String, Vec<(Zone, f64)>>,
 }
 
@@ -119,6 +121,7 @@ impl Policy {
             operator_index: HashMap::new(),
             devices: Vec::new(),
             device_index: HashMap::new(),
+            device_by_id: HashMap::new(),
             zones: HashMap::new(),
         }
     }
@@ -188,6 +191,11 @@ impl Policy {
     pub fn device(&self, clinic_id: &str, device_id: &str) -> Option<&Device> {
         let i = self.device_index.get(clinic_id)?.get(device_id)?;
         self.devices.get(*i)
+    }
+
+    /// The first registration of this serial, at whichever clinic.
+    pub fn device_anywhere(&self, device_id: &str) -> Option<&Device> {
+        self.devices.get(*self.device_by_id.get(device_id)?)
     }
 }
 

@@ -2,15 +2,18 @@
 //! loopback ports (data in temp dirs), the gateway with the simulated fleet's policy, the
 //! simulated fleet, and the dashboard in front of you. Quitting the dashboard (or Ctrl-C)
 //! stops all of it and removes the temp dirs.
+//!
+//! The broker is set up as a deployment must be: every pen has its own password and may
+//! publish only its own topics, the gateway may only subscribe, anonymous clients are refused.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
-use penwatch_tests::{Gateway, InfluxV1, Mosquitto, binary, http_status};
+use penwatch_tests::{Gateway, InfluxV1, Mosquitto, binary, fleet_pens, http_status};
 
-/// Fleet the demo simulates.
-const SIM_ARGS: &[&str] = &["--clinics", "3", "--pens-per-clinic", "4", "--seed", "7"];
+/// Fleet the demo simulates: seed, clinics, pens per clinic.
+const FLEET: (u64, u32, u32) = (7, 3, 4);
 /// Token the dashboard uses (admin role, all clinics).
 const DEMO_TOKEN: &str = "demo-admin-token";
 
@@ -18,13 +21,22 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("penwatch-demo-")
         .tempdir()?;
-    eprintln!("starting mosquitto and InfluxDB…");
-    let broker = Mosquitto::start()?;
+    let (seed, clinics, pens) = FLEET;
+    let sim_args = [
+        "--clinics".to_owned(),
+        clinics.to_string(),
+        "--pens-per-clinic".to_owned(),
+        pens.to_string(),
+        "--seed".to_owned(),
+        seed.to_string(),
+    ];
+    eprintln!("starting mosquitto (a password and an ACL entry per pen) and InfluxDB…");
+    let broker = Mosquitto::start_authenticated(fleet_pens(seed, clinics, pens))?;
     let influx = InfluxV1::start()?;
 
     let policy = dir.path().join("policy.toml");
     let out = Command::new(binary("penwatch-sim")?)
-        .args(SIM_ARGS)
+        .args(&sim_args)
         .arg("--print-policy")
         .output()
         .context("running penwatch-sim --print-policy")?;
@@ -47,16 +59,21 @@ fn main() -> anyhow::Result<()> {
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, gateway_config(&policy, &influx.url()))?;
     eprintln!("starting the gateway…");
-    let gateway = Gateway::start(
-        &broker.url(),
+    let gateway = Gateway::start_on(
+        &broker,
         dir.path(),
         &["--config", &config.display().to_string()],
     )?;
 
-    eprintln!("starting the simulated fleet (3 clinics × 4 pens)…");
+    eprintln!("starting the simulated fleet ({clinics} clinics × {pens} pens, each as itself)…");
+    let credentials = broker
+        .credentials_file()
+        .context("the demo broker has no pen credentials")?;
     let mut sim = Command::new(binary("penwatch-sim")?)
-        .args(SIM_ARGS)
+        .args(&sim_args)
         .args(["--broker", &broker.url(), "--speed", "20"])
+        .arg("--credentials")
+        .arg(&credentials)
         .args([
             "--scenario",
             "normal,over-depth,cartridge-reuse,unknown-operator,malformed",

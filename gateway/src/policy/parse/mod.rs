@@ -28,6 +28,11 @@ pub(super) fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, Poli
     let devices = clinics::devices(&c, &raw.devices)?;
     let zones = clinics::zones(&c, &raw.zones, mechanical.mm)?;
 
+    let mut device_by_id = std::collections::HashMap::new();
+    for (i, d) in devices.items.iter().enumerate() {
+        device_by_id.entry(d.id.clone()).or_insert(i);
+    }
+
     Ok(Policy {
         version: version_of(text),
         text: text.to_owned(),
@@ -40,13 +45,30 @@ pub(super) fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, Poli
         operator_index: operators.index,
         devices: devices.items,
         device_index: devices.index,
+        device_by_id,
         zones,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::policy::Policy;
     use crate::policy::fixtures::reject;
+
+    #[test]
+    fn a_serial_is_found_at_its_first_registration_whatever_the_clinic() {
+        let p = Policy::parse(
+            "[[devices]]\nid = \"pen-1\"\nclinic = \"c02\"\nclass = \"home\"\n\
+             [[devices]]\nid = \"pen-1\"\nclinic = \"c01\"\nclass = \"salon\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            p.device_anywhere("pen-1").map(|d| d.clinic.as_str()),
+            Some("c02")
+        );
+        assert!(p.device("c01", "pen-1").is_some());
+        assert!(p.device_anywhere("pen-2").is_none());
+    }
 
     #[test]
     fn syntax_and_unknown_keys_name_line_and_column() {
