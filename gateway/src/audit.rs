@@ -128,6 +128,52 @@ pub enum Record {
     Session(ClosedSession),
     /// A final violation.
     Violation(FinalViolation),
+    /// A cartridge event (reuse, wear level).
+    CartridgeEvent(ChainedCartridgeEvent),
+    /// A retention run about to delete raw samples.
+    Pruned(Pruned),
+    /// Where the chain's coverage of cartridge events starts in this journal.
+    Scope(Scope),
+}
+
+/// The audit entry of a cartridge event (kind `cartridge_event`): the row as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainedCartridgeEvent {
+    /// Journal id of the `cartridge_events` row.
+    pub id: i64,
+    /// Cartridge.
+    pub cartridge_id: String,
+    /// `reuse`, `wear_80` or `wear_100`.
+    pub kind: String,
+    /// Pen it was seen in.
+    pub device_id: String,
+    /// Session it was seen in.
+    pub session_id: String,
+    /// Device time, Unix ms.
+    pub ts_ms: i64,
+    /// Text a person can read.
+    pub detail: String,
+}
+
+/// The audit entry of a retention run (kind `pruned`), chained before it deletes: raw samples
+/// of sessions that ended before `cutoff_ms` may be gone from here on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Samples with a device time before this, of sessions last active before it, Unix ms.
+    pub cutoff_ms: i64,
+    /// The retention in force, days.
+    pub retention_days: u64,
+    /// When the run started, gateway time, Unix ms.
+    pub at_ms: i64,
+}
+
+/// The audit entry that says what the chain covers (kind `scope`), written when a journal is
+/// created or first opened by a gateway that chains cartridge events: rows journaled before
+/// are not chained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// The first `cartridge_events` id the chain covers.
+    pub cartridge_events_from_id: i64,
 }
 
 impl Record {
@@ -136,6 +182,9 @@ impl Record {
         match self {
             Record::Session(_) => "session",
             Record::Violation(_) => "violation",
+            Record::CartridgeEvent(_) => "cartridge_event",
+            Record::Pruned(_) => "pruned",
+            Record::Scope(_) => "scope",
         }
     }
 
@@ -144,6 +193,9 @@ impl Record {
         let value = match self {
             Record::Session(s) => serde_json::to_value(s)?,
             Record::Violation(v) => serde_json::to_value(v)?,
+            Record::CartridgeEvent(e) => serde_json::to_value(e)?,
+            Record::Pruned(p) => serde_json::to_value(p)?,
+            Record::Scope(s) => serde_json::to_value(s)?,
         };
         Ok(value.to_string())
     }
@@ -153,6 +205,9 @@ impl Record {
         Ok(match kind {
             "session" => Some(Record::Session(serde_json::from_str(body)?)),
             "violation" => Some(Record::Violation(serde_json::from_str(body)?)),
+            "cartridge_event" => Some(Record::CartridgeEvent(serde_json::from_str(body)?)),
+            "pruned" => Some(Record::Pruned(serde_json::from_str(body)?)),
+            "scope" => Some(Record::Scope(serde_json::from_str(body)?)),
             _ => None,
         })
     }

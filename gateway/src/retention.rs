@@ -52,8 +52,11 @@ pub async fn run(
                     } else {
                         None
                     };
-                    pruned.samples =
-                        journal.prune_samples(now_ms() - days.saturating_mul(DAY_MS), cursor)?;
+                    pruned.samples = journal.prune_samples(
+                        now_ms() - days.saturating_mul(DAY_MS),
+                        days as u64,
+                        cursor,
+                    )?;
                 }
                 if prune && quarantine_days > 0 {
                     pruned.quarantined = journal

@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use penwatch_proto::names::ShortName;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 
 use super::Result;
 use super::rows::{self, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count, placeholders};
@@ -289,6 +289,17 @@ impl Batch<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![c.id, e.kind(), r.device_id, r.session_id, r.timestamp_ms, detail])?;
+        self.append_audit(&audit::Record::CartridgeEvent(
+            audit::ChainedCartridgeEvent {
+                id: self.tx.last_insert_rowid(),
+                cartridge_id: c.id.clone(),
+                kind: e.kind().to_owned(),
+                device_id: r.device_id.clone(),
+                session_id: r.session_id.clone(),
+                ts_ms: r.timestamp_ms,
+                detail,
+            },
+        ))?;
         Ok(())
     }
 
@@ -312,18 +323,7 @@ impl Batch<'_> {
 
     /// Appends a record to the audit chain; returns its hash.
     pub fn append_audit(&self, record: &audit::Record) -> Result<String> {
-        let (kind, body) = (record.kind(), record.body()?);
-        let prev: Option<(i64, String)> = self
-            .tx
-            .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (seq, prev_hash) = prev.map_or((1, audit::GENESIS.to_owned()), |(s, h)| (s + 1, h));
-        let hash = audit::link_hash(&prev_hash, kind, &body);
-        self.tx
-            .prepare_cached("INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![seq, kind, body, prev_hash, hash])?;
-        Ok(hash)
+        rows::append_audit(&self.tx, record)
     }
 
     /// Digest over a session's samples from `seq` `from_seq` on: how many there were, the

@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Access, Reader, Result, connect};
+use crate::audit::{Pruned, Record};
 
 /// A journaled sample as a sink forwards it.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,8 +259,14 @@ impl Upkeep {
     /// Deletes raw samples with a device time before `cutoff_ms`, whole sessions at a time,
     /// never samples of an open session, and, with `forwarded_upto`, only samples older than
     /// the oldest sample not yet forwarded. Sessions, violations and the audit chain stay.
-    /// Returns how many samples were deleted.
-    pub fn prune_samples(&self, cutoff_ms: i64, forwarded_upto: Option<i64>) -> Result<u64> {
+    /// Before it deletes anything it chains a [`Pruned`] record (with `retention_days`), so
+    /// `verify` can tell pruned samples from deleted ones. Returns how many were deleted.
+    pub fn prune_samples(
+        &self,
+        cutoff_ms: i64,
+        retention_days: u64,
+        forwarded_upto: Option<i64>,
+    ) -> Result<u64> {
         let mut cutoff = cutoff_ms;
         if let Some(upto) = forwarded_upto {
             let oldest_unforwarded: Option<i64> = self.reader.conn.query_row(
@@ -273,19 +280,46 @@ impl Upkeep {
         }
         // A sample goes only when its whole session is older than the cutoff, so a session
         // is either kept whole (its digest verifiable) or pruned whole (reported as pruned).
-        let mut stmt = self.reader.conn.prepare_cached(
-            "DELETE FROM samples WHERE id IN (
-                SELECT s.id FROM samples s
-                LEFT JOIN sessions x ON x.device_id = s.device_id AND x.session_id = s.session_id
-                WHERE s.ts_ms < ?1 AND (x.state IS NULL OR (x.state = 'closed' AND x.last_ms < ?1))
-                LIMIT ?2)",
-        )?;
+        const PRUNABLE: &str = "SELECT s.id FROM samples s
+            LEFT JOIN sessions x ON x.device_id = s.device_id AND x.session_id = s.session_id
+            WHERE s.ts_ms < ?1 AND (x.state IS NULL OR (x.state = 'closed' AND x.last_ms < ?1))";
+        let any: bool =
+            self.reader
+                .conn
+                .query_row(&format!("SELECT EXISTS ({PRUNABLE})"), [cutoff], |r| {
+                    r.get(0)
+                })?;
+        if !any {
+            return Ok(0);
+        }
+        self.chain(&Record::Pruned(Pruned {
+            cutoff_ms: cutoff,
+            retention_days,
+            at_ms: crate::clock::now_ms(),
+        }))?;
+        let mut stmt = self.reader.conn.prepare_cached(&format!(
+            "DELETE FROM samples WHERE id IN ({PRUNABLE} LIMIT ?2)"
+        ))?;
         let mut pruned = 0;
         loop {
             let n = stmt.execute(params![cutoff, PRUNE_CHUNK])?;
             pruned += n as u64;
             if (n as i64) < PRUNE_CHUNK {
                 return Ok(pruned);
+            }
+        }
+    }
+
+    /// Appends a record to the audit chain in a transaction of its own, which waits for the
+    /// committer's (so the chain stays one line).
+    fn chain(&self, record: &Record) -> Result<()> {
+        let conn = &self.reader.conn;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        match super::rows::append_audit(conn, record) {
+            Ok(_) => Ok(conn.execute_batch("COMMIT")?),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
             }
         }
     }
@@ -437,13 +471,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let j = journal(dir.path());
         // Nothing forwarded: the oldest unforwarded sample (ts 100) holds everything back.
-        assert_eq!(j.prune_samples(1000, Some(0)).expect("prune"), 0);
+        assert_eq!(j.prune_samples(1000, 30, Some(0)).expect("prune"), 0);
         // All forwarded: "old" goes whole; "straddle" has a sample newer than the
         // cutoff and "open" is open, so both stay whole.
-        assert_eq!(j.prune_samples(1000, Some(6)).expect("prune"), 2);
+        assert_eq!(j.prune_samples(1000, 30, Some(6)).expect("prune"), 2);
         assert_eq!(ids(&j), vec![3, 4, 5, 6]);
         // Without a sink, only age and session state count.
-        assert_eq!(j.prune_samples(10_000, None).expect("prune"), 2);
+        assert_eq!(j.prune_samples(10_000, 30, None).expect("prune"), 2);
         assert_eq!(ids(&j), vec![5, 6]);
         assert!(j.used_bytes().expect("size") > 0);
     }

@@ -24,6 +24,7 @@ pub mod queries;
 mod reader;
 mod rows;
 mod schema;
+mod verify;
 mod writer;
 
 pub use batch::{Batch, Inserted};

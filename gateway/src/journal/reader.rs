@@ -6,8 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::rows;
-use super::{Access, Result, connect, schema};
-use crate::audit::{self, Entry, Verification};
+use super::{Access, Result, connect};
 use crate::cartridges::Cartridge;
 use crate::fleet::Device;
 use crate::sessions::Session;
@@ -148,77 +147,5 @@ impl Reader {
     /// A cartridge's record.
     pub fn cartridge(&self, id: &str) -> Result<Option<Cartridge>> {
         rows::cartridge(&self.conn, id)
-    }
-
-    /// Recomputes the audit chain and every session's sample digest that retention kept.
-    pub fn verify(&self) -> Result<Verification> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit_chain ORDER BY seq")?;
-        let entries = stmt
-            .query_map([], |r| {
-                Ok(Entry {
-                    seq: r.get("seq")?,
-                    kind: r.get("kind")?,
-                    body: r.get("body")?,
-                    prev_hash: r.get("prev_hash")?,
-                    hash: r.get("hash")?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut v = audit::verify_links(&entries);
-        if !v.ok() {
-            return Ok(v);
-        }
-        // A journal not yet migrated to schema 2 (verified before the new gateway first ran
-        // on it) has no seq ranges: look at each pen's whole sequence.
-        let ranged = schema::version(&self.conn)? >= 2;
-        for e in entries.iter().filter(|e| e.kind == "session") {
-            let Some(audit::Record::Session(c)) = audit::Record::parse(&e.kind, &e.body)? else {
-                continue;
-            };
-            let seqs = if ranged {
-                self.stored_seq_range(&c.device_id, &c.session_id)?
-            } else {
-                (0, u64::MAX)
-            };
-            let (found, _, recomputed) = rows::samples_digest(
-                &self.conn,
-                &c.device_id,
-                &c.session_id,
-                seqs,
-                c.last_sample_id,
-            )?;
-            if found == 0 && c.journaled > 0 {
-                v.digests_unchecked += 1;
-            } else if recomputed != c.samples_digest || found != c.journaled {
-                v.first_broken = Some((
-                    e.seq,
-                    format!(
-                        "samples of session {}/{} do not match the recorded digest",
-                        c.device_id, c.session_id
-                    ),
-                ));
-                return Ok(v);
-            }
-        }
-        Ok(v)
-    }
-
-    /// A session's `seq` range as stored with it; the whole sequence when unknown.
-    fn stored_seq_range(&self, device_id: &str, session_id: &str) -> Result<(u64, u64)> {
-        let row: Option<(i64, i64)> = rusqlite::OptionalExtension::optional(
-            self.conn
-                .prepare_cached(
-                    "SELECT min_seq, max_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2",
-                )?
-                .query_row(params![device_id, session_id], |r| {
-                    Ok((r.get("min_seq")?, r.get("max_seq")?))
-                }),
-        )?;
-        Ok(match row {
-            Some((min, max)) if max > 0 => (min as u64, max as u64),
-            _ => (0, u64::MAX),
-        })
     }
 }

@@ -5,7 +5,7 @@ use penwatch_proto::v1::{DeviceClass, Event, Zone};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Result;
-use crate::audit::SampleDigest;
+use crate::audit::{self, SampleDigest};
 use crate::cartridges::Cartridge;
 use crate::decode::{Encoding, Reading};
 use crate::sessions::{Session, Verdict};
@@ -168,4 +168,20 @@ pub(super) fn samples_digest(
         n += 1;
     }
     Ok((n, last_id, digest.finish()))
+}
+
+/// Appends a record to the audit chain inside the caller's transaction; returns its hash.
+pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<String> {
+    let (kind, body) = (record.kind(), record.body()?);
+    let prev: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get("seq")?, r.get("hash")?)))
+        .optional()?;
+    let (seq, prev_hash) = prev.map_or((1, audit::GENESIS.to_owned()), |(s, h)| (s + 1, h));
+    let hash = audit::link_hash(&prev_hash, kind, &body);
+    conn.prepare_cached(
+        "INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![seq, kind, body, prev_hash, hash])?;
+    Ok(hash)
 }

@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 use super::{Access, Batch, Reader, Result, Sync, connect, schema};
+use crate::audit::{Record, Scope};
 
 /// The committer's connection: creates and migrates the journal, and commits batches.
 pub struct Writer {
@@ -11,13 +12,27 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens (or creates) the journal at `path`, bringing an older schema up to date.
+    /// Opens (or creates) the journal at `path`, bringing an older schema up to date, and
+    /// chains where its coverage of cartridge events starts if no gateway did before.
     pub fn open(path: &Path, sync: Sync) -> Result<Self> {
         let conn = connect(path, Access::Commit(sync))?;
         schema::migrate(&conn)?;
-        Ok(Self {
+        let mut writer = Self {
             reader: Reader { conn },
-        })
+        };
+        if writer.reader.scope()?.is_none() {
+            let from: i64 = writer.reader.conn.query_row(
+                "SELECT IFNULL(MAX(id), 0) + 1 FROM cartridge_events",
+                [],
+                |r| r.get(0),
+            )?;
+            let batch = writer.batch()?;
+            batch.append_audit(&Record::Scope(Scope {
+                cartridge_events_from_id: from,
+            }))?;
+            batch.commit()?;
+        }
+        Ok(writer)
     }
 
     /// Starts a write batch; nothing is durable until [`Batch::commit`].

@@ -238,6 +238,8 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
                 time: p.time(e.first_above_ms, a.seq),
             })
         }
+        // Cartridge events reach InfluxDB from their own table; the rest are the chain's own.
+        Record::CartridgeEvent(_) | Record::Pruned(_) | Record::Scope(_) => None,
     }
 }
 

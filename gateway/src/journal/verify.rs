@@ -1,0 +1,507 @@
+//! `verify`: what the API, CLI, dashboard and export can show as final, checked against the
+//! audit chain.
+//!
+//! The chain's links are recomputed first. Then every closed session row, every final
+//! violation row and every chained cartridge event row must equal its chain entry, and every
+//! entry must have its row; every closed session's samples must match its digest, unless a
+//! chained retention run (`pruned`) covers the session, which is then counted as unchecked.
+//! Open sessions are not final and not checked; a chained session whose row is open again
+//! (late data reopened it) is checked at its next close.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Reader, Result, rows, schema};
+use crate::audit::{
+    self, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation, Record, Scope, Verification,
+};
+use crate::sessions::Session;
+
+type Key = (String, String);
+
+/// What the chain says is final, by row.
+#[derive(Default)]
+struct Chained {
+    /// The last entry per session (a reopened and closed again session has several).
+    sessions: HashMap<Key, (i64, ClosedSession)>,
+    violations: HashMap<Key, (i64, FinalViolation)>,
+    cartridge_events: HashMap<i64, (i64, ChainedCartridgeEvent)>,
+    cartridge_events_from: Option<i64>,
+    /// The latest retention cutoff chained, Unix ms.
+    pruned_before: Option<i64>,
+}
+
+impl Chained {
+    fn read(entries: &[Entry]) -> Result<Self> {
+        let mut c = Self::default();
+        for e in entries {
+            match Record::parse(&e.kind, &e.body)? {
+                Some(Record::Session(s)) => {
+                    c.sessions
+                        .insert((s.device_id.clone(), s.session_id.clone()), (e.seq, s));
+                }
+                Some(Record::Violation(v)) => {
+                    c.violations
+                        .insert((v.device_id.clone(), v.session_id.clone()), (e.seq, v));
+                }
+                Some(Record::CartridgeEvent(ev)) => {
+                    c.cartridge_events.insert(ev.id, (e.seq, ev));
+                }
+                Some(Record::Pruned(p)) => {
+                    c.pruned_before = c.pruned_before.max(Some(p.cutoff_ms));
+                }
+                Some(Record::Scope(Scope {
+                    cartridge_events_from_id,
+                })) => {
+                    c.cartridge_events_from
+                        .get_or_insert(cartridge_events_from_id);
+                }
+                None => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// A finding: the chain position it concerns (0 for a row with no entry) and what is wrong.
+type Broken = Option<(i64, String)>;
+
+impl Reader {
+    /// The chain's first scope record, if a gateway wrote one.
+    pub(super) fn scope(&self) -> Result<Option<Scope>> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM audit_chain WHERE kind = 'scope' ORDER BY seq LIMIT 1",
+            )?
+            .query_row([], |r| r.get("body"))
+            .optional()?;
+        body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
+    }
+
+    /// Recomputes the audit chain and checks every final row against it (see the module).
+    pub fn verify(&self) -> Result<Verification> {
+        let entries = self
+            .conn
+            .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit_chain ORDER BY seq")?
+            .query_map([], |r| {
+                Ok(Entry {
+                    seq: r.get("seq")?,
+                    kind: r.get("kind")?,
+                    body: r.get("body")?,
+                    prev_hash: r.get("prev_hash")?,
+                    hash: r.get("hash")?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut v = audit::verify_links(&entries);
+        if !v.ok() {
+            return Ok(v);
+        }
+        let chained = Chained::read(&entries)?;
+        v.first_broken = match self.check_sessions(&chained)? {
+            None => match self.check_violations(&chained)? {
+                None => match self.check_cartridge_events(&chained)? {
+                    None => self.check_digests(&chained, &mut v)?,
+                    broken => broken,
+                },
+                broken => broken,
+            },
+            broken => broken,
+        };
+        Ok(v)
+    }
+
+    /// Closed session rows against their entries, and entries against their rows.
+    fn check_sessions(&self, chained: &Chained) -> Result<Broken> {
+        let mut stmt = self.conn.prepare(
+            "SELECT device_id, session_id, clinic_id, operator_id, device_class, started_ms,
+                last_ms, exceeded, state, close_reason, samples_digest, record, max_depth_mm
+             FROM sessions",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut stored = HashSet::new();
+        while let Some(r) = rows.next()? {
+            let key: Key = (r.get("device_id")?, r.get("session_id")?);
+            stored.insert(key.clone());
+            if r.get::<_, String>("state")? != "closed" {
+                continue;
+            }
+            let Some((seq, c)) = chained.sessions.get(&key) else {
+                return Ok(Some((
+                    0,
+                    format!("closed session {}/{} has no audit entry", key.0, key.1),
+                )));
+            };
+            let record: Session = serde_json::from_str(&r.get::<_, String>("record")?)?;
+            let columns_match = r.get::<_, String>("clinic_id")? == c.clinic_id
+                && r.get::<_, String>("operator_id")? == c.operator_id
+                && r.get::<_, String>("device_class")? == c.device_class
+                && r.get::<_, i64>("started_ms")? == c.started_ms
+                && r.get::<_, i64>("last_ms")? == c.last_ms
+                && r.get::<_, bool>("exceeded")? == c.exceeded
+                && r.get::<_, Option<String>>("close_reason")?.as_deref()
+                    == Some(c.close_reason.as_str())
+                && r.get::<_, Option<String>>("samples_digest")?.as_deref()
+                    == Some(c.samples_digest.as_str())
+                && r.get::<_, f64>("max_depth_mm")? == c.max_depth_mm;
+            let record_matches = record.clinic_id == c.clinic_id
+                && record.operator_id == c.operator_id
+                && record.device_class == c.device_class
+                && record.cartridge_id == c.cartridge_id
+                && record.started_ms == c.started_ms
+                && record.last_ms == c.last_ms
+                && record.strokes == c.strokes
+                && record.max_depth_mm == c.max_depth_mm
+                && record.permitted_mm == c.permitted_mm
+                && record.exceeded() == c.exceeded
+                && record.conflicting == c.conflicting
+                && record.violation.as_ref()
+                    == chained.violations.get(&key).map(|(_, v)| &v.evidence);
+            if !(columns_match && record_matches) {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "session {}/{} as stored differs from its audit entry",
+                        key.0, key.1
+                    ),
+                )));
+            }
+        }
+        Ok(chained
+            .sessions
+            .iter()
+            .filter(|(key, _)| !stored.contains(*key))
+            .min_by_key(|(_, (seq, _))| *seq)
+            .map(|(key, (seq, _))| {
+                (
+                    *seq,
+                    format!("session {}/{} is in the chain but not stored", key.0, key.1),
+                )
+            }))
+    }
+
+    /// Final violation rows against their entries, and entries against their rows.
+    fn check_violations(&self, chained: &Chained) -> Result<Broken> {
+        let mut stmt = self.conn.prepare(
+            "SELECT v.device_id, v.session_id, v.clinic_id, v.operator_id, v.device_class,
+                v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms,
+                v.strokes_above, v.samples_above, v.policy_version, v.final, s.state
+             FROM violations v LEFT JOIN sessions s
+                ON s.device_id = v.device_id AND s.session_id = v.session_id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut stored = HashSet::new();
+        while let Some(r) = rows.next()? {
+            let key: Key = (r.get("device_id")?, r.get("session_id")?);
+            let reopened = r.get::<_, Option<String>>("state")?.as_deref() == Some("open");
+            let entry = chained.violations.get(&key);
+            stored.insert(key.clone());
+            if !r.get::<_, bool>("final")? {
+                if entry.is_some() && !reopened {
+                    return Ok(Some((
+                        entry.map_or(0, |(seq, _)| *seq),
+                        format!(
+                            "violation {}/{} is chained as final but stored as not",
+                            key.0, key.1
+                        ),
+                    )));
+                }
+                continue;
+            }
+            let Some((seq, fv)) = entry else {
+                return Ok(Some((
+                    0,
+                    format!("final violation {}/{} has no audit entry", key.0, key.1),
+                )));
+            };
+            let e = &fv.evidence;
+            let matches = r.get::<_, String>("clinic_id")? == fv.clinic_id
+                && r.get::<_, String>("operator_id")? == fv.operator_id
+                && r.get::<_, String>("device_class")? == fv.device_class
+                && r.get::<_, f64>("limit_mm")? == e.limit_mm
+                && r.get::<_, String>("binding")? == e.binding
+                && r.get::<_, f64>("peak_depth_mm")? == e.peak_depth_mm
+                && r.get::<_, i64>("first_above_ms")? == e.first_above_ms
+                && r.get::<_, i64>("last_above_ms")? == e.last_above_ms
+                && r.get::<_, i64>("strokes_above")? as u64 == e.strokes_above
+                && r.get::<_, i64>("samples_above")? as u64 == e.samples_above
+                && r.get::<_, String>("policy_version")? == e.policy_version;
+            if !matches {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "violation {}/{} as stored differs from its audit entry",
+                        key.0, key.1
+                    ),
+                )));
+            }
+        }
+        Ok(chained
+            .violations
+            .iter()
+            .filter(|(key, _)| !stored.contains(*key))
+            .min_by_key(|(_, (seq, _))| *seq)
+            .map(|(key, (seq, _))| {
+                (
+                    *seq,
+                    format!(
+                        "violation {}/{} is in the chain but not stored",
+                        key.0, key.1
+                    ),
+                )
+            }))
+    }
+
+    /// Cartridge event rows the chain covers against their entries, and entries against rows.
+    fn check_cartridge_events(&self, chained: &Chained) -> Result<Broken> {
+        let Some(from) = chained.cartridge_events_from else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT id, cartridge_id, kind, device_id, session_id, ts_ms, detail
+             FROM cartridge_events WHERE id >= ?1",
+        )?;
+        let stored = stmt
+            .query_map([from], |r| {
+                Ok(ChainedCartridgeEvent {
+                    id: r.get("id")?,
+                    cartridge_id: r.get("cartridge_id")?,
+                    kind: r.get("kind")?,
+                    device_id: r.get("device_id")?,
+                    session_id: r.get("session_id")?,
+                    ts_ms: r.get("ts_ms")?,
+                    detail: r.get("detail")?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for row in &stored {
+            match chained.cartridge_events.get(&row.id) {
+                None => {
+                    return Ok(Some((
+                        0,
+                        format!("cartridge event {} has no audit entry", row.id),
+                    )));
+                }
+                Some((seq, e)) if e != row => {
+                    return Ok(Some((
+                        *seq,
+                        format!(
+                            "cartridge event {} as stored differs from its audit entry",
+                            row.id
+                        ),
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let ids: HashSet<i64> = stored.iter().map(|e| e.id).collect();
+        Ok(chained
+            .cartridge_events
+            .iter()
+            .filter(|(id, _)| !ids.contains(*id))
+            .min_by_key(|(_, (seq, _))| *seq)
+            .map(|(id, (seq, _))| {
+                (
+                    *seq,
+                    format!("cartridge event {id} is in the chain but not stored"),
+                )
+            }))
+    }
+
+    /// Every closed session's samples against its digest; a session whose samples are gone is
+    /// unchecked if a chained retention run covers it, and broken otherwise.
+    fn check_digests(&self, chained: &Chained, v: &mut Verification) -> Result<Broken> {
+        // A journal not yet migrated to schema 2 (verified before the new gateway first ran
+        // on it) has no seq ranges: look at each pen's whole sequence.
+        let ranged = schema::version(&self.conn)? >= 2;
+        let mut sessions: Vec<&(i64, ClosedSession)> = chained.sessions.values().collect();
+        sessions.sort_by_key(|(seq, _)| *seq);
+        for (seq, c) in sessions {
+            let seqs = if ranged {
+                self.stored_seq_range(&c.device_id, &c.session_id)?
+            } else {
+                (0, u64::MAX)
+            };
+            let (found, _, recomputed) = rows::samples_digest(
+                &self.conn,
+                &c.device_id,
+                &c.session_id,
+                seqs,
+                c.last_sample_id,
+            )?;
+            let pruned = chained
+                .pruned_before
+                .is_some_and(|cutoff| c.last_ms < cutoff);
+            if found == 0 && c.journaled > 0 && pruned {
+                v.digests_unchecked += 1;
+            } else if found == 0 && c.journaled > 0 {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "samples of session {}/{} are gone, and no retention run covers it",
+                        c.device_id, c.session_id
+                    ),
+                )));
+            } else if recomputed != c.samples_digest || found != c.journaled {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "samples of session {}/{} do not match the recorded digest",
+                        c.device_id, c.session_id
+                    ),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A session's `seq` range as stored with it; the whole sequence when unknown.
+    fn stored_seq_range(&self, device_id: &str, session_id: &str) -> Result<(u64, u64)> {
+        let row: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT min_seq, max_seq FROM sessions WHERE device_id = ?1 AND session_id = ?2",
+            )?
+            .query_row(params![device_id, session_id], |r| {
+                Ok((r.get("min_seq")?, r.get("max_seq")?))
+            })
+            .optional()?;
+        Ok(match row {
+            Some((min, max)) if max > 0 => (min as u64, max as u64),
+            _ => (0, u64::MAX),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use penwatch_proto::v1::{DeviceClass, Event};
+
+    use super::*;
+    use crate::decode::{Encoding, Reading};
+    use crate::journal::{Sync, Upkeep, Writer};
+    use crate::sessions::{CloseReason, Verdict};
+
+    fn reading(seq: u64, ts_ms: i64) -> Reading {
+        Reading {
+            device_id: "pen-1".into(),
+            clinic_id: "c01".into(),
+            claimed_class: DeviceClass::Home,
+            model: "m".into(),
+            firmware: "f".into(),
+            operator_id: "op".into(),
+            session_id: "s".into(),
+            cartridge_id: "cart".into(),
+            cartridge_model: "NANO".into(),
+            seq,
+            timestamp_ms: ts_ms,
+            event: Event::Sample,
+            depth_mm: 0.25,
+            session_strokes: seq,
+            cartridge_strokes: seq,
+            speed_hz: 100.0,
+            battery_pct: 50.0,
+            zone: None,
+            encoding: Encoding::Protobuf,
+        }
+    }
+
+    /// A journal holding one session of two samples at device times 100 and 200, closed and
+    /// chained as the committer does it.
+    fn journal(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("j.db");
+        let mut j = Writer::open(&path, Sync::Normal).expect("open");
+        let b = j.batch().expect("batch");
+        let v = Verdict {
+            permitted_mm: 0.5,
+            binding: "class".into(),
+            device_class: "home".into(),
+            exceeded: false,
+            unknown_operator: false,
+            unregistered_device: false,
+            class_mismatch: false,
+            policy_version: "p".into(),
+        };
+        let (r1, r2) = (reading(1, 100), reading(2, 200));
+        b.insert_sample(&r1, &v, 100).expect("sample");
+        b.insert_sample(&r2, &v, 200).expect("sample");
+        let mut s = Session::new(&r1, &v);
+        s.observe(&r1, &v);
+        s.observe(&r2, &v);
+        let (n, last_id, digest) = b.samples_digest("pen-1", "s", 0).expect("digest");
+        b.append_audit(&Record::Session(ClosedSession {
+            session_id: "s".into(),
+            device_id: "pen-1".into(),
+            clinic_id: "c01".into(),
+            operator_id: "op".into(),
+            device_class: "home".into(),
+            cartridge_id: "cart".into(),
+            started_ms: s.started_ms,
+            last_ms: s.last_ms,
+            strokes: s.strokes,
+            max_depth_mm: s.max_depth_mm,
+            permitted_mm: s.permitted_mm,
+            exceeded: false,
+            close_reason: "ended".into(),
+            journaled: n,
+            last_sample_id: last_id,
+            samples_digest: digest.clone(),
+            conflicting: 0,
+        }))
+        .expect("chain");
+        b.put_session(&s, Some((CloseReason::Ended, &digest)))
+            .expect("session");
+        b.commit().expect("commit");
+        path
+    }
+
+    #[test]
+    fn samples_pruned_by_a_chained_retention_run_are_unchecked_not_broken() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = journal(dir.path());
+        let upkeep = Upkeep::open(&path).expect("upkeep");
+        assert_eq!(upkeep.prune_samples(1000, 30, None).expect("prune"), 2);
+        let v = Reader::open(&path)
+            .expect("reader")
+            .verify()
+            .expect("verify");
+        assert!(v.ok(), "{:?}", v.first_broken);
+        assert_eq!(v.digests_unchecked, 1);
+    }
+
+    #[test]
+    fn samples_deleted_without_a_retention_run_break_the_verification() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = journal(dir.path());
+        rusqlite::Connection::open(&path)
+            .expect("open")
+            .execute("DELETE FROM samples", [])
+            .expect("delete");
+        let v = Reader::open(&path)
+            .expect("reader")
+            .verify()
+            .expect("verify");
+        let (_, why) = v.first_broken.expect("broken");
+        assert!(why.contains("no retention run covers it"), "{why}");
+    }
+
+    #[test]
+    fn a_retention_run_covers_only_sessions_that_ended_before_its_cutoff() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = journal(dir.path());
+        let upkeep = Upkeep::open(&path).expect("upkeep");
+        // Nothing is old enough: no run is chained and nothing deleted.
+        assert_eq!(upkeep.prune_samples(150, 30, None).expect("prune"), 0);
+        rusqlite::Connection::open(&path)
+            .expect("open")
+            .execute("DELETE FROM samples", [])
+            .expect("delete");
+        let v = Reader::open(&path)
+            .expect("reader")
+            .verify()
+            .expect("verify");
+        assert!(!v.ok());
+    }
+}

@@ -1,0 +1,185 @@
+//! `verify` covers every row the API, CLI, dashboard and export serve as final: on a copy of a
+//! journal written by the gateway from the simulator's traffic, every deletion, edit and flip
+//! of a sample, session, violation, cartridge event or chain entry is caught.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use penwatch_sim::fleet::Fleet;
+use penwatch_sim::{Scenario, SimConfig};
+use penwatch_tests::{Gateway, Mosquitto, binary, fleet_pens};
+
+const SEED: u64 = 23;
+
+/// A journal from two sessions per pen of a 3 × 3 fleet, some over depth, some reusing a
+/// cartridge.
+async fn journal(dir: &Path) -> PathBuf {
+    let broker = Mosquitto::start_authenticated(fleet_pens(SEED, 3, 3)).expect("broker");
+    let policy = dir.join("policy.toml");
+    let fleet = Fleet::generate(SEED, 3, 3);
+    std::fs::write(&policy, penwatch_sim::policy::policy_toml(&fleet)).expect("policy");
+    let mut gateway = Gateway::start_on(&broker, dir, &["--policy", &policy.display().to_string()])
+        .expect("gateway");
+    let truth = penwatch_sim::run(
+        SimConfig {
+            broker: broker.url().parse().expect("broker url"),
+            credentials: broker.credentials_file(),
+            clinics: 3,
+            pens_per_clinic: 3,
+            seed: SEED,
+            scenarios: vec![
+                Scenario::Normal,
+                Scenario::OverDepth,
+                Scenario::CartridgeReuse,
+            ],
+            speed: 2000.0,
+            sessions_per_pen: Some(2),
+            ..SimConfig::default()
+        },
+        std::future::pending::<()>(),
+    )
+    .await
+    .expect("sim");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.metric("penwatch_messages_accepted_total") < truth.telemetry_valid as f64 {
+        assert!(Instant::now() < deadline, "gateway did not commit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gateway.terminate().expect("terminate"), "{}", gateway.log());
+    gateway.journal_path()
+}
+
+fn verify(journal: &Path) -> Output {
+    Command::new(binary("penwatch-gateway").expect("built"))
+        .args(["--journal", &journal.display().to_string(), "verify"])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("verify runs")
+}
+
+/// The journal copied to `name` in `dir`, with `sql` applied.
+fn mutated(original: &Path, dir: &Path, name: &str, sql: &str) -> PathBuf {
+    let copy = dir.join(format!("{name}.db"));
+    std::fs::copy(original, &copy).expect("copy");
+    let conn = rusqlite::Connection::open(&copy).expect("open copy");
+    let changed = conn.execute(sql, []).expect(name);
+    assert!(changed > 0, "{name} changes a row");
+    copy
+}
+
+/// A closed session's rowid (one that exceeded, with `exceeded`).
+fn closed(exceeded: bool) -> String {
+    format!(
+        "(SELECT rowid FROM sessions WHERE state = 'closed' AND exceeded = {} ORDER BY rowid LIMIT 1)",
+        u8::from(exceeded)
+    )
+}
+
+/// A sample of a closed session.
+const SAMPLE_OF_CLOSED: &str = "(SELECT s.id FROM samples s JOIN sessions x \
+    ON x.device_id = s.device_id AND x.session_id = s.session_id \
+    WHERE x.state = 'closed' AND s.event = 'sample' ORDER BY s.id LIMIT 1)";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_deletion_edit_and_flip_of_a_served_row_is_caught() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let original = journal(dir.path()).await;
+    let ok = verify(&original);
+    assert!(
+        ok.status.success(),
+        "the untouched journal verifies: {}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let conn = rusqlite::Connection::open(&original).expect("open");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert!(count("SELECT COUNT(*) FROM violations WHERE final = 1") > 0);
+    assert!(count("SELECT COUNT(*) FROM cartridge_events") > 0);
+    drop(conn);
+
+    let mutations = [
+        ("sample deleted", format!("DELETE FROM samples WHERE id = {SAMPLE_OF_CLOSED}")),
+        (
+            "sample depth edited",
+            format!("UPDATE samples SET depth_mm = depth_mm + 0.1 WHERE id = {SAMPLE_OF_CLOSED}"),
+        ),
+        (
+            "sample verdict flipped",
+            "UPDATE samples SET exceeded = 0 WHERE id = (SELECT MIN(id) FROM samples WHERE exceeded = 1)"
+                .to_owned(),
+        ),
+        (
+            "a recent session's samples all deleted",
+            format!(
+                "DELETE FROM samples WHERE (device_id, session_id) IN \
+                 (SELECT device_id, session_id FROM sessions WHERE rowid = {})",
+                closed(false)
+            ),
+        ),
+        (
+            "session exceeded flipped",
+            format!("UPDATE sessions SET exceeded = 0 WHERE rowid = {}", closed(true)),
+        ),
+        (
+            "session deepest sample edited",
+            format!("UPDATE sessions SET max_depth_mm = 0.1 WHERE rowid = {}", closed(true)),
+        ),
+        (
+            "session record edited",
+            format!(
+                "UPDATE sessions SET record = json_set(record, '$.strokes', 1) WHERE rowid = {}",
+                closed(false)
+            ),
+        ),
+        (
+            "session deleted",
+            format!("DELETE FROM sessions WHERE rowid = {}", closed(false)),
+        ),
+        (
+            "violation deleted",
+            "DELETE FROM violations WHERE rowid = (SELECT MIN(rowid) FROM violations)".to_owned(),
+        ),
+        (
+            "violation peak edited",
+            "UPDATE violations SET peak_depth_mm = peak_depth_mm - 0.2 \
+             WHERE rowid = (SELECT MIN(rowid) FROM violations)"
+                .to_owned(),
+        ),
+        (
+            "violation made not final",
+            "UPDATE violations SET final = 0 WHERE rowid = (SELECT MIN(rowid) FROM violations)"
+                .to_owned(),
+        ),
+        (
+            "cartridge event deleted",
+            "DELETE FROM cartridge_events WHERE id = (SELECT MIN(id) FROM cartridge_events)"
+                .to_owned(),
+        ),
+        (
+            "cartridge event edited",
+            "UPDATE cartridge_events SET detail = 'nothing to see' \
+             WHERE id = (SELECT MIN(id) FROM cartridge_events)"
+                .to_owned(),
+        ),
+        (
+            "chain entry edited",
+            "UPDATE audit_chain SET body = replace(body, '\"exceeded\":true', '\"exceeded\":false') \
+             WHERE seq = (SELECT MIN(seq) FROM audit_chain WHERE body LIKE '%\"exceeded\":true%')"
+                .to_owned(),
+        ),
+        (
+            "last chain entry deleted",
+            "DELETE FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain)".to_owned(),
+        ),
+    ];
+    let mut missed = Vec::new();
+    for (name, sql) in &mutations {
+        let copy = mutated(&original, dir.path(), &name.replace(' ', "-"), sql);
+        let out = verify(&copy);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() || !stdout.contains("BROKEN") {
+            missed.push(format!("{name}: {stdout}"));
+        }
+    }
+    assert!(missed.is_empty(), "not caught:\n{}", missed.join("\n"));
+}
