@@ -2,6 +2,7 @@
 //!
 //! - [`broker`]: how every PenWatch program names its MQTT broker (`mqtt://HOST:PORT`).
 //! - [`client`]: how the command line and the dashboard connect to the gateway's gRPC API.
+//! - [`codec`]: the protobuf codec of the gRPC services (undecodable is INVALID_ARGUMENT).
 //! - [`v1`]: the protobuf messages generated from `proto/penwatch/v1/*.proto`.
 //! - [`topic`]: the MQTT topic layout pens publish to.
 //! - [`json`]: the proto3 JSON mapping of [`v1::Telemetry`], for pens that publish JSON.
@@ -9,6 +10,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod codec;
 pub mod json;
 pub mod names;
 pub mod topic;
