@@ -68,12 +68,12 @@ pub struct Setup {
     published: usize,
 }
 
-fn write_config(dir: &Path) -> (PathBuf, PathBuf) {
+fn write_config(dir: &Path, api: &str) -> (PathBuf, PathBuf) {
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
         format!(
-            "[api]\npseudonym_key = \"test-pseudonym-key-0123\"\n\
+            "[api]\npseudonym_key = \"test-pseudonym-key-0123\"\n{api}\n\
              [[api.tokens]]\nname = \"mgr-c01\"\ntoken = \"{MANAGER}\"\nrole = \"clinic-manager\"\nclinics = [\"c01\"]\n\
              [[api.tokens]]\nname = \"maker\"\ntoken = \"{MAKER}\"\nrole = \"manufacturer\"\n\
              [[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n\
@@ -89,9 +89,14 @@ fn write_config(dir: &Path) -> (PathBuf, PathBuf) {
 impl Setup {
     /// Starts the broker and the gateway, and connects the publisher.
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// [`Setup::start`] with more `[api]` settings (TOML lines, e.g. `idle_timeout_s = 2`).
+    pub async fn start_with(api: &str) -> Self {
         let broker = Mosquitto::start().expect("broker");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (config, policy) = write_config(dir.path());
+        let (config, policy) = write_config(dir.path(), api);
         let gateway = Gateway::start(
             &broker.url(),
             dir.path(),
@@ -160,17 +165,27 @@ impl Setup {
                 battery_pct: 80.0,
                 zone: pb::Zone::Cheek.into(),
             };
-            self.mqtt
-                .publish(
-                    format!("clinics/{clinic}/pens/{device}/telemetry"),
-                    QoS::AtLeastOnce,
-                    false,
-                    t.encode_to_vec(),
-                )
-                .await
-                .expect("publish");
-            self.published += 1;
+            self.publish(&t).await;
         }
+    }
+
+    /// Publishes one telemetry message on its pen's topic.
+    pub async fn publish(&mut self, t: &Telemetry) {
+        self.mqtt
+            .publish(
+                format!("clinics/{}/pens/{}/telemetry", t.clinic_id, t.device_id),
+                QoS::AtLeastOnce,
+                false,
+                t.encode_to_vec(),
+            )
+            .await
+            .expect("publish");
+        self.published += 1;
+    }
+
+    /// The gateway process.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     /// Waits until the gateway has committed everything published.

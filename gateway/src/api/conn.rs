@@ -371,3 +371,44 @@ impl HttpBody for Tracked {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn accepted(listener: &tokio::net::TcpListener) -> TcpStream {
+        let addr = listener.local_addr().expect("addr");
+        let (_client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        server.expect("accept").0
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_the_oldest_idle_connection_goes_and_busy_ones_stay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let registry = Registry::new(ConnLimits {
+            max_connections: 2,
+            handshake_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+        });
+        let first = registry.admit(accepted(&listener).await).expect("room");
+        let second = registry.admit(accepted(&listener).await).expect("room");
+        let busy = InProgress::begin(second.info.state.clone());
+        let third = registry.admit(accepted(&listener).await).expect("evicts");
+        assert!(
+            first.info.state.closing.load(Ordering::SeqCst),
+            "oldest idle"
+        );
+        assert!(!second.info.state.closing.load(Ordering::SeqCst), "busy");
+        let also_busy = InProgress::begin(third.info.state.clone());
+        assert!(
+            registry.admit(accepted(&listener).await).is_none(),
+            "every connection busy: refused"
+        );
+        drop(busy);
+        let fourth = registry.admit(accepted(&listener).await).expect("evicts");
+        assert!(second.info.state.closing.load(Ordering::SeqCst));
+        drop((also_busy, fourth));
+    }
+}
