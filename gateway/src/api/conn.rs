@@ -39,6 +39,26 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
 }
 
+/// File descriptors the gateway needs beside its API connections (journal, broker, sink, …).
+const OTHER_FILES: u64 = 64;
+
+/// Raises the process's open-files limit (up to its hard limit) so `max_connections` fit
+/// beside the gateway's other files, and warns when they still do not: accepting would then
+/// fail before the connection limit is reached.
+pub fn fit_open_files_limit(limits: &ConnLimits) {
+    let needed = limits.max_connections as u64 + OTHER_FILES;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(soft) if soft >= needed => {}
+        Ok(soft) => tracing::warn!(
+            max_connections = limits.max_connections,
+            open_files_limit = soft,
+            "api.max_connections does not fit under the open-files limit: lower it, or raise \
+             the hard limit (ulimit -Hn, systemd LimitNOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "api: could not raise the open-files limit"),
+    }
+}
+
 /// Shortest interval between two warnings about evicted or refused connections.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 

@@ -399,6 +399,7 @@ pub async fn start(
         .add_service(reflection)
         .add_service(api);
     tracing::info!(%addr, tls, "gRPC API listening");
+    conn::fit_open_files_limit(&config.conn_limits());
     let connections = conn::Registry::new(config.conn_limits());
     Ok(Some(tokio::spawn(async move {
         let incoming = connections.incoming(
