@@ -1,7 +1,7 @@
-//! The protobuf codec of the generated gRPC code: prost's, except that a message that does not
-//! decode is `INVALID_ARGUMENT` (the caller sent something that is not the message) rather
-//! than prost's `INTERNAL`. The client side uses the same codec, so a response that does not
-//! decode is reported the same way.
+//! The protobuf codec of the generated gRPC server: prost's, except that a request that does
+//! not decode is `INVALID_ARGUMENT` (the caller sent something that is not the message) rather
+//! than prost's `INTERNAL`. The generated client keeps prost's codec: a response that does not
+//! decode is the server's fault, `INTERNAL`.
 
 use std::marker::PhantomData;
 
