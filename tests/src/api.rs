@@ -188,6 +188,11 @@ impl Setup {
         &self.gateway
     }
 
+    /// The gateway process.
+    pub fn gateway_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
+    }
+
     /// Waits until the gateway has committed everything published.
     pub fn wait_committed(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -358,3 +358,28 @@ async fn idle_connections_are_bounded_and_closed_and_the_api_keeps_serving() {
         .await
         .expect("a client reconnects after its idle connection was closed");
 }
+
+/// Idle connections, some still in their handshake, do not hold up the gateway's shutdown.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_stops_promptly_with_idle_connections_open() {
+    let mut setup = Setup::start().await;
+    setup.client().await;
+    let port = setup.api.rsplit(':').next().expect("port").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            TcpStream::connect(format!("127.0.0.1:{port}"))
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let gateway = setup.gateway_mut();
+    assert!(gateway.terminate().expect("terminate"), "{}", gateway.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

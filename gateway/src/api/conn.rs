@@ -179,6 +179,17 @@ impl Registry {
         }
     }
 
+    /// Closes every connection without a request in progress (at shutdown: one still in its
+    /// handshake would otherwise hold the server open).
+    pub fn close_idle(&self) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for conn in open.values() {
+            if conn.active.load(Ordering::SeqCst) == 0 {
+                conn.close();
+            }
+        }
+    }
+
     fn remove(&self, id: u64) {
         self.open
             .lock()

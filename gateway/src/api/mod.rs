@@ -407,10 +407,11 @@ pub async fn start(
                 .with_nodelay(Some(true))
                 .with_keepalive(Some(keepalive)),
         );
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-        {
+        let stopped = async move {
+            stop.cancelled().await;
+            connections.close_idle();
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
             tracing::error!(error = %e, %addr, "gRPC API failed");
         }
     })))
