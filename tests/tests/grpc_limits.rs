@@ -273,12 +273,13 @@ async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool
 
 /// 2,000 idle TCP connections: the gateway keeps at most `max_connections` of them, still
 /// answers a real call at once, its memory stays bounded, and every idle connection is
-/// closed after the handshake timeout; a stream in progress outlives the idle timeout.
+/// closed after the handshake timeout; a stream in progress outlives the idle and request
+/// timeouts.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_are_bounded_and_closed_and_the_api_keeps_serving() {
     rlimit::increase_nofile_limit(10_000).expect("open-files limit");
     let setup =
-        Setup::start_with("max_connections = 200\nhandshake_timeout_s = 3\nidle_timeout_s = 2\n")
+        Setup::start_with("max_connections = 200\nhandshake_timeout_s = 3\nidle_timeout_s = 2\nrequest_timeout_s = 1\n")
             .await;
     let pid = setup.gateway().pid().expect("running");
     let mut c = setup.client().await;
@@ -351,7 +352,7 @@ async fn idle_connections_are_bounded_and_closed_and_the_api_keeps_serving() {
     let still_open = tokio::time::timeout(Duration::from_millis(300), fleet.next()).await;
     assert!(
         still_open.is_err(),
-        "a stream in progress outlives the idle timeout: {still_open:?}"
+        "a stream in progress outlives the idle and request timeouts: {still_open:?}"
     );
     fresh
         .who_am_i(req(pb::WhoAmIRequest {}, REVIEWER))

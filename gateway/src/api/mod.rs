@@ -104,6 +104,8 @@ pub struct ApiConfig {
     pub keepalive_timeout_s: u64,
     /// Most calls in progress at once on one connection (HTTP/2 streams).
     pub max_streams_per_connection: u32,
+    /// Seconds a call has to arrive whole and produce its answer (a stream: to start).
+    pub request_timeout_s: u64,
     /// Bearer tokens.
     pub tokens: Vec<TokenConfig>,
 }
@@ -122,6 +124,7 @@ impl Default for ApiConfig {
             keepalive_interval_s: 30,
             keepalive_timeout_s: 10,
             max_streams_per_connection: 64,
+            request_timeout_s: 300,
             tokens: Vec::new(),
         }
     }
@@ -183,6 +186,7 @@ impl ApiConfig {
                 "max_streams_per_connection",
                 u64::from(self.max_streams_per_connection),
             ),
+            ("request_timeout_s", self.request_timeout_s),
         ] {
             if value == 0 {
                 return Err(invalid(format!(
@@ -358,6 +362,7 @@ pub async fn start(
         .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_s)))
         .max_concurrent_streams(config.max_streams_per_connection)
         .concurrency_limit_per_connection(config.max_streams_per_connection as usize)
+        .timeout(Duration::from_secs(config.request_timeout_s))
         .layer(conn::ActivityLayer);
     let tls = config.tls_cert.is_some();
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
