@@ -278,9 +278,13 @@ async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_are_bounded_and_closed_and_the_api_keeps_serving() {
     rlimit::increase_nofile_limit(10_000).expect("open-files limit");
-    let setup =
-        Setup::start_with("max_connections = 200\nhandshake_timeout_s = 3\nidle_timeout_s = 2\nrequest_timeout_s = 1\n")
-            .await;
+    let setup = Setup::start_with(concat!(
+        "max_connections = 200\n",
+        "handshake_timeout_s = 3\n",
+        "idle_timeout_s = 2\n",
+        "request_timeout_s = 1\n",
+    ))
+    .await;
     let pid = setup.gateway().pid().expect("running");
     let mut c = setup.client().await;
     c.who_am_i(req(pb::WhoAmIRequest {}, REVIEWER))
