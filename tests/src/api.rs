@@ -188,7 +188,7 @@ impl Setup {
         &self.gateway
     }
 
-    /// The gateway process.
+    /// The gateway process, to stop or restart it.
     pub fn gateway_mut(&mut self) -> &mut Gateway {
         &mut self.gateway
     }
