@@ -171,6 +171,8 @@ const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
 const MAX_TEXT: usize = 64;
 /// Highest plausible needle frequency, Hz.
 const MAX_SPEED_HZ: f64 = 1000.0;
+/// Largest sequence number (the journal stores it as a signed 64-bit integer).
+const MAX_SEQ: u64 = i64::MAX as u64;
 /// Highest plausible cumulative stroke counter.
 const MAX_STROKES: u64 = 1_000_000_000_000;
 
@@ -315,6 +317,12 @@ fn validate(t: Telemetry, encoding: Encoding, limits: &Limits) -> Result<Reading
     }
     if t.seq == 0 {
         return Err(field("seq", "missing (sequence numbers start at 1)"));
+    }
+    if t.seq > MAX_SEQ {
+        return Err(field(
+            "seq",
+            format!("{} is above the largest sequence number, 2^63-1", t.seq),
+        ));
     }
     if !(MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&t.timestamp_ms) {
         return Err(field(
@@ -481,6 +489,20 @@ mod tests {
             }),
             "field seq: missing (sequence numbers start at 1)"
         );
+        let too_big = Telemetry {
+            seq: 1 << 63,
+            ..telemetry()
+        };
+        let reason = "field seq: 9223372036854775808 is above the largest sequence number, 2^63-1";
+        assert_eq!(reject(too_big.clone()), reason);
+        let json = penwatch_proto::json::encode(&too_big);
+        let from_json = decode(TOPIC, &json, &LIMITS).expect_err("rejected");
+        assert_eq!(from_json.to_string(), reason);
+        let largest = Telemetry {
+            seq: i64::MAX as u64,
+            ..telemetry()
+        };
+        assert!(decode(TOPIC, &largest.encode_to_vec(), &LIMITS).is_ok());
         assert!(
             reject(Telemetry {
                 timestamp_ms: 12,

@@ -14,7 +14,7 @@ use penwatch_proto::v1 as pb;
 use penwatch_proto::v1::pen_watch_client::PenWatchClient;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
@@ -68,12 +68,12 @@ pub struct Setup {
     published: usize,
 }
 
-fn write_config(dir: &Path) -> (PathBuf, PathBuf) {
+fn write_config(dir: &Path, api: &str) -> (PathBuf, PathBuf) {
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
         format!(
-            "[api]\npseudonym_key = \"test-pseudonym-key-0123\"\n\
+            "[api]\npseudonym_key = \"test-pseudonym-key-0123\"\n{api}\n\
              [[api.tokens]]\nname = \"mgr-c01\"\ntoken = \"{MANAGER}\"\nrole = \"clinic-manager\"\nclinics = [\"c01\"]\n\
              [[api.tokens]]\nname = \"maker\"\ntoken = \"{MAKER}\"\nrole = \"manufacturer\"\n\
              [[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n\
@@ -89,9 +89,14 @@ fn write_config(dir: &Path) -> (PathBuf, PathBuf) {
 impl Setup {
     /// Starts the broker and the gateway, and connects the publisher.
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// [`Setup::start`] with more `[api]` settings (TOML lines, e.g. `idle_timeout_s = 2`).
+    pub async fn start_with(api: &str) -> Self {
         let broker = Mosquitto::start().expect("broker");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (config, policy) = write_config(dir.path());
+        let (config, policy) = write_config(dir.path(), api);
         let gateway = Gateway::start(
             &broker.url(),
             dir.path(),
@@ -103,10 +108,7 @@ impl Setup {
             ],
         )
         .expect("gateway");
-        let mut options = MqttOptions::new("grpc-test-pub", "127.0.0.1", broker.port());
-        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-        let (mqtt, mut eventloop) = AsyncClient::new(options, 100);
-        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        let mqtt = crate::publisher(broker.port(), "grpc-test-pub");
         let api = format!("http://127.0.0.1:{}", gateway.api_port());
         Self {
             _broker: broker,
@@ -160,17 +162,14 @@ impl Setup {
                 battery_pct: 80.0,
                 zone: pb::Zone::Cheek.into(),
             };
-            self.mqtt
-                .publish(
-                    format!("clinics/{clinic}/pens/{device}/telemetry"),
-                    QoS::AtLeastOnce,
-                    false,
-                    t.encode_to_vec(),
-                )
-                .await
-                .expect("publish");
-            self.published += 1;
+            self.publish(&t).await;
         }
+    }
+
+    /// Publishes one telemetry message on its pen's topic.
+    pub async fn publish(&mut self, t: &Telemetry) {
+        let topic = format!("clinics/{}/pens/{}/telemetry", t.clinic_id, t.device_id);
+        self.publish_raw(&topic, t.encode_to_vec()).await;
     }
 
     /// Publishes `payload` as is on `topic` (bad input, say).
@@ -185,6 +184,11 @@ impl Setup {
     /// The gateway (its metrics and log).
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// The gateway process, to stop or restart it.
+    pub fn gateway_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
     }
 
     /// Waits until the gateway has committed everything published.

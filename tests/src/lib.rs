@@ -66,9 +66,33 @@ pub enum HarnessError {
 /// How long a server may take to answer after its start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).
+/// A free TCP port on 127.0.0.1 for a server a test starts.
+///
+/// Ports come from 20000–32767, below the kernel's ephemeral range (32768 and up), so no
+/// client connection can take the port between this check and the server's bind (a port
+/// from `bind(0)` could be, and the test would then talk to somebody else's server). Each
+/// test process walks the range from its own offset, and never hands a port out twice.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port in 20000-32767",
+    ))
 }
 
 /// A child server process with its data directory.
@@ -353,6 +377,11 @@ impl Mosquitto {
     }
 
     /// The broker's port.
+    /// The end of the broker's log (for a failing test's message).
+    pub fn log_tail(&self) -> String {
+        self.server.log_tail()
+    }
+
     pub fn port(&self) -> u16 {
         self.server.port
     }
@@ -685,6 +714,33 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
     ok.then(|| body.to_owned())
+}
+
+/// An MQTT client of the broker on 127.0.0.1:`port` for a test's own publishes (up to 1 MiB,
+/// 1,000 in flight). Its connection is polled in the background and made again after an error,
+/// so a publish is never silently lost because the first connection attempt failed.
+pub fn publisher(port: u16, client_id: &str) -> rumqttc::AsyncClient {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    options.set_inflight(1000);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    client
+}
+
+/// Waits until `done`, polling every 50 ms; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

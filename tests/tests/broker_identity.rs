@@ -5,7 +5,7 @@
 //! pen's own topic.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penwatch_gateway::fleet::Device;
 use penwatch_gateway::journal::Reader;
@@ -13,8 +13,11 @@ use penwatch_proto::topic;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use penwatch_sim::connection::{ConnectOptions, Connection};
 use penwatch_sim::{Scenario, SimConfig, SimError};
-use penwatch_tests::{Gateway, Mosquitto, fleet_pens};
+use penwatch_tests::{Gateway, Mosquitto, fleet_pens, wait_for};
 use prost::Message;
+
+/// How long a test waits for the gateway.
+const WAIT: Duration = Duration::from_secs(20);
 
 /// The two pens of the authenticated broker: (clinic, device).
 const PEN_A: (&str, &str) = ("c01", "pen-a");
@@ -74,14 +77,6 @@ async fn publish(conn: &Connection, topic: &str, retain: bool, payload: Vec<u8>)
     conn.settle().await.expect("acknowledged");
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn journal(path: &Path) -> Reader {
     Reader::open(path).expect("journal opens")
 }
@@ -133,7 +128,7 @@ async fn an_anonymous_client_or_a_wrong_password_is_refused_by_the_broker() {
         telemetry(PEN_A, "s-a", 1, 0.3),
     )
     .await;
-    wait_for("the pen's own message", || {
+    wait_for("the pen's own message", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 1.0
     });
     assert_eq!(gateway.metric("penwatch_messages_received_total"), 1.0);
@@ -173,7 +168,7 @@ async fn a_pen_cannot_publish_as_another_pen_and_its_own_publish_is_journaled() 
     )
     .await;
 
-    wait_for("the pens' own messages", || {
+    wait_for("the pens' own messages", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 6.0
     });
     // The broker sent on, in order, only what each pen published as itself: none of the
@@ -213,7 +208,7 @@ async fn a_forged_retained_status_from_another_client_is_refused_and_the_pen_sta
         telemetry(PEN_A, "s-a", 1, 0.3),
     )
     .await;
-    wait_for("pen-a's telemetry", || {
+    wait_for("pen-a's telemetry", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 1.0
     });
     assert_eq!(gateway.metric("penwatch_messages_received_total"), 2.0);
@@ -223,7 +218,7 @@ async fn a_forged_retained_status_from_another_client_is_refused_and_the_pen_sta
     // The broker's retained status is still pen-a's own: a restarted gateway, subscribing
     // afresh, is handed `online` again (and nothing else).
     gateway.restart().expect("gateway restarts");
-    wait_for("the retained status", || {
+    wait_for("the retained status", WAIT, || {
         gateway.metric("penwatch_messages_received_total") >= 1.0
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -281,10 +276,10 @@ async fn a_status_on_another_clinics_topic_is_quarantined_and_leaves_the_pen_as_
         b"online".to_vec(),
     )
     .await;
-    wait_for("the forged statuses", || {
+    wait_for("the forged statuses", WAIT, || {
         gateway.metric("penwatch_messages_received_total") >= 4.0
     });
-    wait_for("their quarantine", || {
+    wait_for("their quarantine", WAIT, || {
         gateway.metric("penwatch_messages_quarantined_total{reason=\"status_clinic\"}") >= 2.0
     });
     let path = gateway.journal_path();
@@ -319,7 +314,7 @@ async fn the_simulated_fleet_connects_pen_by_pen_with_its_own_credentials_and_is
     let truth = penwatch_sim::run(config.clone(), std::future::pending::<()>())
         .await
         .expect("every pen connects as itself");
-    wait_for("every message", || {
+    wait_for("every message", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= truth.telemetry_valid as f64
     });
     let devices = journal(&gateway.journal_path()).devices().expect("devices");

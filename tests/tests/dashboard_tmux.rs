@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use penwatch_tests::{Gateway, Mosquitto, binary};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 
 const TOKEN: &str = "dashboard-e2e-token-c01-0123456789";
 
@@ -147,10 +147,7 @@ async fn dashboard_shows_an_exceeded_session_flagged() {
     )
     .expect("gateway");
 
-    let mut options = MqttOptions::new("dashboard-e2e", "127.0.0.1", broker.port());
-    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let client = penwatch_tests::publisher(broker.port(), "dashboard-e2e");
 
     // Over the home class's 0.5 mm before the dashboard starts: loaded from the lists.
     let mut first = Pen {

@@ -1,13 +1,16 @@
 //! The gateway against a real broker: good messages journaled once, bad ones quarantined
 //! with a reason, duplicates recognised, sessions closed into the audit chain.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
-use penwatch_tests::{Gateway, Mosquitto};
+use penwatch_tests::{Gateway, Mosquitto, wait_for};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
+
+/// How long a test waits for the gateway.
+const WAIT: Duration = Duration::from_secs(20);
 
 const TOPIC: &str = "clinics/c01/pens/pen-h1/telemetry";
 
@@ -35,19 +38,7 @@ fn telemetry(seq: u64, event: Event, depth_mm: f64, strokes: u64) -> Telemetry {
 }
 
 async fn publisher(port: u16) -> AsyncClient {
-    let mut options = MqttOptions::new("test-pub", "127.0.0.1", port);
-    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    client
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    penwatch_tests::publisher(port, "test-pub")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +94,7 @@ async fn good_bad_and_duplicate_messages() {
         .expect("end");
 
     let total = good.len() + 1 + 1 + bad.len() + 1;
-    wait_for("every message", || {
+    wait_for("every message", WAIT, || {
         gateway.metric("penwatch_messages_received_total") >= total as f64
     });
     assert_eq!(gateway.metric("penwatch_messages_duplicate_total"), 1.0);
@@ -169,7 +160,10 @@ async fn good_bad_and_duplicate_messages() {
     assert_eq!(session.strokes, 600);
     let v = journal.verify().expect("verify");
     assert!(v.ok(), "{v:?}");
-    assert_eq!(v.entries, 2, "one violation and one session record");
+    assert_eq!(
+        v.entries, 3,
+        "the chain's scope, one violation and one session record"
+    );
 }
 
 /// The broker goes away and comes back: the gateway says so in its metrics, reconnects with
@@ -189,15 +183,15 @@ async fn reconnects_after_a_broker_restart() {
         )
         .await
         .expect("publish");
-    wait_for("the first message", || {
+    wait_for("the first message", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 1.0
     });
 
     broker.restart().expect("broker restarts");
-    wait_for("the cut-off to be reported", || {
+    wait_for("the cut-off to be reported", WAIT, || {
         gateway.metric("penwatch_mqtt_disconnects_total") >= 1.0
     });
-    wait_for("the reconnection", || {
+    wait_for("the reconnection", WAIT, || {
         gateway.metric("penwatch_mqtt_connected") == 1.0
     });
     let after = publisher(broker.port()).await;
@@ -212,7 +206,7 @@ async fn reconnects_after_a_broker_restart() {
             .await
             .expect("publish");
     }
-    wait_for("the messages after the restart", || {
+    wait_for("the messages after the restart", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 4.0
     });
 }
@@ -241,10 +235,10 @@ async fn idle_sessions_close_after_the_inactivity_timeout() {
             .await
             .expect("publish");
     }
-    wait_for("the session to open", || {
+    wait_for("the session to open", WAIT, || {
         gateway.metric("penwatch_sessions_open") == 1.0
     });
-    wait_for("the session to close", || {
+    wait_for("the session to close", WAIT, || {
         gateway.metric("penwatch_sessions_open") == 0.0
     });
     assert!(gateway.terminate().expect("terminate"));
@@ -255,5 +249,9 @@ async fn idle_sessions_close_after_the_inactivity_timeout() {
         .expect("session");
     assert_eq!(state, "closed");
     assert!(!session.ended, "closed by the timeout, not by the pen");
-    assert_eq!(journal.verify().expect("verify").entries, 1);
+    assert_eq!(
+        journal.verify().expect("verify").entries,
+        2,
+        "the chain's scope and the session record"
+    );
 }

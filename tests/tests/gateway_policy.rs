@@ -1,13 +1,16 @@
 //! Policy reload through a running gateway: a bad file is rejected with its line and the
 //! previous version stays in force; a good one applies to new samples only; SIGHUP reloads.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry};
-use penwatch_tests::{Gateway, Mosquitto};
+use penwatch_tests::{Gateway, Mosquitto, wait_for};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
+
+/// How long a test waits for the gateway.
+const WAIT: Duration = Duration::from_secs(20);
 
 const TOPIC: &str = "clinics/c01/pens/pen-1/telemetry";
 
@@ -35,14 +38,6 @@ fn message(seq: u64, session: &str, event: Event, depth_mm: f64) -> Vec<u8> {
         ..Telemetry::default()
     }
     .encode_to_vec()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn session(client: &AsyncClient, first_seq: u64, id: &str) {
@@ -75,16 +70,12 @@ async fn bad_policy_is_rejected_good_one_applies_to_new_samples_only() {
     let p = path.display().to_string();
     let mut gateway =
         Gateway::start(&broker.url(), dir.path(), &["--policy", &p]).expect("gateway");
-    let (client, mut eventloop) = AsyncClient::new(
-        MqttOptions::new("policy-pub", "127.0.0.1", broker.port()),
-        100,
-    );
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let client = penwatch_tests::publisher(broker.port(), "policy-pub");
     let rejected = r#"penwatch_policy_reloads_total{result="rejected"}"#;
     let ok = r#"penwatch_policy_reloads_total{result="ok"}"#;
 
     std::fs::write(&path, "[classes]\nhome = \"deep\"\n").expect("write bad");
-    wait_for("the bad policy to be rejected", || {
+    wait_for("the bad policy to be rejected", WAIT, || {
         gateway.metric(rejected) >= 1.0
     });
     assert!(
@@ -93,20 +84,20 @@ async fn bad_policy_is_rejected_good_one_applies_to_new_samples_only() {
         gateway.log()
     );
     session(&client, 1, "s-1").await;
-    wait_for("the first session", || {
+    wait_for("the first session", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 3.0
     });
 
     std::fs::write(&path, policy(1.0)).expect("write good");
-    wait_for("the new policy", || gateway.metric(ok) >= 1.0);
+    wait_for("the new policy", WAIT, || gateway.metric(ok) >= 1.0);
     session(&client, 4, "s-2").await;
-    wait_for("the second session", || {
+    wait_for("the second session", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= 6.0
     });
 
     let before = gateway.metric(ok);
     gateway.signal("HUP").expect("SIGHUP");
-    wait_for("a reload on SIGHUP", || gateway.metric(ok) > before);
+    wait_for("a reload on SIGHUP", WAIT, || gateway.metric(ok) > before);
     assert!(gateway.terminate().expect("terminate"));
 
     let journal = Reader::open(&gateway.journal_path()).expect("journal");

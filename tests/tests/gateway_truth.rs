@@ -4,12 +4,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penwatch_gateway::journal::Reader;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{GroundTruth, Scenario, SimConfig};
-use penwatch_tests::{Gateway, Mosquitto, binary, fleet_pens};
+use penwatch_tests::{Gateway, Mosquitto, binary, fleet_pens, wait_for};
 
 fn write_policy(dir: &Path, seed: u64, clinics: u32, pens: u32) -> String {
     let path = dir.join("policy.toml");
@@ -41,14 +41,6 @@ fn journal_samples(path: &Path) -> u64 {
     Reader::open(path)
         .and_then(|j| j.counts())
         .map_or(0, |c| c.samples)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn rule(truth: &penwatch_sim::SessionTruth) -> String {

@@ -104,7 +104,8 @@ async fn a_clinic_manager_sees_only_their_clinic_and_is_denied_the_others() {
     };
     assert_eq!(
         code(c.get_session(req(get("pen-b", "s-b1"), MANAGER))).await,
-        Code::PermissionDenied
+        Code::NotFound,
+        "another clinic's session is answered like a missing one"
     );
     let detail = c
         .get_session(req(get("pen-a", "s-a2"), MANAGER))

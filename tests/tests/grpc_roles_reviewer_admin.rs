@@ -95,7 +95,10 @@ async fn a_reviewer_reads_and_exports_everything_but_cannot_validate_policies() 
         .into_inner();
     assert!(verify.ok, "{verify:?}");
     assert_eq!(verify.head, last.chain_head);
-    assert_eq!(verify.entries, 6, "four sessions and two violations");
+    assert_eq!(
+        verify.entries, 7,
+        "the chain's scope, four sessions and two violations"
+    );
     let quarantine = c
         .list_quarantine(req(pb::ListQuarantineRequest::default(), REVIEWER))
         .await

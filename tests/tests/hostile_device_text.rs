@@ -6,13 +6,16 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
-use penwatch_tests::{Gateway, Mosquitto, binary};
+use penwatch_tests::{Gateway, Mosquitto, binary, wait_for};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
+
+/// How long a test waits for the gateway.
+const WAIT: Duration = Duration::from_secs(20);
 
 const ADMIN: &str = "token-admin-0123456789";
 const TOPIC: &str = "clinics/c01/pens/pen-h1/telemetry";
@@ -44,16 +47,7 @@ fn telemetry(seq: u64, event: Event, depth_mm: f64) -> Telemetry {
 }
 
 async fn publisher(port: u16) -> AsyncClient {
-    let options = MqttOptions::new("hostile-pub", "127.0.0.1", port);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    tokio::spawn(async move {
-        loop {
-            if eventloop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
-    client
+    penwatch_tests::publisher(port, "hostile-pub")
 }
 
 async fn publish(client: &AsyncClient, topic: &str, payload: Vec<u8>) {
@@ -61,14 +55,6 @@ async fn publish(client: &AsyncClient, topic: &str, payload: Vec<u8>) {
         .publish(topic, QoS::AtLeastOnce, false, payload)
         .await
         .expect("publish");
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Publishes `bad` (topic, payload) and one good message after them, waits until all were
@@ -88,7 +74,7 @@ async fn quarantined(bad: Vec<(String, Vec<u8>)>) -> (Vec<String>, u64, f64) {
     )
     .await;
     let total = bad.len() + 1;
-    wait_for("every message", || {
+    wait_for("every message", WAIT, || {
         gateway.metric("penwatch_messages_received_total") >= total as f64
     });
     let counted = gateway.metric("penwatch_messages_quarantined_total{reason=\"field\"}");
@@ -241,7 +227,7 @@ async fn old_journal_with_hostile_text() -> (Mosquitto, Gateway, tempfile::TempD
     for t in &messages {
         publish(&client, TOPIC, t.encode_to_vec()).await;
     }
-    wait_for("every message", || {
+    wait_for("every message", WAIT, || {
         gateway.metric("penwatch_messages_accepted_total") >= messages.len() as f64
     });
     assert!(gateway.terminate().expect("terminate"), "{}", gateway.log());

@@ -9,7 +9,7 @@ use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use penwatch_tests::{Gateway, InfluxV1, Mosquitto, VictoriaMetrics, http_get, http_status};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::Value;
 
 const DB: &str = "penwatch";
@@ -58,11 +58,7 @@ fn depth(seq: u64) -> f64 {
 }
 
 async fn publisher(port: u16) -> AsyncClient {
-    let mut options = MqttOptions::new("test-pub", "127.0.0.1", port);
-    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    client
+    penwatch_tests::publisher(port, "test-pub")
 }
 
 /// Publishes seqs `from..=to` of pens `0..devices` (sessions of `n` samples).

@@ -15,7 +15,7 @@ use penwatch_proto::v1::pen_watch_client::PenWatchClient;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry};
 use penwatch_tests::{Gateway, Mosquitto};
 use prost::Message;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::QoS;
 
 /// Messages published while the disk is full.
 const MESSAGES: u64 = 3000;
@@ -109,10 +109,7 @@ async fn a_full_disk_holds_acknowledgements_and_ingest_resumes_with_nothing_lost
     let mut gateway = Gateway::start(&broker.url(), disk.path(), &[]).expect("gateway");
     let filler = fill(disk.path());
 
-    let mut options = MqttOptions::new("pen-full", "127.0.0.1", broker.port());
-    options.set_inflight(1000);
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let client = penwatch_tests::publisher(broker.port(), "pen-full");
     for seq in 1..=MESSAGES {
         client
             .publish(

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use super::{ApiConfig, invalid, secret};
+use super::{ApiConfig, invalid, limits, secret};
 use crate::config::ConfigError;
 use crate::journal::queries::Selection;
 
@@ -140,7 +140,8 @@ impl Caller {
             Ok(())
         } else {
             Err(Status::permission_denied(format!(
-                "clinic {clinic_id:?} is outside the scope of token {:?}",
+                "clinic {} is outside the scope of token {:?}",
+                limits::quote(clinic_id),
                 self.name
             )))
         }
@@ -162,10 +163,15 @@ impl Caller {
         }
     }
 
-    /// The request filter confined to this caller's scope.
+    /// The request filter confined to this caller's scope; lists and ids beyond the
+    /// [`limits`] are `INVALID_ARGUMENT`.
     pub fn selection(&self, filter: Option<&Filter>) -> Result<Selection, Status> {
         let default = Filter::default();
         let f = filter.unwrap_or(&default);
+        limits::check_ids("filter.clinic_ids", &f.clinic_ids)?;
+        limits::check_ids("filter.device_ids", &f.device_ids)?;
+        limits::check_ids("filter.operator_ids", &f.operator_ids)?;
+        limits::check_ids("filter.device_classes", &f.device_classes)?;
         let clinics = if f.clinic_ids.is_empty() {
             (!self.clinics.is_empty()).then(|| self.clinics.clone())
         } else {
@@ -187,7 +193,8 @@ impl Caller {
                     .map(|c| c.short_name())
                     .ok_or_else(|| {
                         Status::invalid_argument(format!(
-                            "device class {c:?}: expected one of {}",
+                            "device class {}: expected one of {}",
+                            limits::quote(c),
                             DeviceClass::expected()
                         ))
                     })

@@ -230,6 +230,9 @@ pub fn parse_page_token(token: &str) -> Result<Option<Cursor>, Status> {
         return Ok(None);
     }
     let bad = || Status::invalid_argument("page_token is not one this gateway issued");
+    if token.len() > super::limits::MAX_PAGE_TOKEN_BYTES {
+        return Err(bad());
+    }
     let text = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
     let mut parts = text.splitn(3, '\n');
     let started_ms = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;

@@ -41,8 +41,9 @@ impl Format {
         match s.to_ascii_lowercase().as_str() {
             "" | "csv" => Ok(Format::Csv),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
-            other => Err(Status::invalid_argument(format!(
-                "format {other:?}: expected \"csv\" or \"jsonl\""
+            _ => Err(Status::invalid_argument(format!(
+                "format {}: expected \"csv\" or \"jsonl\"",
+                super::limits::quote(s)
             ))),
         }
     }

@@ -5,13 +5,16 @@
 //! - [`auth`]: tokens, roles, scope and operator pseudonyms.
 //! - [`service`]: the rpcs; [`stream`]: the live streams; [`export`]: CSV / JSON lines export.
 //! - [`convert`]: journal records to API messages.
+//! - [`limits`]: bounds on request values; [`conn`]: bounds on connections.
 //!
 //! Queries run on read-only connections to the journal file ([`Readers`]), never on the
 //! committer's.
 
 pub mod auth;
+pub mod conn;
 pub mod convert;
 pub mod export;
+pub mod limits;
 pub mod service;
 pub mod stream;
 
@@ -19,6 +22,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use penwatch_proto::v1::pen_watch_server::PenWatchServer;
 use serde::Deserialize;
@@ -90,6 +94,21 @@ pub struct ApiConfig {
     pub pseudonym_key: Option<Secret>,
     /// Environment variable holding the pseudonym key instead.
     pub pseudonym_key_env: Option<String>,
+    /// Most connections open at once; at the limit a new connection closes the oldest one
+    /// without a request in progress.
+    pub max_connections: usize,
+    /// Seconds a new connection has for its TLS and HTTP/2 handshakes and its first request.
+    pub handshake_timeout_s: u64,
+    /// Seconds a connection stays open without a request in progress.
+    pub idle_timeout_s: u64,
+    /// Seconds between HTTP/2 pings (and TCP keep-alive probes) on a connection.
+    pub keepalive_interval_s: u64,
+    /// Seconds to wait for a ping's answer before closing the connection.
+    pub keepalive_timeout_s: u64,
+    /// Most calls in progress at once on one connection (HTTP/2 streams).
+    pub max_streams_per_connection: u32,
+    /// Seconds a call has to arrive whole and produce its answer (a stream: to start).
+    pub request_timeout_s: u64,
     /// Bearer tokens.
     pub tokens: Vec<TokenConfig>,
 }
@@ -103,6 +122,13 @@ impl Default for ApiConfig {
             allow_plaintext: false,
             pseudonym_key: None,
             pseudonym_key_env: None,
+            max_connections: 1000,
+            handshake_timeout_s: 10,
+            idle_timeout_s: 300,
+            keepalive_interval_s: 30,
+            keepalive_timeout_s: 10,
+            max_streams_per_connection: 64,
+            request_timeout_s: 300,
             tokens: Vec::new(),
         }
     }
@@ -142,6 +168,15 @@ impl ApiConfig {
         })
     }
 
+    /// The connection limits.
+    pub fn conn_limits(&self) -> conn::ConnLimits {
+        conn::ConnLimits {
+            max_connections: self.max_connections,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_s),
+            idle_timeout: Duration::from_secs(self.idle_timeout_s),
+        }
+    }
+
     /// Checks the section; the error says what to fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(addr) = self.addr()?
@@ -156,6 +191,24 @@ impl ApiConfig {
                  api.tls_key, or listen on 127.0.0.1, or (only behind a TLS-terminating proxy \
                  or on a protected network) set allow_plaintext = true in [api]"
             )));
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections as u64),
+            ("handshake_timeout_s", self.handshake_timeout_s),
+            ("idle_timeout_s", self.idle_timeout_s),
+            ("keepalive_interval_s", self.keepalive_interval_s),
+            ("keepalive_timeout_s", self.keepalive_timeout_s),
+            (
+                "max_streams_per_connection",
+                u64::from(self.max_streams_per_connection),
+            ),
+            ("request_timeout_s", self.request_timeout_s),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!(
+                    "api.{key}: must be at least 1 (see gateway.example.toml for the defaults)"
+                )));
+            }
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
@@ -261,10 +314,33 @@ impl Readers {
     }
 }
 
-/// A journal error as a status (details logged, not sent).
+/// A journal error as a status (its cause logged, not sent).
 pub fn internal(e: journal::JournalError) -> Status {
-    tracing::error!(error = %e, "api query failed");
+    tracing::error!(cause = %cause(&e), "api query failed");
     Status::internal("journal query failed; see the gateway log")
+}
+
+/// A short cause of a journal error for the log: SQLite's error code, never the statement
+/// or a bound value (which carry request values).
+fn cause(e: &journal::JournalError) -> String {
+    use journal::JournalError;
+    use rusqlite::Error as Sql;
+    match e {
+        JournalError::Sqlite(
+            Sql::SqliteFailure(code, _) | Sql::SqlInputError { error: code, .. },
+        ) => {
+            format!("SQLite: {code}")
+        }
+        JournalError::Sqlite(Sql::QueryReturnedNoRows) => "SQLite: no row".to_owned(),
+        JournalError::Sqlite(_) => "SQLite: unexpected value or statement".to_owned(),
+        JournalError::Record(r) => format!(
+            "stored record does not decode ({:?} error at line {} column {})",
+            r.classify(),
+            r.line(),
+            r.column()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// What the API serves from.
@@ -296,7 +372,14 @@ pub async fn start(
     if auth.is_empty() {
         tracing::warn!("api: no [[api.tokens]] configured; every API call will be refused");
     }
-    let mut builder = Server::builder();
+    let keepalive = Duration::from_secs(config.keepalive_interval_s);
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_s)))
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .concurrency_limit_per_connection(config.max_streams_per_connection as usize)
+        .timeout(Duration::from_secs(config.request_timeout_s))
+        .layer(conn::ActivityLayer);
     let tls = config.tls_cert.is_some();
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         let read = |p: &PathBuf| {
@@ -337,13 +420,61 @@ pub async fn start(
         .add_service(reflection)
         .add_service(api);
     tracing::info!(%addr, tls, "gRPC API listening");
+    conn::fit_open_files_limit(&config.conn_limits());
+    let connections = conn::Registry::new(config.conn_limits());
     Ok(Some(tokio::spawn(async move {
-        let incoming = TcpIncoming::from(listener);
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-        {
+        let incoming = connections.incoming(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(keepalive)),
+        );
+        let stopped = async move {
+            stop.cancelled().await;
+            connections.close_idle();
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
             tracing::error!(error = %e, %addr, "gRPC API failed");
         }
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_documents_the_default_limits() {
+        let example: crate::config::Config =
+            toml::from_str(include_str!("../../gateway.example.toml")).expect("example parses");
+        assert_eq!(example.api, ApiConfig::default());
+    }
+
+    #[test]
+    fn a_zero_limit_names_its_key() {
+        let config = ApiConfig {
+            idle_timeout_s: 0,
+            ..ApiConfig::default()
+        };
+        let err = config.validate().expect_err("zero").to_string();
+        assert!(
+            err.contains("api.idle_timeout_s: must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn logged_causes_hold_no_sql_and_no_values() {
+        let db = rusqlite::Connection::open_in_memory().expect("memory");
+        let err = db
+            .query_row("SELECT 'secret-value' FROM no_such_table", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .expect_err("no table");
+        let text = cause(&journal::JournalError::Sqlite(err));
+        assert!(text.starts_with("SQLite: Error code 1"), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("SELECT"),
+            "{text}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use super::Shared;
 use super::auth::{Auth, Caller, Role};
 use super::convert::{self, DeviceExtra};
 use super::export::{self, Format};
+use super::limits;
 use super::stream::{self, FleetTracker, Stream};
 use crate::cartridges::{Cartridge, Wear};
 use crate::fleet::Device;
@@ -274,17 +275,21 @@ impl PenWatch for Api {
         if req.device_id.is_empty() || req.session_id.is_empty() {
             return Err(Status::invalid_argument("give device_id and session_id"));
         }
+        limits::check_id("device_id", &req.device_id)?;
+        limits::check_id("session_id", &req.session_id)?;
         let (device, session) = (req.device_id.clone(), req.session_id.clone());
+        // Another clinic's session is answered exactly like a missing one: no existence oracle.
         let stored = self
             .read(move |j| j.stored_session(&device, &session))
             .await?
+            .filter(|s| caller.sees_clinic(&s.session.clinic_id))
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "no session {}/{} in the journal",
-                    req.device_id, req.session_id
+                    limits::quote(&req.device_id),
+                    limits::quote(&req.session_id)
                 ))
             })?;
-        caller.check_clinic(&stored.session.clinic_id)?;
         let (device, session) = (req.device_id, req.session_id);
         let points = self.read(move |j| j.timeline(&device, &session)).await?;
         let timeline = queries::downsample(points, req.max_points as usize)
