@@ -17,7 +17,7 @@ use crate::decode::Reading;
 pub struct Verdict {
     /// Permitted depth, mm.
     pub permitted_mm: f64,
-    /// The binding rule: `class`, `operator`, `zone` or `out_of_range`.
+    /// The binding rule: `class`, `operator`, `zone`, `out_of_range` or `scotland_2026`.
     pub binding: String,
     /// Effective device class (short name).
     pub device_class: String,
