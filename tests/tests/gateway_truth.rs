@@ -135,15 +135,25 @@ async fn verdicts_match_the_simulators_ground_truth() {
         assert_eq!(s.strokes, t.strokes, "{}", t.session_id);
         assert_eq!(s.samples, t.samples, "{}", t.session_id);
         if let Some(e) = &s.violation {
-            // The simulator's over-depth run is one excursion.
-            assert!(e.others.is_empty(), "{}: {:?}", t.session_id, e.others);
-            let e = &e.worst;
-            assert_eq!(e.binding, rule(t), "binding rule of {}", t.session_id);
-            assert_eq!(e.peak_depth_mm, t.max_depth_mm, "{}", t.session_id);
-            assert_eq!(e.samples_above, t.samples_above, "{}", t.session_id);
-            assert_eq!(e.strokes_above, t.strokes_above, "{}", t.session_id);
-            assert_eq!(Some(e.first_above_ms), t.first_above_ms, "{}", t.session_id);
-            assert_eq!(Some(e.last_above_ms), t.last_above_ms, "{}", t.session_id);
+            // The simulator's truth covers the whole session: all its excursions together,
+            // the rule being that of the first sample above its limit.
+            let all = e.excursions();
+            let id = &t.session_id;
+            assert_eq!(all[0].binding, rule(t), "binding rule of {id}");
+            let peak = all.iter().map(|x| x.peak_depth_mm).fold(0.0, f64::max);
+            assert_eq!(peak, t.max_depth_mm, "{id}");
+            let samples: u64 = all.iter().map(|x| x.samples_above).sum();
+            assert_eq!(samples, t.samples_above, "{id}");
+            let strokes: u64 = all.iter().map(|x| x.strokes_above).sum();
+            assert_eq!(strokes, t.strokes_above, "{id}");
+            assert_eq!(Some(all[0].first_above_ms), t.first_above_ms, "{id}");
+            let last = all.iter().map(|x| x.last_above_ms).max();
+            assert_eq!(last, t.last_above_ms, "{id}");
+            assert!(
+                all.iter().all(|x| x.excess_mm <= e.worst.excess_mm + 1e-9
+                    && (x.excess_mm - (x.peak_depth_mm - x.limit_mm)).abs() < 1e-9),
+                "{id}: the worst excursion has the greatest excess over its own limit"
+            );
         }
         if t.cartridge_reused {
             let c = journal
