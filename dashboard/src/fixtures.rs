@@ -63,6 +63,7 @@ pub fn evidence(peak: f64, limit: f64, rule: &str, first: i64) -> Evidence {
         policy_version: "p-3f9a1c".into(),
         excess_mm: peak - limit,
         other_excursions: Vec::new(),
+        unlisted_excursions: 0,
     }
 }
 

@@ -37,6 +37,11 @@ pub struct Verdict {
 /// excesses (up to floating-point noise) go to the earlier excursion.
 const EXCESS_EPSILON_MM: f64 = 1e-9;
 
+/// Most other excursions an [`Evidence`] lists; beyond them the least bad are only counted
+/// (their samples stay in the journal), so a pen hovering around its limit cannot make every
+/// write of the session's record grow without bound.
+pub const MAX_LISTED_EXCURSIONS: usize = 100;
+
 /// One excursion: a maximal run of consecutive samples (in `seq` order) above their permitted
 /// depth under the same binding rule and limit. Any sample within its limit (retracted
 /// needles included), or a change of rule or limit, ends it.
@@ -142,9 +147,17 @@ pub struct Evidence {
     /// The worst excursion (its fields are the evidence's top-level fields when stored).
     #[serde(flatten)]
     pub worst: Excursion,
-    /// The other excursions, in time order (empty in records written before they were kept).
+    /// The other excursions, in time order (empty in records written before they were kept):
+    /// at most [`MAX_LISTED_EXCURSIONS`], the worst ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<Excursion>,
+    /// Other excursions not listed, being less bad than every listed one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where the excursion the last sample extended sits in the [`Evidence`].
@@ -160,10 +173,16 @@ impl Evidence {
         Evidence {
             worst,
             others: Vec::new(),
+            unlisted: 0,
         }
     }
 
-    /// Every excursion, in time order.
+    /// How many excursions the session had, listed or not.
+    pub fn count(&self) -> u64 {
+        1 + self.others.len() as u64 + self.unlisted
+    }
+
+    /// Every listed excursion, in time order.
     pub fn excursions(&self) -> Vec<&Excursion> {
         let mut all: Vec<&Excursion> = self.others.iter().collect();
         let at = all.partition_point(|o| o.first_above_ms <= self.worst.first_above_ms);
@@ -189,8 +208,25 @@ impl Evidence {
                 return self.promote(slot);
             }
         }
+        if self.others.len() >= MAX_LISTED_EXCURSIONS {
+            self.drop_least_bad();
+        }
         self.others.push(sample);
         self.promote(Slot::Other(self.others.len() - 1))
+    }
+
+    /// Stops listing the least bad other excursion (the latest on a tie), counting it.
+    fn drop_least_bad(&mut self) {
+        let least = self
+            .others
+            .iter()
+            .enumerate()
+            .min_by(|(i, a), (j, b)| a.excess_mm.total_cmp(&b.excess_mm).then_with(|| j.cmp(i)))
+            .map(|(i, _)| i);
+        if let Some(i) = least {
+            self.others.remove(i);
+            self.unlisted += 1;
+        }
     }
 
     /// Makes the excursion at `slot` the worst one if it is worse; returns its slot.
@@ -627,5 +663,39 @@ mod tests {
         let again: Evidence =
             serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("read");
         assert_eq!(again, e);
+    }
+
+    #[test]
+    fn beyond_the_listed_excursions_the_least_bad_are_counted() {
+        let limit = (1.0, "class");
+        let mut samples = Vec::new();
+        // Excursions of 1.1, 1.2, … alternating with samples within the limit, then one of
+        // 1.05 (less bad than any listed) and a worst one of 2.0.
+        let n = MAX_LISTED_EXCURSIONS as u64 + 5;
+        for k in 0..n {
+            let depth = 1.1 + (k % 5) as f64 * 0.1;
+            samples.push(judged(2 * k + 1, depth, 10 * k, Zone::Cheek, limit));
+            samples.push(judged(2 * k + 2, 0.5, 10 * k, Zone::Cheek, limit));
+        }
+        samples.push(judged(2 * n + 1, 1.05, 10 * n, Zone::Cheek, limit));
+        samples.push(judged(2 * n + 2, 0.5, 10 * n, Zone::Cheek, limit));
+        samples.push(judged(2 * n + 3, 2.0, 10 * n + 10, Zone::Cheek, limit));
+        let e = fold_judged(&samples).violation.expect("exceeded");
+        assert_eq!(e.worst.peak_depth_mm, 2.0);
+        assert_eq!(e.others.len(), MAX_LISTED_EXCURSIONS);
+        assert_eq!(e.count(), n + 2);
+        assert_eq!(e.unlisted, n + 2 - 1 - MAX_LISTED_EXCURSIONS as u64);
+        let least_listed = e
+            .others
+            .iter()
+            .map(|x| x.excess_mm)
+            .fold(f64::INFINITY, f64::min);
+        assert!((least_listed - 0.1).abs() < 1e-9, "{least_listed}");
+        assert!(
+            e.others.iter().all(|x| x.peak_depth_mm != 1.05),
+            "the least bad is not listed"
+        );
+        let times: Vec<i64> = e.others.iter().map(|x| x.first_above_ms).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "still in time order");
     }
 }

@@ -127,6 +127,18 @@ periorbital = 0.5
     assert_eq!(cli["other_excursions"][0]["binding_rule"], "operator");
     assert_eq!(cli["other_excursions"][0]["peak_depth_mm"], 1.1);
 
+    let export = penwatch(&setup, &["export", "--format", "jsonl"]);
+    let exported: serde_json::Value = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .find(|r| r["record"] == "violation")
+        .expect("the violation is exported");
+    assert_eq!(exported["peak_depth_mm"], 0.7);
+    assert_eq!(exported["binding_rule"], "zone");
+    assert!(close(exported["excess_mm"].as_f64().expect("excess"), 0.2));
+    assert_eq!(exported["other_excursions"][0]["limit_mm"], 1.0);
+    assert_eq!(exported["other_excursions"][0]["binding_rule"], "operator");
+
     let text = penwatch(&setup, &["session", "pen-b", "s-1"]);
     assert!(
         text.contains("worst excursion: peak 0.70 mm over a 0.50 mm limit (zone), 0.20 mm over"),

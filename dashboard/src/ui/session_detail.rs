@@ -173,9 +173,10 @@ fn verdict_lines(s: &Session) -> Vec<Line<'static>> {
         )),
         Line::raw(format!("policy {}", e.policy_version)),
     ];
-    if !e.other_excursions.is_empty() {
+    let others = e.other_excursions.len() as u64 + e.unlisted_excursions;
+    if others > 0 {
         lines.push(Line::styled(
-            format!("other excursions: {}", e.other_excursions.len()),
+            format!("other excursions: {others}"),
             theme::DIM,
         ));
     }

@@ -75,7 +75,9 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
         Cell::from(e.binding_rule.clone()).style(theme::DANGER),
         Cell::from(format!("+{}", format::mm(e.excess_mm))).style(theme::DANGER),
         Cell::from(format::count(e.strokes_above)),
-        Cell::from(format::count(e.other_excursions.len() as u64 + 1)),
+        Cell::from(format::count(
+            e.other_excursions.len() as u64 + e.unlisted_excursions + 1,
+        )),
         Cell::from(format::date_time(e.first_above_ms)),
         Cell::from(e.policy_version.clone()),
     ]);

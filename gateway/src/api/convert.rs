@@ -112,6 +112,7 @@ pub fn evidence(e: &Evidence) -> pb::Evidence {
         policy_version: w.policy_version.clone(),
         excess_mm: w.excess_mm,
         other_excursions: e.others.iter().map(excursion).collect(),
+        unlisted_excursions: e.unlisted,
     }
 }
 

@@ -73,6 +73,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "strokes_above",
     "samples_above",
     "other_excursions",
+    "unlisted_excursions",
     "final",
     "seq",
     "timestamp_ms",
@@ -147,6 +148,7 @@ fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
             "other_excursions",
             Value::Array(v.evidence.others.iter().map(excursion).collect()),
         ),
+        ("unlisted_excursions", v.evidence.unlisted.into()),
         ("final", v.final_.into()),
         ("policy_version", e.policy_version.clone().into()),
     ]

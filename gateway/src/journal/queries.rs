@@ -321,7 +321,8 @@ fn decode_session(
 const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
     v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
     v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms, \
-    json_extract(s.record, '$.violation.others') AS others";
+    json_extract(s.record, '$.violation.others') AS others, \
+    IFNULL(json_extract(s.record, '$.violation.unlisted'), 0) AS unlisted";
 
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
     let peak_depth_mm: f64 = r.get("peak_depth_mm")?;
@@ -351,6 +352,7 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
                 policy_version: r.get("policy_version")?,
             },
             others,
+            unlisted: r.get::<_, i64>("unlisted")? as u64,
         },
         final_: r.get("final")?,
         started_ms: r.get("started_ms")?,

@@ -227,7 +227,7 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
                         "duration_above_s",
                         Field::F((e.last_above_ms - e.first_above_ms) as f64 / 1000.0),
                     ),
-                    ("excursions", Field::I(v.evidence.others.len() as i64 + 1)),
+                    ("excursions", Field::I(v.evidence.count() as i64)),
                     ("policy_version", Field::S(e.policy_version.clone())),
                     ("audit_seq", Field::I(a.seq)),
                 ],

@@ -65,6 +65,7 @@ fn evidence_json(e: Option<&pb::Evidence>) -> Value {
     e.map_or(Value::Null, |e| {
         let mut v = excursion_json(&worst(e));
         v["other_excursions"] = e.other_excursions.iter().map(excursion_json).collect();
+        v["unlisted_excursions"] = e.unlisted_excursions.into();
         v
     })
 }
@@ -161,7 +162,7 @@ fn violation_row(v: &pb::Violation) -> Vec<String> {
         e.binding_rule,
         mm(e.excess_mm),
         e.strokes_above.to_string(),
-        e.other_excursions.len().to_string(),
+        (e.other_excursions.len() as u64 + e.unlisted_excursions).to_string(),
         if v.r#final { "closed" } else { "open" }.to_owned(),
     ]
 }
@@ -313,6 +314,12 @@ impl Out {
             println!("\nEXCEEDED, worst excursion: {}", excursion_line(&worst(e)));
             for x in &e.other_excursions {
                 println!("  other excursion: {}", excursion_line(x));
+            }
+            if e.unlisted_excursions > 0 {
+                println!(
+                    "  and {} less severe excursions, not listed",
+                    e.unlisted_excursions
+                );
             }
         }
         println!();
