@@ -45,7 +45,12 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn rule(truth: &penwatch_sim::SessionTruth) -> String {
-    serde_json::to_value(truth.binding_rule)
+    rule_name(truth.binding_rule)
+}
+
+/// A simulator rule by the name the gateway records.
+fn rule_name(rule: penwatch_sim::policy::Rule) -> String {
+    serde_json::to_value(rule)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
@@ -149,6 +154,29 @@ async fn verdicts_match_the_simulators_ground_truth() {
             assert_eq!(Some(all[0].first_above_ms), t.first_above_ms, "{id}");
             let last = all.iter().map(|x| x.last_above_ms).max();
             assert_eq!(last, t.last_above_ms, "{id}");
+            // The worst excursion, as the simulator's own fold of its samples has it.
+            let worst = t.worst_excursion().expect("the truth has an excursion");
+            let w = &e.worst;
+            assert_eq!(
+                (w.peak_depth_mm, w.limit_mm, w.binding.as_str()),
+                (
+                    worst.peak_depth_mm,
+                    worst.limit_mm,
+                    rule_name(worst.rule).as_str()
+                ),
+                "worst excursion of {id}"
+            );
+            assert_eq!(
+                (
+                    w.samples_above,
+                    w.strokes_above,
+                    w.first_above_ms,
+                    w.last_above_ms
+                ),
+                (worst.samples, worst.strokes, worst.first_ms, worst.last_ms),
+                "{id}"
+            );
+            assert_eq!(e.count(), t.excursions.len() as u64, "{id}");
             assert!(
                 all.iter().all(|x| x.excess_mm <= e.worst.excess_mm + 1e-9
                     && (x.excess_mm - (x.peak_depth_mm - x.limit_mm)).abs() < 1e-9),
