@@ -37,9 +37,10 @@ pub struct Verdict {
 /// excesses (up to floating-point noise) go to the earlier excursion.
 const EXCESS_EPSILON_MM: f64 = 1e-9;
 
-/// Most other excursions an [`Evidence`] lists; beyond them the least bad are only counted
-/// (their samples stay in the journal), so a pen hovering around its limit cannot make every
-/// write of the session's record grow without bound.
+/// Most other excursions an [`Evidence`] lists: when the list is full, the least bad listed
+/// one makes room for the next and is only counted (its samples stay in the journal), so a
+/// pen hovering around its limit cannot make every write of the session's record grow
+/// without bound.
 pub const MAX_LISTED_EXCURSIONS: usize = 100;
 
 /// One excursion: a maximal run of consecutive samples (in `seq` order) above their permitted
@@ -147,11 +148,12 @@ pub struct Evidence {
     /// The worst excursion (its fields are the evidence's top-level fields when stored).
     #[serde(flatten)]
     pub worst: Excursion,
-    /// The other excursions, in time order (empty in records written before they were kept):
-    /// at most [`MAX_LISTED_EXCURSIONS`], the worst ones.
+    /// The other excursions, in time order (empty in records written before they were kept),
+    /// at most [`MAX_LISTED_EXCURSIONS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<Excursion>,
-    /// Other excursions not listed, being less bad than every listed one.
+    /// Other excursions no longer listed: each was the least bad listed one when the list was
+    /// full and another began.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unlisted: u64,
 }
