@@ -1,8 +1,9 @@
 //! A small clinic fleet for reducer and rendering tests, loaded through the reducer.
 
 use penwatch_proto::v1::{
-    Cartridge, CartridgeAggregate, DepthPoint, DeviceState, Evidence, ListCartridgesResponse,
-    OperatorSummary, ReuseEvent, Session, SessionDetail, Violation, WhoAmIResponse,
+    Cartridge, CartridgeAggregate, DepthPoint, DeviceState, Evidence, Excursion,
+    ListCartridgesResponse, OperatorSummary, ReuseEvent, Session, SessionDetail, Violation,
+    WhoAmIResponse,
 };
 
 use crate::app::{App, Msg};
@@ -60,6 +61,9 @@ pub fn evidence(peak: f64, limit: f64, rule: &str, first: i64) -> Evidence {
         strokes_above: 240,
         samples_above: 12,
         policy_version: "p-3f9a1c".into(),
+        excess_mm: peak - limit,
+        other_excursions: Vec::new(),
+        unlisted_excursions: 0,
     }
 }
 
@@ -119,7 +123,20 @@ pub fn sessions() -> Vec<Session> {
             permitted_mm: 0.5,
             binding_rule: "class".into(),
             exceeded: true,
-            evidence: Some(evidence(0.75, 0.5, "class", NOW - 12 * MIN)),
+            evidence: Some(Evidence {
+                other_excursions: vec![Excursion {
+                    limit_mm: 0.5,
+                    binding_rule: "class".into(),
+                    peak_depth_mm: 0.6,
+                    excess_mm: 0.1,
+                    first_above_ms: NOW - 4 * MIN,
+                    last_above_ms: NOW - 4 * MIN + 6_000,
+                    strokes_above: 40,
+                    samples_above: 2,
+                    policy_version: "p-3f9a1c".into(),
+                }],
+                ..evidence(0.75, 0.5, "class", NOW - 12 * MIN)
+            }),
             ..session("s-h1", "pen-h1", "c01", "home", "op-ana")
         },
         Session {

@@ -21,4 +21,4 @@ pub mod truth;
 pub use config::{Scenario, SimConfig};
 pub use driver::run;
 pub use error::SimError;
-pub use truth::{GroundTruth, SessionTruth};
+pub use truth::{ExcursionTruth, GroundTruth, SessionTruth};

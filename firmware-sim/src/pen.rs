@@ -445,6 +445,8 @@ impl PenModel {
             cartridge_reused: reused,
             skewed_clock: self.scenarios.clock_skew_ms != 0,
             ended: false,
+            excursions: Vec::new(),
+            above: false,
         };
         self.session = Some(Session {
             id,
@@ -935,6 +937,8 @@ mod tests {
                         .collect();
                     assert_eq!(truth.exceeded, !above.is_empty());
                     assert_eq!(truth.samples_above, above.len() as u64);
+                    let in_excursions: u64 = truth.excursions.iter().map(|x| x.samples).sum();
+                    assert_eq!(in_excursions, truth.samples_above);
                     assert_eq!(truth.samples, samples.len() as u64);
                     if let Some((first, (limit, rule))) = above.first() {
                         exceeded += 1;

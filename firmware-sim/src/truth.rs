@@ -57,6 +57,39 @@ pub struct SessionTruth {
     pub skewed_clock: bool,
     /// `session_end` was published.
     pub ended: bool,
+    /// Its excursions, in time order: runs of consecutive samples above their limit under
+    /// the same limit and rule.
+    #[serde(default)]
+    pub excursions: Vec<ExcursionTruth>,
+    /// The last sample was above its limit (its excursion may go on).
+    #[serde(skip)]
+    pub(crate) above: bool,
+}
+
+/// One excursion as it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcursionTruth {
+    /// The limit of its samples, mm.
+    pub limit_mm: f64,
+    /// The rule that set it.
+    pub rule: Rule,
+    /// Its deepest sample, mm.
+    pub peak_depth_mm: f64,
+    /// Its samples.
+    pub samples: u64,
+    /// Strokes delivered by them.
+    pub strokes: u64,
+    /// Device time of its first sample.
+    pub first_ms: i64,
+    /// Device time of its last sample.
+    pub last_ms: i64,
+}
+
+impl ExcursionTruth {
+    /// How far its peak is above its own limit, mm.
+    pub fn excess_mm(&self) -> f64 {
+        self.peak_depth_mm - self.limit_mm
+    }
 }
 
 impl SessionTruth {
@@ -83,9 +116,38 @@ impl SessionTruth {
             self.samples_above += 1;
             self.strokes_above += strokes_delta;
             self.last_above_ms = Some(timestamp_ms);
-        } else if !self.exceeded && limit.0 < self.permitted_mm {
-            (self.permitted_mm, self.binding_rule) = limit;
+            match self.excursions.last_mut() {
+                Some(x) if self.above && x.limit_mm == limit.0 && x.rule == limit.1 => {
+                    x.peak_depth_mm = x.peak_depth_mm.max(depth_mm);
+                    x.samples += 1;
+                    x.strokes += strokes_delta;
+                    x.last_ms = timestamp_ms;
+                }
+                _ => self.excursions.push(ExcursionTruth {
+                    limit_mm: limit.0,
+                    rule: limit.1,
+                    peak_depth_mm: depth_mm,
+                    samples: 1,
+                    strokes: strokes_delta,
+                    first_ms: timestamp_ms,
+                    last_ms: timestamp_ms,
+                }),
+            }
+            self.above = true;
+        } else {
+            self.above = false;
+            if !self.exceeded && limit.0 < self.permitted_mm {
+                (self.permitted_mm, self.binding_rule) = limit;
+            }
         }
+    }
+
+    /// The excursion with the greatest excess over its own limit (the earliest on a tie).
+    pub fn worst_excursion(&self) -> Option<&ExcursionTruth> {
+        self.excursions.iter().fold(None, |worst, x| match worst {
+            Some(w) if x.excess_mm() <= w.excess_mm() + 1e-9 => Some(w),
+            _ => Some(x),
+        })
     }
 }
 
@@ -228,5 +290,73 @@ impl fmt::Display for GroundTruth {
             "elapsed {:.2} s, {:.0} telemetry msgs/s",
             self.elapsed_s, self.rate_achieved_msgs_per_s
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth() -> SessionTruth {
+        SessionTruth {
+            session_id: "s".into(),
+            device_id: "pen".into(),
+            clinic_id: "c01".into(),
+            operator_id: "op".into(),
+            device_class: "medical".into(),
+            cartridge_id: "cart".into(),
+            cartridge_model: "N12".into(),
+            zones: Vec::new(),
+            samples: 0,
+            strokes: 0,
+            max_depth_mm: 0.0,
+            permitted_mm: 2.5,
+            binding_rule: Rule::Class,
+            exceeded: false,
+            samples_above: 0,
+            strokes_above: 0,
+            first_above_ms: None,
+            last_above_ms: None,
+            unknown_operator: false,
+            cartridge_reused: false,
+            skewed_clock: false,
+            ended: false,
+            excursions: Vec::new(),
+            above: false,
+        }
+    }
+
+    #[test]
+    fn excursions_split_on_a_sample_within_limits_or_a_change_of_limit() {
+        let mut t = truth();
+        let zone = (0.5, Rule::Zone);
+        let operator = (1.0, Rule::Operator);
+        for (i, (depth, limit)) in [
+            (0.7, zone),
+            (0.75, zone),
+            (1.1, operator),
+            (0.5, operator),
+            (1.25, operator),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            t.observe_sample(depth, limit, 100, i as i64 * 1000, None);
+        }
+        let runs: Vec<(f64, Rule, u64)> = t
+            .excursions
+            .iter()
+            .map(|x| (x.peak_depth_mm, x.rule, x.samples))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (0.75, Rule::Zone, 2),
+                (1.1, Rule::Operator, 1),
+                (1.25, Rule::Operator, 1)
+            ]
+        );
+        let worst = t.worst_excursion().expect("exceeded");
+        assert_eq!((worst.peak_depth_mm, worst.rule), (0.75, Rule::Zone));
     }
 }

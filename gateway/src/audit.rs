@@ -116,7 +116,8 @@ pub struct FinalViolation {
     pub operator_id: String,
     /// Effective device class.
     pub device_class: String,
-    /// The evidence (limit, rule, peak, times, strokes and samples above, policy version).
+    /// The evidence: the worst excursion's limit, rule, peak, excess, times, strokes and
+    /// samples above and policy version as top-level fields, then the other excursions.
     #[serde(flatten)]
     pub evidence: Evidence,
 }
@@ -310,5 +311,35 @@ mod tests {
         let mut c = chain(&["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]);
         c.remove(1);
         assert_eq!(verify_links(&c).first_broken.map(|b| b.0), Some(3));
+    }
+
+    #[test]
+    fn a_final_violation_chains_every_excursion_and_an_older_one_still_reads() {
+        let body = r#"{"session_id":"s","device_id":"pen","clinic_id":"c01","operator_id":"op",
+            "device_class":"medical","limit_mm":0.5,"binding":"zone","peak_depth_mm":0.7,
+            "excess_mm":0.2,"first_above_ms":1000,"last_above_ms":1000,"strokes_above":120,
+            "samples_above":1,"policy_version":"p1","others":[{"limit_mm":1.0,
+            "binding":"operator","peak_depth_mm":1.1,"excess_mm":0.1,"first_above_ms":3000,
+            "last_above_ms":3000,"strokes_above":130,"samples_above":1,"policy_version":"p1"}]}"#;
+        let record = Record::parse("violation", body)
+            .expect("parses")
+            .expect("a known kind");
+        let Record::Violation(v) = &record else {
+            panic!("a violation");
+        };
+        assert_eq!(v.evidence.worst.binding, "zone");
+        assert_eq!(v.evidence.others[0].binding, "operator");
+        let again = Record::parse("violation", &record.body().expect("body")).expect("parses");
+        assert_eq!(again, Some(record));
+
+        // Written before excursions were kept: one excursion, its excess from peak and limit.
+        let old = r#"{"session_id":"s","device_id":"pen","clinic_id":"c01","operator_id":"op",
+            "device_class":"home","limit_mm":0.5,"binding":"class","peak_depth_mm":0.75,
+            "first_above_ms":1000,"last_above_ms":3000,"strokes_above":240,"samples_above":2,
+            "policy_version":"p1"}"#;
+        let Some(Record::Violation(v)) = Record::parse("violation", old).expect("parses") else {
+            panic!("a violation");
+        };
+        assert_eq!((v.evidence.worst.excess_mm, v.evidence.count()), (0.25, 1));
     }
 }

@@ -68,7 +68,7 @@ pub struct Setup {
     published: usize,
 }
 
-fn write_config(dir: &Path, api: &str) -> (PathBuf, PathBuf) {
+fn write_config(dir: &Path, api: &str, policy_text: &str) -> (PathBuf, PathBuf) {
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -82,21 +82,30 @@ fn write_config(dir: &Path, api: &str) -> (PathBuf, PathBuf) {
     )
     .expect("config");
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, POLICY).expect("policy");
+    std::fs::write(&policy, policy_text).expect("policy");
     (config, policy)
 }
 
 impl Setup {
-    /// Starts the broker and the gateway, and connects the publisher.
+    /// Starts the broker and the gateway (with [`POLICY`]), and connects the publisher.
     pub async fn start() -> Self {
-        Self::start_with("").await
+        Self::start_configured("", POLICY).await
     }
 
     /// [`Setup::start`] with more `[api]` settings (TOML lines, e.g. `idle_timeout_s = 2`).
     pub async fn start_with(api: &str) -> Self {
+        Self::start_configured(api, POLICY).await
+    }
+
+    /// Starts the broker and the gateway with this policy text, and connects the publisher.
+    pub async fn start_with_policy(policy_text: &str) -> Self {
+        Self::start_configured("", policy_text).await
+    }
+
+    async fn start_configured(api: &str, policy_text: &str) -> Self {
         let broker = Mosquitto::start().expect("broker");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (config, policy) = write_config(dir.path(), api);
+        let (config, policy) = write_config(dir.path(), api, policy_text);
         let gateway = Gateway::start(
             &broker.url(),
             dir.path(),
@@ -122,7 +131,7 @@ impl Setup {
         }
     }
 
-    /// Publishes one session: start, the given depths, end.
+    /// Publishes one session: start, the given depths (on the cheek), end.
     pub async fn session(
         &mut self,
         clinic: &str,
@@ -132,11 +141,26 @@ impl Setup {
         session: &str,
         depths: &[f64],
     ) {
-        let mut events = vec![(Event::SessionStart, 0.0)];
-        events.extend(depths.iter().map(|d| (Event::Sample, *d)));
-        events.push((Event::SessionEnd, 0.0));
+        let samples: Vec<(f64, pb::Zone)> = depths.iter().map(|d| (*d, pb::Zone::Cheek)).collect();
+        self.session_in_zones(clinic, device, class, operator, session, &samples)
+            .await;
+    }
+
+    /// Publishes one session: start, the given depths each in its zone, end.
+    pub async fn session_in_zones(
+        &mut self,
+        clinic: &str,
+        device: &str,
+        class: DeviceClass,
+        operator: &str,
+        session: &str,
+        samples: &[(f64, pb::Zone)],
+    ) {
+        let mut events = vec![(Event::SessionStart, 0.0, pb::Zone::Cheek)];
+        events.extend(samples.iter().map(|(d, z)| (Event::Sample, *d, *z)));
+        events.push((Event::SessionEnd, 0.0, pb::Zone::Cheek));
         let mut strokes = 0;
-        for (event, depth) in events {
+        for (event, depth, zone) in events {
             let seq = self.seq.entry(device.to_owned()).or_insert(0);
             *seq += 1;
             if event == Event::Sample {
@@ -160,7 +184,7 @@ impl Setup {
                 cartridge_strokes: strokes,
                 speed_hz: 120.0,
                 battery_pct: 80.0,
-                zone: pb::Zone::Cheek.into(),
+                zone: zone.into(),
             };
             self.publish(&t).await;
         }

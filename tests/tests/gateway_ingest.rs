@@ -152,7 +152,8 @@ async fn good_bad_and_duplicate_messages() {
     );
     let evidence = session
         .violation
-        .expect("0.75 mm on a home pen exceeds 0.5 mm");
+        .expect("0.75 mm on a home pen exceeds 0.5 mm")
+        .worst;
     assert_eq!((evidence.peak_depth_mm, evidence.limit_mm), (0.75, 0.5));
     assert_eq!(evidence.binding, "class");
     assert_eq!(evidence.samples_above, 2);

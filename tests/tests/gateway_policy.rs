@@ -112,18 +112,18 @@ async fn bad_policy_is_rejected_good_one_applies_to_new_samples_only() {
     let v1 = s1
         .violation
         .expect("0.75 mm over the home limit of 0.5 mm (the bad file changed nothing)");
-    assert_eq!(v1.limit_mm, 0.5);
+    assert_eq!(v1.worst.limit_mm, 0.5);
     assert!(
         !s2.exceeded(),
         "0.75 mm within the reloaded home limit of 1.0 mm"
     );
-    let first_version = v1.policy_version;
+    let first_version = v1.worst.policy_version;
     let (s1_again, _) = journal
         .session("pen-1", "s-1")
         .expect("query")
         .expect("s-1");
     assert_eq!(
-        s1_again.violation.map(|v| v.policy_version),
+        s1_again.violation.map(|v| v.worst.policy_version),
         Some(first_version),
         "past verdicts are not rewritten"
     );

@@ -44,7 +44,12 @@ fn journal_samples(path: &Path) -> u64 {
 }
 
 fn rule(truth: &penwatch_sim::SessionTruth) -> String {
-    serde_json::to_value(truth.binding_rule)
+    rule_name(truth.binding_rule)
+}
+
+/// A simulator rule by the name the gateway records.
+fn rule_name(rule: penwatch_sim::policy::Rule) -> String {
+    serde_json::to_value(rule)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
@@ -134,12 +139,48 @@ async fn verdicts_match_the_simulators_ground_truth() {
         assert_eq!(s.strokes, t.strokes, "{}", t.session_id);
         assert_eq!(s.samples, t.samples, "{}", t.session_id);
         if let Some(e) = &s.violation {
-            assert_eq!(e.binding, rule(t), "binding rule of {}", t.session_id);
-            assert_eq!(e.peak_depth_mm, t.max_depth_mm, "{}", t.session_id);
-            assert_eq!(e.samples_above, t.samples_above, "{}", t.session_id);
-            assert_eq!(e.strokes_above, t.strokes_above, "{}", t.session_id);
-            assert_eq!(Some(e.first_above_ms), t.first_above_ms, "{}", t.session_id);
-            assert_eq!(Some(e.last_above_ms), t.last_above_ms, "{}", t.session_id);
+            // The simulator's truth covers the whole session: all its excursions together,
+            // the rule being that of the first sample above its limit.
+            let all = e.excursions();
+            let id = &t.session_id;
+            assert_eq!(all[0].binding, rule(t), "binding rule of {id}");
+            let peak = all.iter().map(|x| x.peak_depth_mm).fold(0.0, f64::max);
+            assert_eq!(peak, t.max_depth_mm, "{id}");
+            let samples: u64 = all.iter().map(|x| x.samples_above).sum();
+            assert_eq!(samples, t.samples_above, "{id}");
+            let strokes: u64 = all.iter().map(|x| x.strokes_above).sum();
+            assert_eq!(strokes, t.strokes_above, "{id}");
+            assert_eq!(Some(all[0].first_above_ms), t.first_above_ms, "{id}");
+            let last = all.iter().map(|x| x.last_above_ms).max();
+            assert_eq!(last, t.last_above_ms, "{id}");
+            // The worst excursion, as the simulator's own fold of its samples has it.
+            let worst = t.worst_excursion().expect("the truth has an excursion");
+            let w = &e.worst;
+            assert_eq!(
+                (w.peak_depth_mm, w.limit_mm, w.binding.as_str()),
+                (
+                    worst.peak_depth_mm,
+                    worst.limit_mm,
+                    rule_name(worst.rule).as_str()
+                ),
+                "worst excursion of {id}"
+            );
+            assert_eq!(
+                (
+                    w.samples_above,
+                    w.strokes_above,
+                    w.first_above_ms,
+                    w.last_above_ms
+                ),
+                (worst.samples, worst.strokes, worst.first_ms, worst.last_ms),
+                "{id}"
+            );
+            assert_eq!(e.count(), t.excursions.len() as u64, "{id}");
+            assert!(
+                all.iter().all(|x| x.excess_mm <= e.worst.excess_mm + 1e-9
+                    && (x.excess_mm - (x.peak_depth_mm - x.limit_mm)).abs() < 1e-9),
+                "{id}: the worst excursion has the greatest excess over its own limit"
+            );
         }
         if t.cartridge_reused {
             let c = journal

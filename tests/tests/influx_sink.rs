@@ -483,10 +483,13 @@ async fn simulated_clinic_day_matches_the_ground_truth() {
         );
     }
     for t in truth.exceeded() {
+        // The point describes the worst excursion, as the simulator's own fold has it.
+        let worst = t.worst_excursion().expect("an excursion");
         let rows = influxql(
             port,
             &format!(
-                "SELECT peak_depth_mm, strokes_above FROM pen_violation WHERE session_id = '{}'",
+                "SELECT peak_depth_mm, limit_mm, excess_mm, strokes_above, excursions \
+                 FROM pen_violation WHERE session_id = '{}'",
                 t.session_id
             ),
         );
@@ -494,15 +497,21 @@ async fn simulated_clinic_day_matches_the_ground_truth() {
             .first()
             .unwrap_or_else(|| panic!("violation of {} in InfluxDB", t.session_id));
         assert_eq!(
-            row[1].as_f64(),
-            Some(t.max_depth_mm),
-            "peak of {}",
+            (row[1].as_f64(), row[2].as_f64()),
+            (Some(worst.peak_depth_mm), Some(worst.limit_mm)),
+            "peak and limit of {}",
+            t.session_id
+        );
+        let excess = row[3].as_f64().expect("excess_mm");
+        assert!(
+            (excess - worst.excess_mm()).abs() < 1e-9,
+            "excess of {}: {excess}",
             t.session_id
         );
         assert_eq!(
-            row[2].as_u64(),
-            Some(t.strokes_above),
-            "strokes above in {}",
+            (row[4].as_u64(), row[5].as_u64()),
+            (Some(worst.strokes), Some(t.excursions.len() as u64)),
+            "strokes above and excursions in {}",
             t.session_id
         );
     }

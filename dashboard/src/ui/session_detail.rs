@@ -155,6 +155,10 @@ fn verdict_lines(s: &Session) -> Vec<Line<'static>> {
             format!("{} permitted depth", theme::EXCEEDED),
             theme::DANGER,
         ),
+        Line::styled(
+            format!("worst excursion: +{} mm", format::mm(e.excess_mm)),
+            theme::DANGER,
+        ),
         Line::from(vec![
             Span::styled(
                 format!("peak {} mm", format::mm(e.peak_depth_mm)),
@@ -178,6 +182,23 @@ fn verdict_lines(s: &Session) -> Vec<Line<'static>> {
         )),
         Line::raw(format!("policy {}", e.policy_version)),
     ];
+    let others = e.other_excursions.len() as u64 + e.unlisted_excursions;
+    if others > 0 {
+        lines.push(Line::styled(
+            format!("other excursions: {others}"),
+            theme::DIM,
+        ));
+    }
+    for x in &e.other_excursions {
+        lines.push(Line::raw(format!(
+            "{} {} > {} mm ({}) +{}",
+            format::clock(x.first_above_ms),
+            format::mm(x.peak_depth_mm),
+            format::mm(x.limit_mm),
+            x.binding_rule,
+            format::mm(x.excess_mm),
+        )));
+    }
     if !s.samples_digest.is_empty() {
         let short: String = s.samples_digest.chars().take(16).collect();
         lines.push(Line::styled(format!("digest {short}…"), theme::DIM));

@@ -83,9 +83,10 @@ pub fn peak_limit(peak: f64, limit: f64, exceeded: bool) -> Cell<'static> {
 }
 
 fn row(s: &Session, ops: bool) -> Vec<Cell<'static>> {
-    let (limit, rule) = match &s.evidence {
-        Some(e) if s.exceeded => (e.limit_mm, e.binding_rule.clone()),
-        _ => (s.permitted_mm, s.binding_rule.clone()),
+    // An exceeded session shows its worst excursion: a peak only beside its own limit.
+    let (peak, limit, rule) = match &s.evidence {
+        Some(e) if s.exceeded => (e.peak_depth_mm, e.limit_mm, e.binding_rule.clone()),
+        _ => (s.max_depth_mm, s.permitted_mm, s.binding_rule.clone()),
     };
     let state = if s.state == "open" {
         Cell::from("live").style(theme::OK)
@@ -109,7 +110,7 @@ fn row(s: &Session, ops: bool) -> Vec<Cell<'static>> {
     }
     cells.extend([
         Cell::from(format::date_time(s.started_ms)),
-        peak_limit(s.max_depth_mm, limit, s.exceeded),
+        peak_limit(peak, limit, s.exceeded),
         Cell::from(rule).style(if s.exceeded {
             theme::DANGER
         } else {

@@ -31,7 +31,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     columns.extend([
         col("▲ Peak/limit mm", 15, 0),
         col("Rule", 8, 1),
+        col("Excess", 6, 2),
         col("Strokes above", 13, 3),
+        col("Excursions", 10, 4),
         col("First above", 11, 5),
         col("Policy", 10, 6),
     ]);
@@ -71,7 +73,11 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
     cells.extend([
         peak_limit(e.peak_depth_mm, e.limit_mm, true),
         Cell::from(e.binding_rule.clone()).style(theme::DANGER),
+        Cell::from(format!("+{}", format::mm(e.excess_mm))).style(theme::DANGER),
         Cell::from(format::count(e.strokes_above)),
+        Cell::from(format::count(
+            e.other_excursions.len() as u64 + e.unlisted_excursions + 1,
+        )),
         Cell::from(format::date_time(e.first_above_ms)),
         Cell::from(format::text(&e.policy_version)),
     ]);

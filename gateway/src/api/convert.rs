@@ -8,7 +8,7 @@ use crate::cartridges::Cartridge;
 use crate::decode::Reading;
 use crate::fleet::Device;
 use crate::journal::queries::{Cursor, StoredSession, StoredViolation, TimelinePoint};
-use crate::sessions::{Evidence, Session, Verdict};
+use crate::sessions::{Evidence, Excursion, Session, Verdict};
 
 /// What the fleet view adds to a [`Device`]: its open session and cartridge.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -101,17 +101,36 @@ pub fn judged_sample(
     }
 }
 
-/// Violation evidence.
+/// Violation evidence: the worst excursion and the others.
 pub fn evidence(e: &Evidence) -> pb::Evidence {
+    let w = &e.worst;
     pb::Evidence {
-        limit_mm: e.limit_mm,
-        binding_rule: e.binding.clone(),
-        peak_depth_mm: e.peak_depth_mm,
-        first_above_ms: e.first_above_ms,
-        last_above_ms: e.last_above_ms,
-        strokes_above: e.strokes_above,
-        samples_above: e.samples_above,
-        policy_version: e.policy_version.clone(),
+        limit_mm: w.limit_mm,
+        binding_rule: w.binding.clone(),
+        peak_depth_mm: w.peak_depth_mm,
+        first_above_ms: w.first_above_ms,
+        last_above_ms: w.last_above_ms,
+        strokes_above: w.strokes_above,
+        samples_above: w.samples_above,
+        policy_version: w.policy_version.clone(),
+        excess_mm: w.excess_mm,
+        other_excursions: e.others.iter().map(excursion).collect(),
+        unlisted_excursions: e.unlisted,
+    }
+}
+
+/// One excursion.
+pub fn excursion(x: &Excursion) -> pb::Excursion {
+    pb::Excursion {
+        limit_mm: x.limit_mm,
+        binding_rule: x.binding.clone(),
+        peak_depth_mm: x.peak_depth_mm,
+        excess_mm: x.excess_mm,
+        first_above_ms: x.first_above_ms,
+        last_above_ms: x.last_above_ms,
+        strokes_above: x.strokes_above,
+        samples_above: x.samples_above,
+        policy_version: x.policy_version.clone(),
     }
 }
 

@@ -15,6 +15,7 @@ use super::auth::Caller;
 use crate::audit::Verification;
 use crate::journal::queries::{Order, SampleRow, Selection, StoredSession, StoredViolation};
 use crate::journal::{self, Reader};
+use crate::sessions::Excursion;
 
 /// Size at which a chunk is sent, bytes.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -73,10 +74,13 @@ pub const CSV_COLUMNS: &[&str] = &[
     "samples_digest",
     "limit_mm",
     "peak_depth_mm",
+    "excess_mm",
     "first_above_ms",
     "last_above_ms",
     "strokes_above",
     "samples_above",
+    "other_excursions",
+    "unlisted_excursions",
     "final",
     "seq",
     "timestamp_ms",
@@ -128,7 +132,7 @@ fn session_record(s: &StoredSession, caller: &Caller) -> Record {
 }
 
 fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
-    let e = &v.evidence;
+    let e = &v.evidence.worst;
     vec![
         ("record", "violation".into()),
         ("session_id", v.session_id.clone().into()),
@@ -142,13 +146,34 @@ fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
         ("limit_mm", e.limit_mm.into()),
         ("binding_rule", e.binding.clone().into()),
         ("peak_depth_mm", e.peak_depth_mm.into()),
+        ("excess_mm", e.excess_mm.into()),
         ("first_above_ms", e.first_above_ms.into()),
         ("last_above_ms", e.last_above_ms.into()),
         ("strokes_above", e.strokes_above.into()),
         ("samples_above", e.samples_above.into()),
+        (
+            "other_excursions",
+            Value::Array(v.evidence.others.iter().map(excursion).collect()),
+        ),
+        ("unlisted_excursions", v.evidence.unlisted.into()),
         ("final", v.final_.into()),
         ("policy_version", e.policy_version.clone().into()),
     ]
+}
+
+/// One excursion as an exported object (in a CSV cell, its JSON text).
+fn excursion(x: &Excursion) -> Value {
+    serde_json::json!({
+        "limit_mm": x.limit_mm,
+        "binding_rule": x.binding,
+        "peak_depth_mm": x.peak_depth_mm,
+        "excess_mm": x.excess_mm,
+        "first_above_ms": x.first_above_ms,
+        "last_above_ms": x.last_above_ms,
+        "strokes_above": x.strokes_above,
+        "samples_above": x.samples_above,
+        "policy_version": x.policy_version,
+    })
 }
 
 fn sample_record(s: &SampleRow, caller: &Caller) -> Record {

@@ -202,20 +202,21 @@ impl Batch<'_> {
             s.max_depth_mm,
         ])?;
         if let Some(e) = &s.violation {
+            // The worst excursion; the others are in the session's record.
             self.tx.prepare_cached(&PUT_VIOLATION)?.execute(params![
                 s.device_id,
                 s.session_id,
                 s.clinic_id,
                 s.operator_id,
                 s.device_class,
-                e.limit_mm,
-                e.binding,
-                e.peak_depth_mm,
-                e.first_above_ms,
-                e.last_above_ms,
-                e.strokes_above as i64,
-                e.samples_above as i64,
-                e.policy_version,
+                e.worst.limit_mm,
+                e.worst.binding,
+                e.worst.peak_depth_mm,
+                e.worst.first_above_ms,
+                e.worst.last_above_ms,
+                e.worst.strokes_above as i64,
+                e.worst.samples_above as i64,
+                e.worst.policy_version,
                 close.is_some(),
             ])?;
         }

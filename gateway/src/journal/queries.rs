@@ -12,7 +12,7 @@ use super::rows::{self, SAMPLE_COLUMNS};
 use super::{Reader, Result};
 use crate::cartridges::Cartridge;
 use crate::decode::Reading;
-use crate::sessions::{Evidence, Session, Verdict};
+use crate::sessions::{Evidence, Excursion, Session, Verdict};
 
 /// Which rows a query selects. Empty lists do not filter; `clinics: None` means every clinic
 /// and `Some(empty)` means none.
@@ -316,12 +316,23 @@ fn decode_session(
     })
 }
 
-/// What a listing reads of a violation (with its session's start).
+/// What a listing reads of a violation (with its session's start): the worst excursion from
+/// its columns, the other excursions from the session's record.
 const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
     v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
-    v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms";
+    v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms, \
+    json_extract(s.record, '$.violation.others') AS others, \
+    IFNULL(json_extract(s.record, '$.violation.unlisted'), 0) AS unlisted";
 
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
+    let peak_depth_mm: f64 = r.get("peak_depth_mm")?;
+    let limit_mm: f64 = r.get("limit_mm")?;
+    let others = match r.get::<_, Option<String>>("others")? {
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        None => Vec::new(),
+    };
     Ok(StoredViolation {
         session_id: r.get("session_id")?,
         device_id: r.get("device_id")?,
@@ -329,14 +340,19 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
         operator_id: r.get("operator_id")?,
         device_class: r.get("device_class")?,
         evidence: Evidence {
-            limit_mm: r.get("limit_mm")?,
-            binding: r.get("binding")?,
-            peak_depth_mm: r.get("peak_depth_mm")?,
-            first_above_ms: r.get("first_above_ms")?,
-            last_above_ms: r.get("last_above_ms")?,
-            strokes_above: r.get::<_, i64>("strokes_above")? as u64,
-            samples_above: r.get::<_, i64>("samples_above")? as u64,
-            policy_version: r.get("policy_version")?,
+            worst: Excursion {
+                limit_mm,
+                binding: r.get("binding")?,
+                peak_depth_mm,
+                excess_mm: peak_depth_mm - limit_mm,
+                first_above_ms: r.get("first_above_ms")?,
+                last_above_ms: r.get("last_above_ms")?,
+                strokes_above: r.get::<_, i64>("strokes_above")? as u64,
+                samples_above: r.get::<_, i64>("samples_above")? as u64,
+                policy_version: r.get("policy_version")?,
+            },
+            others,
+            unlisted: r.get::<_, i64>("unlisted")? as u64,
         },
         final_: r.get("final")?,
         started_ms: r.get("started_ms")?,
@@ -553,7 +569,7 @@ mod tests {
     use super::*;
     use crate::decode::Encoding;
     use crate::journal::{Sync, Writer};
-    use penwatch_proto::v1::{DeviceClass, Event};
+    use penwatch_proto::v1::{DeviceClass, Event, Zone};
 
     fn stored(dir: &std::path::Path) -> Writer {
         let mut j = Writer::open(&dir.join("j.db"), Sync::Normal).expect("open");
@@ -654,7 +670,7 @@ mod tests {
         );
         let v = j.violations_page(&c02, None, 10).expect("violations");
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].evidence.peak_depth_mm, 1.5);
+        assert_eq!(v[0].evidence.worst.peak_depth_mm, 1.5);
         let c01 = Selection {
             clinics: Some(vec!["c01".into()]),
             ..Selection::default()
@@ -671,6 +687,84 @@ mod tests {
             ("op-c02", 3, 1)
         );
         assert_eq!(j.timeline("pen-0", "s-3").expect("timeline").len(), 1);
+    }
+
+    #[test]
+    fn a_listed_violation_has_its_worst_excursion_and_the_others() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut j = Writer::open(&dir.path().join("j.db"), Sync::Normal).expect("open");
+        let tx = j.batch().expect("batch");
+        let samples = [
+            (1, 0.7, Zone::Periorbital, 0.5, "zone"),
+            (2, 1.1, Zone::Cheek, 1.0, "operator"),
+        ];
+        let mut session: Option<Session> = None;
+        for (seq, depth, zone, permitted, binding) in samples {
+            let r = Reading {
+                device_id: "pen".into(),
+                clinic_id: "c01".into(),
+                claimed_class: DeviceClass::Medical,
+                model: "m".into(),
+                firmware: "f".into(),
+                operator_id: "op".into(),
+                session_id: "s".into(),
+                cartridge_id: "cart".into(),
+                cartridge_model: "N12".into(),
+                seq,
+                timestamp_ms: 1_000 * seq as i64,
+                event: Event::Sample,
+                depth_mm: depth,
+                session_strokes: 100 * seq,
+                cartridge_strokes: 100 * seq,
+                speed_hz: 120.0,
+                battery_pct: 90.0,
+                zone: Some(zone),
+                encoding: Encoding::Protobuf,
+            };
+            let v = Verdict {
+                permitted_mm: permitted,
+                binding: binding.into(),
+                device_class: "medical".into(),
+                exceeded: true,
+                unknown_operator: false,
+                unregistered_device: false,
+                class_mismatch: false,
+                policy_version: "v1".into(),
+            };
+            session
+                .get_or_insert_with(|| Session::new(&r, &v))
+                .observe(&r, &v);
+            tx.insert_sample(&r, &v, 0).expect("sample");
+        }
+        tx.put_session(&session.expect("session"), None)
+            .expect("session");
+        tx.commit().expect("commit");
+
+        let listed = j
+            .violations_page(&Selection::default(), None, 10)
+            .expect("violations");
+        let one = j
+            .session_violation("pen", "s")
+            .expect("query")
+            .expect("one");
+        for v in [&listed[0], &one] {
+            let e = &v.evidence;
+            assert_eq!(
+                (
+                    e.worst.peak_depth_mm,
+                    e.worst.limit_mm,
+                    e.worst.binding.as_str()
+                ),
+                (0.7, 0.5, "zone")
+            );
+            assert!((e.worst.excess_mm - 0.2).abs() < 1e-9);
+            let others: Vec<(f64, f64, &str)> = e
+                .others
+                .iter()
+                .map(|x| (x.peak_depth_mm, x.limit_mm, x.binding.as_str()))
+                .collect();
+            assert_eq!(others, [(1.1, 1.0, "operator")]);
+        }
     }
 
     fn point(i: i64, depth: f64) -> TimelinePoint {

@@ -216,7 +216,7 @@ impl Reader {
                     format!("final violation {}/{} has no audit entry", key.0, key.1),
                 )));
             };
-            let e = &fv.evidence;
+            let e = &fv.evidence.worst;
             let matches = r.get::<_, String>("clinic_id")? == fv.clinic_id
                 && r.get::<_, String>("operator_id")? == fv.operator_id
                 && r.get::<_, String>("device_class")? == fv.device_class

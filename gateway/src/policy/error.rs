@@ -238,4 +238,15 @@ pub enum Fault {
         /// Line of the first setting.
         first: usize,
     },
+    /// A `[clinics.CLINIC]` jurisdiction is not one the gateway knows.
+    #[error(
+        "[clinics.{clinic}]: unknown jurisdiction {name:?} (expected: {})",
+        crate::policy::Jurisdiction::expected()
+    )]
+    UnknownJurisdiction {
+        /// The clinic.
+        clinic: String,
+        /// The value written.
+        name: String,
+    },
 }

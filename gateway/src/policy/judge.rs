@@ -1,11 +1,12 @@
 //! Judging one sample: the permitted depth is the lowest of the class, operator, zone and
-//! out-of-range limits, and the rule that set it is the binding one.
+//! out-of-range limits and of the clinic's jurisdiction, and the rule that set it is the
+//! binding one.
 
 use std::fmt;
 
 use penwatch_proto::v1::{DeviceClass, Zone};
 
-use super::{Operator, Policy};
+use super::{Jurisdiction, Operator, Policy, SCOTLAND_SPECIFIED_MM};
 
 /// The rule that set a sample's permitted depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,17 +19,28 @@ pub enum Rule {
     Zone,
     /// The out-of-range threshold (`out_of_range_mm`).
     OutOfRange,
+    /// Scotland's Non-surgical Procedures Act 2026: from 1.5 mm microneedling is a specified
+    /// procedure, only by a healthcare professional in registered premises.
+    Scotland2026,
 }
 
 impl Rule {
-    /// The name used in records and reports: `"class"`, `"operator"`, `"zone"`, `"out_of_range"`.
+    /// The name used in records and reports: `"class"`, `"operator"`, `"zone"`,
+    /// `"out_of_range"`, `"scotland_2026"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Class => "class",
             Rule::Operator => "operator",
             Rule::Zone => "zone",
             Rule::OutOfRange => "out_of_range",
+            Rule::Scotland2026 => "scotland_2026",
         }
+    }
+
+    /// Whether reaching the limit already breaks the rule (a jurisdiction's "to a depth of
+    /// 1.5 mm or more"), rather than only going above it.
+    pub fn reaching_breaks(self) -> bool {
+        self == Rule::Scotland2026
     }
 }
 
@@ -106,17 +118,44 @@ impl Policy {
                 binding = rule;
             }
         }
+        // Reaching a jurisdiction's limit already breaks it, so it wins a tie.
+        if let Some((limit, rule)) = self.jurisdiction_limit(s.clinic_id, operator)
+            && limit <= permitted_mm
+        {
+            permitted_mm = limit;
+            binding = rule;
+        }
+        let exceeded =
+            s.depth_mm > permitted_mm || (binding.reaching_breaks() && s.depth_mm >= permitted_mm);
 
         Judgement {
             permitted_mm,
             binding,
             class,
-            exceeded: s.depth_mm > 0.0 && s.depth_mm > permitted_mm,
+            exceeded: s.depth_mm > 0.0 && exceeded,
             unknown_operator: operator.is_none(),
             unregistered_device: device.is_none(),
             class_mismatch: device.is_some_and(|d| {
                 s.claimed_class != DeviceClass::Unspecified && s.claimed_class != d.class
             }),
+        }
+    }
+
+    /// The limit a clinic's jurisdiction sets for this operator, if any: in Scotland,
+    /// 1.5 mm (reached is broken) unless a healthcare professional treats in registered
+    /// premises. An operator the policy does not know is not a healthcare professional.
+    fn jurisdiction_limit(
+        &self,
+        clinic_id: &str,
+        operator: Option<&Operator>,
+    ) -> Option<(f64, Rule)> {
+        let clinic = self.clinic(clinic_id)?;
+        match clinic.jurisdiction? {
+            Jurisdiction::Scotland => {
+                let allowed = clinic.registered_premises
+                    && operator.is_some_and(|o| o.healthcare_professional);
+                (!allowed).then_some((SCOTLAND_SPECIFIED_MM, Rule::Scotland2026))
+            }
         }
     }
 
@@ -447,19 +486,119 @@ qualification = "clinician"
         assert_eq!(policy.zone_max_mm("c02", Zone::Periorbital), None);
     }
 
+    /// A Scottish clinic (c03) and an English one (c04) with the same staff: a clinician who
+    /// is a healthcare professional, one who is not, and an advanced practitioner.
+    fn scottish(registered: bool) -> Policy {
+        let staff = |clinic: &str| {
+            format!(
+                "[[operators]]\nid = \"doctor\"\nclinic = \"{clinic}\"\nqualification = \"clinician\"\n\
+                 healthcare_professional = true\n\n\
+                 [[operators]]\nid = \"clinician\"\nclinic = \"{clinic}\"\nqualification = \"clinician\"\n\n\
+                 [[operators]]\nid = \"advanced\"\nclinic = \"{clinic}\"\n\
+                 qualification = \"advanced_practitioner\"\nhealthcare_professional = true\n\n"
+            )
+        };
+        parse(&format!(
+            "{}{}[clinics.c03]\njurisdiction = \"scotland\"\nregistered_premises = {registered}\n\n\
+             [clinics.c04]\nregistered_premises = {registered}\n\n[zones.c03]\nperiorbital = 0.5\n",
+            staff("c03"),
+            staff("c04")
+        ))
+    }
+
+    fn at(
+        clinic_id: &'static str,
+        operator_id: &'static str,
+        depth_mm: f64,
+    ) -> SampleContext<'static> {
+        SampleContext {
+            clinic_id,
+            device_id: "pen",
+            claimed_class: DeviceClass::Medical,
+            operator_id,
+            zone: None,
+            depth_mm,
+        }
+    }
+
+    #[test]
+    fn in_scotland_reaching_1_5_mm_needs_a_healthcare_professional_in_registered_premises() {
+        let registered = scottish(true);
+        // Not a healthcare professional: 1.5 mm is reached, so the rule is broken at 1.5.
+        let j = registered.judge(&at("c03", "clinician", 1.5));
+        assert_eq!((j.permitted_mm, j.binding), (1.5, Rule::Scotland2026));
+        assert!(j.exceeded, "reaching 1.5 mm is the specified procedure");
+        let j = registered.judge(&at("c03", "clinician", 1.4));
+        assert_eq!(j.binding, Rule::Scotland2026);
+        assert!(!j.exceeded);
+        // An unknown operator is no healthcare professional either (0.5 mm binds first).
+        let j = registered.judge(&at("c03", "nobody", 1.5));
+        assert_eq!((j.binding, j.exceeded), (Rule::Operator, true));
+        // A healthcare professional in registered premises: only class and qualification.
+        let j = registered.judge(&at("c03", "doctor", 2.0));
+        assert_eq!(
+            (j.permitted_mm, j.binding, j.exceeded),
+            (2.5, Rule::Class, false)
+        );
+        // Premises not registered: even the doctor is flagged from 1.5 mm.
+        let unregistered = scottish(false);
+        let j = unregistered.judge(&at("c03", "doctor", 1.5));
+        assert_eq!(
+            (j.permitted_mm, j.binding, j.exceeded),
+            (1.5, Rule::Scotland2026, true)
+        );
+        // Outside Scotland the same people and premises are judged as before.
+        for policy in [&registered, &unregistered] {
+            let j = policy.judge(&at("c04", "clinician", 2.0));
+            assert_eq!(
+                (j.permitted_mm, j.binding, j.exceeded),
+                (2.5, Rule::Class, false)
+            );
+        }
+    }
+
+    #[test]
+    fn the_scottish_rule_wins_a_tie_and_a_stricter_limit_still_binds() {
+        let unregistered = scottish(false);
+        // The advanced practitioner's own limit is 1.5 mm too: at 1.5 only Scotland is broken.
+        let j = unregistered.judge(&at("c03", "advanced", 1.5));
+        assert_eq!(
+            (j.permitted_mm, j.binding, j.exceeded),
+            (1.5, Rule::Scotland2026, true)
+        );
+        // A zone ceiling below 1.5 mm binds first.
+        let mut s = at("c03", "clinician", 0.75);
+        s.zone = Some(Zone::Periorbital);
+        let j = unregistered.judge(&s);
+        assert_eq!(
+            (j.permitted_mm, j.binding, j.exceeded),
+            (0.5, Rule::Zone, true)
+        );
+        // Retracted needles are never a procedure.
+        let j = unregistered.judge(&at("c03", "clinician", 0.0));
+        assert!(!j.exceeded);
+    }
+
     #[test]
     fn rule_names() {
-        let names: Vec<String> = [Rule::Class, Rule::Operator, Rule::Zone, Rule::OutOfRange]
-            .iter()
-            .map(|r| format!("{r}/{}", r.as_str()))
-            .collect();
+        let names: Vec<String> = [
+            Rule::Class,
+            Rule::Operator,
+            Rule::Zone,
+            Rule::OutOfRange,
+            Rule::Scotland2026,
+        ]
+        .iter()
+        .map(|r| format!("{r}/{}", r.as_str()))
+        .collect();
         assert_eq!(
             names,
             [
                 "class/class",
                 "operator/operator",
                 "zone/zone",
-                "out_of_range/out_of_range"
+                "out_of_range/out_of_range",
+                "scotland_2026/scotland_2026"
             ]
         );
     }

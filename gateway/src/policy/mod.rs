@@ -4,7 +4,9 @@
 //! `gateway/policy.example.toml`). For every sample,
 //! `permitted = min(class max, operator max, zone max, out_of_range_mm)`; the rule that set
 //! the minimum is the binding [`Rule`], ties going to the first of class, operator, zone,
-//! out of range. Defaults are those of the domain brief (`/work/shared/domain.md`).
+//! out of range. A clinic's jurisdiction can add a limit that reaching already breaks (in
+//! Scotland, 1.5 mm unless a healthcare professional treats in registered premises); it
+//! binds when it is at most the others. Defaults are those of the domain brief (`/work/shared/domain.md`).
 //!
 //! One module per concern: the [`Policy`] model and its defaults (`model`), judging a sample
 //! (`judge`), reading and validating the file (`parse`), its errors (`error`) and the
@@ -19,7 +21,7 @@ mod parse;
 pub use error::{Fault, PolicyError};
 pub use handle::PolicyHandle;
 pub use judge::{Judgement, Rule, SampleContext};
-pub use model::{Device, Operator, Policy};
+pub use model::{Clinic, Device, Jurisdiction, Operator, Policy, SCOTLAND_SPECIFIED_MM};
 
 /// Fixtures shared by the policy's unit tests.
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub(super) const DEFAULT_QUALIFICATIONS: [(&str, f64); 4] = [
     ("advanced_practitioner", 1.5),
     ("clinician", 2.5),
 ];
+/// Depth from which microneedling is a specified procedure in Scotland (mm): the Non-surgical
+/// Procedures and Functions of Medical Reviewers (Scotland) Act 2026, schedule 1 paragraph 8
+/// ("to a depth of 1.5 mm or more").
+pub const SCOTLAND_SPECIFIED_MM: f64 = 1.5;
 /// Name used for the policy text in errors when it does not come from a file.
 const TEXT_ORIGIN: &str = "policy";
 
@@ -42,6 +46,9 @@ pub struct Operator {
     pub qualification_max_mm: f64,
     /// Personal cap (mm), at most the qualification's maximum.
     pub cap_mm: Option<f64>,
+    /// A healthcare professional (doctor, nurse, dentist, pharmacist…), as jurisdictions
+    /// that reserve procedures to them require.
+    pub healthcare_professional: bool,
 }
 
 impl Operator {
@@ -64,6 +71,47 @@ pub struct Device {
     pub class: DeviceClass,
 }
 
+/// A jurisdiction whose rules add to the depth policy of the clinics that carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jurisdiction {
+    /// Scotland: microneedling to 1.5 mm or more is a specified procedure, only by a
+    /// healthcare professional in registered premises.
+    Scotland,
+}
+
+impl Jurisdiction {
+    /// Every jurisdiction, in the order error messages list them.
+    pub const ALL: [Jurisdiction; 1] = [Jurisdiction::Scotland];
+
+    /// The name used in the policy file: `"scotland"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Jurisdiction::Scotland => "scotland",
+        }
+    }
+
+    /// The jurisdiction with this policy-file name.
+    pub fn parse_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|j| j.as_str() == name)
+    }
+
+    /// The names the policy file accepts, for error messages.
+    pub fn expected() -> String {
+        Self::ALL.map(Jurisdiction::as_str).join(", ")
+    }
+}
+
+/// A clinic's settings beyond its operators, devices and zones (`[clinics.CLINIC]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clinic {
+    /// Clinic id.
+    pub id: String,
+    /// The jurisdiction whose rules apply, if any.
+    pub jurisdiction: Option<Jurisdiction>,
+    /// The premises are registered for the procedures the jurisdiction reserves.
+    pub registered_premises: bool,
+}
+
 /// Entries of one kind per clinic: clinic id → key → position in the list.
 pub(super) type ClinicIndex = HashMap<String, HashMap<String, usize>>;
 
@@ -84,6 +132,7 @@ pub struct Policy {
     /// Device id → its first registration, whatever the clinic.
     pub(super) device_by_id: HashMap<String, usize>,
     pub(super) zones: HashMap<String, Vec<(Zone, f64)>>,
+    pub(super) clinics: HashMap<String, Clinic>,
 }
 
 impl Policy {
@@ -123,6 +172,7 @@ impl Policy {
             device_index: HashMap::new(),
             device_by_id: HashMap::new(),
             zones: HashMap::new(),
+            clinics: HashMap::new(),
         }
     }
 
@@ -161,6 +211,11 @@ impl Policy {
             .iter()
             .find(|(z, _)| *z == zone)
             .map(|(_, mm)| *mm)
+    }
+
+    /// A clinic's settings, if the file has a `[clinics.CLINIC]` section for it.
+    pub fn clinic(&self, clinic_id: &str) -> Option<&Clinic> {
+        self.clinics.get(clinic_id)
     }
 
     /// Rated stroke life of a cartridge model (exact name match).
@@ -270,6 +325,20 @@ mod tests {
             Some(DeviceClass::Medical)
         );
         assert_eq!(p.zone_max_mm("c01", Zone::Forehead), Some(0.5));
+        let healthcare: Vec<bool> = p
+            .operators()
+            .iter()
+            .map(|o| o.healthcare_professional)
+            .collect();
+        assert_eq!(healthcare, [true, false]);
+        assert_eq!(
+            p.clinic("c03"),
+            Some(&Clinic {
+                id: "c03".into(),
+                jurisdiction: Some(Jurisdiction::Scotland),
+                registered_premises: false
+            })
+        );
     }
 
     #[test]

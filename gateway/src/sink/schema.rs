@@ -211,7 +211,7 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
             time: p.time(s.started_ms, a.seq),
         }),
         Record::Violation(v) => {
-            let e = &v.evidence;
+            let e = &v.evidence.worst;
             Some(Point {
                 measurement: "pen_violation",
                 tags: tags(
@@ -225,13 +225,14 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
                     ("session_id", Field::S(v.session_id.clone())),
                     ("limit_mm", Field::F(e.limit_mm)),
                     ("peak_depth_mm", Field::F(e.peak_depth_mm)),
-                    ("excess_mm", Field::F(e.peak_depth_mm - e.limit_mm)),
+                    ("excess_mm", Field::F(e.excess_mm)),
                     ("strokes_above", Field::I(e.strokes_above as i64)),
                     ("samples_above", Field::I(e.samples_above as i64)),
                     (
                         "duration_above_s",
                         Field::F((e.last_above_ms - e.first_above_ms) as f64 / 1000.0),
                     ),
+                    ("excursions", Field::I(v.evidence.count() as i64)),
                     ("policy_version", Field::S(e.policy_version.clone())),
                     ("audit_seq", Field::I(a.seq)),
                 ],
@@ -382,6 +383,33 @@ mod tests {
             record: Record::parse("policy", "{}").expect("unknown kinds are skipped"),
         };
         assert_eq!(audit(&other, Precision::Ns), None);
+    }
+
+    #[test]
+    fn a_violation_point_carries_the_worst_excursion_never_a_mix_of_two() {
+        // 0.7 mm under a 0.5 mm zone limit, then 1.1 mm under a 1.0 mm operator limit.
+        let body = serde_json::json!({
+            "session_id": "s-1", "device_id": "pen-1", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "medical", "limit_mm": 0.5, "binding": "zone", "peak_depth_mm": 0.7,
+            "excess_mm": 0.7 - 0.5, "first_above_ms": 1000, "last_above_ms": 1000,
+            "strokes_above": 120, "samples_above": 1, "policy_version": "p1",
+            "others": [{"limit_mm": 1.0, "binding": "operator", "peak_depth_mm": 1.1,
+                "excess_mm": 1.1 - 1.0, "first_above_ms": 5000, "last_above_ms": 5000,
+                "strokes_above": 130, "samples_above": 1, "policy_version": "p1"}],
+        });
+        let v = audit(
+            &AuditRecord {
+                seq: 3,
+                record: Record::parse("violation", &body.to_string()).expect("parses"),
+            },
+            Precision::Ns,
+        )
+        .expect("violation");
+        assert!(v.tags.contains(&("binding", "zone".to_owned())));
+        assert!(v.fields.contains(&("peak_depth_mm", Field::F(0.7))));
+        assert!(v.fields.contains(&("limit_mm", Field::F(0.5))));
+        assert!(v.fields.contains(&("excess_mm", Field::F(0.7 - 0.5))));
+        assert!(v.fields.contains(&("excursions", Field::I(2))));
     }
 
     #[test]

@@ -94,15 +94,56 @@ fn json_text(v: &Value) -> String {
     out
 }
 
+/// The evidence: its worst excursion's fields and the other excursions.
 fn evidence_json(e: Option<&pb::Evidence>) -> Value {
     e.map_or(Value::Null, |e| {
-        json!({
-            "limit_mm": e.limit_mm, "binding_rule": e.binding_rule,
-            "peak_depth_mm": e.peak_depth_mm, "first_above_ms": e.first_above_ms,
-            "last_above_ms": e.last_above_ms, "strokes_above": e.strokes_above,
-            "samples_above": e.samples_above, "policy_version": e.policy_version,
-        })
+        let mut v = excursion_json(&worst(e));
+        v["other_excursions"] = e.other_excursions.iter().map(excursion_json).collect();
+        v["unlisted_excursions"] = e.unlisted_excursions.into();
+        v
     })
+}
+
+fn excursion_json(x: &pb::Excursion) -> Value {
+    json!({
+        "limit_mm": x.limit_mm, "binding_rule": x.binding_rule,
+        "peak_depth_mm": x.peak_depth_mm, "excess_mm": x.excess_mm,
+        "first_above_ms": x.first_above_ms, "last_above_ms": x.last_above_ms,
+        "strokes_above": x.strokes_above, "samples_above": x.samples_above,
+        "policy_version": x.policy_version,
+    })
+}
+
+/// The evidence's worst excursion.
+fn worst(e: &pb::Evidence) -> pb::Excursion {
+    pb::Excursion {
+        limit_mm: e.limit_mm,
+        binding_rule: e.binding_rule.clone(),
+        peak_depth_mm: e.peak_depth_mm,
+        excess_mm: e.excess_mm,
+        first_above_ms: e.first_above_ms,
+        last_above_ms: e.last_above_ms,
+        strokes_above: e.strokes_above,
+        samples_above: e.samples_above,
+        policy_version: e.policy_version.clone(),
+    }
+}
+
+/// One excursion in words: peak against its own limit and rule, excess, what happened above.
+fn excursion_line(x: &pb::Excursion) -> String {
+    format!(
+        "peak {} mm over a {} mm limit ({}), {} mm over; {} strokes in {} samples above it, \
+         {} to {}, policy {}",
+        mm(x.peak_depth_mm),
+        mm(x.limit_mm),
+        shown(&x.binding_rule),
+        mm(x.excess_mm),
+        x.strokes_above,
+        x.samples_above,
+        time(x.first_above_ms),
+        time(x.last_above_ms),
+        shown(&x.policy_version),
+    )
 }
 
 fn device_json(d: &pb::DeviceState) -> Value {
@@ -153,7 +194,9 @@ fn violation_row(v: &pb::Violation) -> Vec<String> {
         mm(e.peak_depth_mm),
         mm(e.limit_mm),
         e.binding_rule,
+        mm(e.excess_mm),
         e.strokes_above.to_string(),
+        (e.other_excursions.len() as u64 + e.unlisted_excursions).to_string(),
         if v.r#final { "closed" } else { "open" }.to_owned(),
     ]
 }
@@ -168,7 +211,9 @@ const VIOLATION_HEADERS: &[&str] = &[
     "peak mm",
     "limit mm",
     "rule",
+    "excess mm",
     "strokes above",
+    "other excursions",
     "session",
 ];
 
@@ -300,15 +345,16 @@ impl Out {
         }
         self.sessions(std::slice::from_ref(&s));
         if let Some(e) = &s.evidence {
-            println!(
-                "\nEXCEEDED: peak {} mm over a {} mm limit ({}), {} strokes in {} samples above it, policy {}",
-                mm(e.peak_depth_mm),
-                mm(e.limit_mm),
-                shown(&e.binding_rule),
-                e.strokes_above,
-                e.samples_above,
-                shown(&e.policy_version)
-            );
+            println!("\nEXCEEDED, worst excursion: {}", excursion_line(&worst(e)));
+            for x in &e.other_excursions {
+                println!("  other excursion: {}", excursion_line(x));
+            }
+            if e.unlisted_excursions > 0 {
+                println!(
+                    "  and {} less severe excursions, not listed",
+                    e.unlisted_excursions
+                );
+            }
         }
         println!();
         let rows: Vec<Vec<String>> = d

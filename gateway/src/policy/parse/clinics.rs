@@ -1,4 +1,5 @@
-//! The per-clinic sections: `[[operators]]`, `[[devices]]` and `[zones.CLINIC]` ceilings.
+//! The per-clinic sections: `[[operators]]`, `[[devices]]`, `[zones.CLINIC]` ceilings and
+//! `[clinics.CLINIC]` settings (jurisdiction, registered premises).
 
 use std::collections::HashMap;
 
@@ -6,9 +7,9 @@ use penwatch_proto::names::ShortName;
 use penwatch_proto::v1::{DeviceClass, Zone};
 
 use super::check::Checker;
-use super::raw::{Entries, RawDevice, RawOperator};
+use super::raw::{Entries, RawClinic, RawDevice, RawOperator};
 use crate::policy::model::ClinicIndex;
-use crate::policy::{Device, Fault, Operator, PolicyError};
+use crate::policy::{Clinic, Device, Fault, Jurisdiction, Operator, PolicyError};
 
 /// Entries listed per clinic, in file order, with their index by clinic and id.
 pub(super) struct Listed<T> {
@@ -110,6 +111,7 @@ fn operator(
         qualification: qualification.clone(),
         qualification_max_mm,
         cap_mm,
+        healthcare_professional: raw.healthcare_professional,
     })
 }
 
@@ -190,13 +192,48 @@ fn clinic_zones(
     Ok(ceilings.into_iter().map(|(z, mm, _)| (z, mm)).collect())
 }
 
+/// Reads `[clinics.CLINIC]`: each clinic's jurisdiction (a known one) and whether its
+/// premises are registered.
+pub(super) fn clinics(
+    c: &Checker<'_>,
+    table: &Entries<RawClinic>,
+) -> Result<HashMap<String, Clinic>, PolicyError> {
+    let mut clinics = HashMap::new();
+    for (clinic, raw) in &table.0 {
+        let id = c.id("[clinics]: clinic", clinic)?;
+        let raw = raw.get_ref();
+        let jurisdiction = match &raw.jurisdiction {
+            Some(name) => match Jurisdiction::parse_name(name.get_ref()) {
+                Some(j) => Some(j),
+                None => {
+                    let fault = Fault::UnknownJurisdiction {
+                        clinic: id,
+                        name: name.get_ref().clone(),
+                    };
+                    return Err(c.err(&name.span(), fault));
+                }
+            },
+            None => None,
+        };
+        clinics.insert(
+            id.clone(),
+            Clinic {
+                id,
+                jurisdiction,
+                registered_premises: raw.registered_premises,
+            },
+        );
+    }
+    Ok(clinics)
+}
+
 #[cfg(test)]
 mod tests {
     use penwatch_proto::names::ShortName;
     use penwatch_proto::v1::Zone;
 
-    use crate::policy::Policy;
     use crate::policy::fixtures::assert_rejected;
+    use crate::policy::{Jurisdiction, Policy};
 
     #[test]
     fn invalid_operators_are_rejected_at_their_line() {
@@ -302,6 +339,32 @@ mod tests {
             "\n[zones.\"c 1\"]\ncheek = 1.0\n",
             2,
             "[zones]: clinic \"c 1\" is not a valid id",
+        );
+    }
+
+    #[test]
+    fn clinic_settings_are_read_and_an_unknown_jurisdiction_is_rejected_at_its_line() {
+        let policy = Policy::parse(
+            "[clinics.c03]\njurisdiction = \"scotland\"\n\n[clinics.c04]\nregistered_premises = true\n",
+        )
+        .expect("valid");
+        let c03 = policy.clinic("c03").expect("c03");
+        assert_eq!(
+            (c03.jurisdiction, c03.registered_premises),
+            (Some(Jurisdiction::Scotland), false)
+        );
+        let c04 = policy.clinic("c04").expect("c04");
+        assert_eq!((c04.jurisdiction, c04.registered_premises), (None, true));
+        assert!(policy.clinic("c01").is_none());
+        assert_rejected(
+            "[clinics.c03]\nregistered_premises = true\njurisdiction = \"england\"\n",
+            3,
+            "[clinics.c03]: unknown jurisdiction \"england\" (expected: scotland)",
+        );
+        assert_rejected(
+            "[clinics.\"c 3\"]\njurisdiction = \"scotland\"\n",
+            1,
+            "[clinics]: clinic \"c 3\" is not a valid id",
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Reading the policy file: TOML into the file's shape ([`raw`]), then one function per
 //! section, in file-format order, each validating what it reads ([`limits`] for the global
 //! thresholds, classes, qualifications and cartridge models; [`clinics`] for operators,
-//! devices and zone ceilings).
+//! devices, zone ceilings and clinic settings).
 
 mod check;
 mod clinics;
@@ -27,6 +27,7 @@ pub(super) fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, Poli
     let operators = clinics::operators(&c, &raw.operators, &qualifications, mechanical.mm)?;
     let devices = clinics::devices(&c, &raw.devices)?;
     let zones = clinics::zones(&c, &raw.zones, mechanical.mm)?;
+    let clinic_settings = clinics::clinics(&c, &raw.clinics)?;
 
     let mut device_by_id = std::collections::HashMap::new();
     for (i, d) in devices.items.iter().enumerate() {
@@ -47,6 +48,7 @@ pub(super) fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, Poli
         device_index: devices.index,
         device_by_id,
         zones,
+        clinics: clinic_settings,
     })
 }
 

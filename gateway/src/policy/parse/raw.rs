@@ -26,6 +26,17 @@ pub(super) struct RawPolicy {
     pub(super) devices: Vec<RawDevice>,
     #[serde(default)]
     pub(super) zones: Entries<Entries<f64>>,
+    #[serde(default)]
+    pub(super) clinics: Entries<RawClinic>,
+}
+
+/// One `[clinics.CLINIC]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClinic {
+    pub(super) jurisdiction: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) registered_premises: bool,
 }
 
 /// One `[[operators]]` entry.
@@ -36,6 +47,8 @@ pub(super) struct RawOperator {
     pub(super) clinic: Spanned<String>,
     pub(super) qualification: Spanned<String>,
     pub(super) cap_mm: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) healthcare_professional: bool,
 }
 
 /// One `[[devices]]` entry.
