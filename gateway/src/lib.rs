@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod fleet;
+pub mod invalid;
 pub mod journal;
 pub mod live;
 pub mod metrics;

@@ -249,11 +249,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let checkpointer =
         penwatch_gateway::journal::checkpoint::spawn(&config.journal.path, checkpoints.clone())?;
     let handle = PolicyHandle::new(policy);
-    let settings = Settings {
-        batch_max: config.ingest.batch_max,
-        linger: config.linger(),
-        inactivity_timeout: Duration::from_secs(config.sessions.inactivity_timeout_s),
-    };
+    let settings = Settings::new(&config.ingest, &config.sessions);
     let live = penwatch_gateway::live::channel();
     let pipeline = Pipeline::open(
         journal,
@@ -262,7 +258,12 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         settings,
         live.clone(),
     )?;
-    let source = Source::new(&config, handle.clone(), metrics.clone())?;
+    let source = Source::new(
+        &config.mqtt,
+        config.ingest.max_payload_bytes,
+        handle.clone(),
+        metrics.clone(),
+    )?;
     let acker = source.acker();
     let (tx, rx) = flume::bounded(config.ingest.queue_capacity);
     let stop = CancellationToken::new();
@@ -290,7 +291,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
             result
         })?;
     let source_task = tokio::spawn(source.run(tx, stop.clone(), committed.clone()));
-    if let Some(addr) = config.metrics_addr()? {
+    if let Some(addr) = config.metrics.addr()? {
         let stopped = stop.clone();
         let server = metrics::serve(
             addr,

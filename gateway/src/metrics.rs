@@ -13,6 +13,40 @@ use prometheus_client::registry::Registry;
 /// Label set with one `kind` label.
 type Kind = Vec<(&'static str, String)>;
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`/metrics`); empty to disable.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".to_owned(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The endpoint's address, `None` when disabled; the error names the key and the fix.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, crate::invalid::Invalid> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen.parse().map(Some).map_err(|_| {
+            crate::invalid::Invalid::new(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464 (empty turns the endpoint off)",
+                    self.listen
+                ),
+            )
+        })
+    }
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,

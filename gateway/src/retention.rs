@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::config::JournalConfig;
+use crate::journal::JournalConfig;
 use crate::journal::{self, Upkeep};
 use crate::metrics::Metrics;
 use crate::sink::SAMPLES_CURSOR;

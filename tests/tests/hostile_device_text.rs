@@ -390,7 +390,7 @@ fn a_plaintext_api_beyond_loopback_with_tokens_is_refused_by_check_config_and_at
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
         assert!(
-            stderr.contains("api.listen 0.0.0.0:0 is not a loopback address"),
+            stderr.contains("api.listen: 0.0.0.0:0 is not a loopback address"),
             "{stderr}"
         );
         assert!(

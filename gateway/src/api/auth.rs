@@ -17,7 +17,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use super::{ApiConfig, invalid, limits, secret};
-use crate::config::ConfigError;
+use crate::invalid::Invalid;
 use crate::journal::queries::Selection;
 
 /// What a token may do.
@@ -228,7 +228,7 @@ fn token_hash(token: &str) -> [u8; 32] {
 
 impl Auth {
     /// Resolves and checks `[api]` tokens and the pseudonym key; the error says what to fix.
-    pub fn from_config(config: &ApiConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(config: &ApiConfig) -> Result<Self, Invalid> {
         let key = secret(
             "api.pseudonym_key",
             config.pseudonym_key.as_ref(),
@@ -240,45 +240,45 @@ impl Auth {
         for (i, t) in config.tokens.iter().enumerate() {
             let what = format!("api.tokens[{i}] ({:?})", t.name);
             if t.name.trim().is_empty() {
-                return Err(invalid(format!("{what}: give the token a name")));
+                return Err(invalid(&what, "give the token a name"));
             }
             if !names.insert(t.name.as_str()) {
-                return Err(invalid(format!(
-                    "{what}: another token has the same name; names must be unique"
-                )));
+                return Err(invalid(
+                    &what,
+                    "another token has the same name; names must be unique",
+                ));
             }
             let value = secret(
                 &format!("{what} token"),
                 t.token.as_ref(),
                 t.token_env.as_deref(),
             )?
-            .ok_or_else(|| {
-                invalid(format!(
-                    "{what}: set token = \"…\" or token_env = \"VARIABLE\""
-                ))
-            })?;
+            .ok_or_else(|| invalid(&what, "set token = \"…\" or token_env = \"VARIABLE\""))?;
             if t.role == Role::ClinicManager && t.clinics.is_empty() {
-                return Err(invalid(format!(
-                    "{what}: a clinic-manager token needs clinics = [\"…\"]"
-                )));
+                return Err(invalid(
+                    &what,
+                    "a clinic-manager token needs clinics = [\"…\"]",
+                ));
             }
             if let Some(bad) = t.clinics.iter().find(|c| !is_valid_id(c)) {
-                return Err(invalid(format!("{what}: {bad:?} is not a valid clinic id")));
+                return Err(invalid(&what, format!("{bad:?} is not a valid clinic id")));
             }
             if t.role == Role::Manufacturer && pseudonyms.is_none() {
-                return Err(invalid(format!(
-                    "{what}: manufacturer tokens see operator pseudonyms: set api.pseudonym_key \
-                     (or api.pseudonym_key_env), a stable secret of at least 16 characters"
-                )));
+                return Err(invalid(
+                    &what,
+                    "manufacturer tokens see operator pseudonyms: set api.pseudonym_key \
+                     (or api.pseudonym_key_env), a stable secret of at least 16 characters",
+                ));
             }
             let caller = Caller::new(&t.name, t.role, t.clinics.clone(), pseudonyms.clone());
             if tokens
                 .insert(token_hash(&value), Arc::new(caller))
                 .is_some()
             {
-                return Err(invalid(format!(
-                    "{what}: the same token value is configured twice; give each token its own"
-                )));
+                return Err(invalid(
+                    &what,
+                    "the same token value is configured twice; give each token its own",
+                ));
             }
         }
         Ok(Self { tokens })

@@ -31,7 +31,7 @@ use tonic::Status;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::config::ConfigError;
+use crate::invalid::Invalid;
 use crate::journal::{self, Reader};
 use crate::live::LiveSender;
 use crate::policy::PolicyHandle;
@@ -43,7 +43,7 @@ pub use auth::Role;
 pub enum ApiError {
     /// The `[api]` section is unusable.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] Invalid),
     /// A TLS file could not be read.
     #[error("api TLS file {path}: {source}")]
     TlsFile {
@@ -156,15 +156,18 @@ const MIN_SECRET_LEN: usize = 16;
 
 impl ApiConfig {
     /// The address to serve on, `None` when disabled.
-    pub fn addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+    pub fn addr(&self) -> Result<Option<SocketAddr>, Invalid> {
         if self.listen.is_empty() {
             return Ok(None);
         }
         self.listen.parse().map(Some).map_err(|_| {
-            ConfigError::Invalid(format!(
-                "api.listen: {:?} is not an address like 127.0.0.1:50051 (\"\" disables the API)",
-                self.listen
-            ))
+            invalid(
+                "api.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:50051 (\"\" disables the API)",
+                    self.listen
+                ),
+            )
         })
     }
 
@@ -178,19 +181,22 @@ impl ApiConfig {
     }
 
     /// Checks the section; the error says what to fix.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if let Some(addr) = self.addr()?
             && !addr.ip().is_loopback()
             && self.tls_cert.is_none()
             && !self.tokens.is_empty()
             && !self.allow_plaintext
         {
-            return Err(invalid(format!(
-                "api.listen {addr} is not a loopback address and the API has no TLS, so bearer \
+            return Err(invalid(
+                "api.listen",
+                format!(
+                    "{addr} is not a loopback address and the API has no TLS, so bearer \
                  tokens would cross the network in clear text: set api.tls_cert and \
                  api.tls_key, or listen on 127.0.0.1, or (only behind a TLS-terminating proxy \
                  or on a protected network) set allow_plaintext = true in [api]"
-            )));
+                ),
+            ));
         }
         for (key, value) in [
             ("max_connections", self.max_connections as u64),
@@ -205,24 +211,26 @@ impl ApiConfig {
             ("request_timeout_s", self.request_timeout_s),
         ] {
             if value == 0 {
-                return Err(invalid(format!(
-                    "api.{key}: must be at least 1 (see gateway.example.toml for the defaults)"
-                )));
+                return Err(invalid(
+                    format!("api.{key}"),
+                    "must be at least 1 (see gateway.example.toml for the defaults)",
+                ));
             }
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(invalid(
-                    "api.tls_cert and api.tls_key go together: set both (PEM files) or neither",
+                    "api.tls_key",
+                    "goes together with api.tls_cert: set both (PEM files) or neither",
                 ));
             }
             (Some(cert), Some(key)) => {
                 for (k, p) in [("tls_cert", cert), ("tls_key", key)] {
                     if !p.is_file() {
-                        return Err(invalid(format!(
-                            "api.{k}: {} is not a readable file",
-                            p.display()
-                        )));
+                        return Err(invalid(
+                            format!("api.{k}"),
+                            format!("{} is not a readable file", p.display()),
+                        ));
                     }
                 }
             }
@@ -232,8 +240,8 @@ impl ApiConfig {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid(msg.into())
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Invalid {
+    Invalid::new(key, problem)
 }
 
 /// Reads a secret given inline or through an environment variable.
@@ -241,25 +249,28 @@ fn secret(
     what: &str,
     inline: Option<&Secret>,
     env: Option<&str>,
-) -> Result<Option<String>, ConfigError> {
+) -> Result<Option<String>, Invalid> {
     let value = match (inline, env) {
         (Some(_), Some(_)) => {
-            return Err(invalid(format!(
-                "{what}: give the value or the _env variable, not both"
-            )));
+            return Err(invalid(
+                what,
+                "give the value or the _env variable, not both",
+            ));
         }
         (Some(s), None) => s.0.clone(),
         (None, Some(var)) => std::env::var(var).map_err(|_| {
-            invalid(format!(
-                "{what}: environment variable {var} is not set (or not UTF-8)"
-            ))
+            invalid(
+                what,
+                format!("environment variable {var} is not set (or not UTF-8)"),
+            )
         })?,
         (None, None) => return Ok(None),
     };
     if value.chars().count() < MIN_SECRET_LEN {
-        return Err(invalid(format!(
-            "{what}: must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 24`)"
-        )));
+        return Err(invalid(
+            what,
+            format!("must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 24`)"),
+        ));
     }
     Ok(Some(value))
 }

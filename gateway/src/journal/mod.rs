@@ -19,6 +19,7 @@ use rusqlite::Connection;
 
 mod batch;
 pub mod checkpoint;
+mod config;
 pub mod forward;
 pub mod queries;
 mod reader;
@@ -28,6 +29,7 @@ mod verify;
 mod writer;
 
 pub use batch::{Batch, Inserted};
+pub use config::JournalConfig;
 pub use forward::Upkeep;
 pub use reader::{Counts, Quarantined, Reader};
 pub use schema::QUARANTINE_KEPT_BYTES;

@@ -6,6 +6,7 @@
 //! ([`state`]). Decoding and validation happen before, on the MQTT connection's task, so this
 //! thread — the one serial stage of ingest — does only what must be serial.
 
+mod config;
 mod dirty;
 mod state;
 
@@ -23,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyHandle, SampleContext};
 use crate::sessions::{CloseReason, Verdict};
 
+pub use config::{IngestConfig, SessionsConfig, Settings};
 use state::{LiveState, Work};
 
 /// One received MQTT message, decoded, waiting to be committed and acknowledged.
@@ -37,17 +39,6 @@ pub struct Inflight {
     pub generation: u64,
     /// What it decoded to, or why it was rejected.
     pub decoded: Result<Inbound, BadInput>,
-}
-
-/// Committer settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// Most messages per batch.
-    pub batch_max: usize,
-    /// Longest wait for a batch to fill.
-    pub linger: Duration,
-    /// Sessions idle this long are closed.
-    pub inactivity_timeout: Duration,
 }
 
 /// What one batch did.

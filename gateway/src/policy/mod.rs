@@ -6,18 +6,20 @@
 //! the minimum is the binding [`Rule`], ties going to the first of class, operator, zone,
 //! out of range. A clinic's jurisdiction can add a limit that reaching already breaks (in
 //! Scotland, 1.5 mm unless a healthcare professional treats in registered premises); it
-//! binds when it is at most the others. Defaults are those of the domain brief (`/work/shared/domain.md`).
+//! binds when it is at most the others. Defaults are those of the domain brief.
 //!
 //! One module per concern: the [`Policy`] model and its defaults (`model`), judging a sample
 //! (`judge`), reading and validating the file (`parse`), its errors (`error`) and the
 //! [`PolicyHandle`] through which the running gateway shares the version in force (`handle`).
 
+mod config;
 mod error;
 mod handle;
 mod judge;
 mod model;
 mod parse;
 
+pub use config::PolicyConfig;
 pub use error::{Fault, PolicyError};
 pub use handle::PolicyHandle;
 pub use judge::{Judgement, Rule, SampleContext};

@@ -29,6 +29,7 @@ pub use influx::{WriteError, Writer};
 pub use schema::Precision;
 
 use crate::clock::now_ms;
+use crate::invalid::Invalid;
 use crate::journal::forward::Backlog;
 use crate::journal::{self, Upkeep};
 use crate::metrics::Metrics;
@@ -134,46 +135,59 @@ impl std::fmt::Debug for InfluxConfig {
 }
 
 impl InfluxConfig {
-    /// Checks the section; the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the section; the error names the key and the fix.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, problem: &str| Err(Invalid::new(key, problem));
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {
-                return Err(format!(
-                    "influx.url: {:?} is not a URL like http://127.0.0.1:8086",
-                    self.url
+                return Err(Invalid::new(
+                    "influx.url",
+                    format!("{:?} is not a URL like http://127.0.0.1:8086", self.url),
                 ));
             }
         }
         match self.api {
             Api::V1 => {
                 if self.database.is_empty() {
-                    return Err("influx.database is empty: name the v1 database to write to".into());
+                    return bad(
+                        "influx.database",
+                        "is empty: name the v1 database to write to",
+                    );
                 }
                 if self.password.is_some() && self.username.is_none() {
-                    return Err("influx.password is set without influx.username".into());
+                    return bad(
+                        "influx.username",
+                        "is missing while influx.password is set: give the user name",
+                    );
                 }
             }
             Api::V2 => {
                 if self.bucket.is_empty() {
-                    return Err("influx.bucket is empty: name the v2 bucket to write to".into());
+                    return bad("influx.bucket", "is empty: name the v2 bucket to write to");
                 }
                 if self.org.is_empty() {
-                    return Err("influx.org is empty: give the v2 organisation (any name for servers that ignore it)".into());
+                    return bad(
+                        "influx.org",
+                        "is empty: give the v2 organisation (any name for servers that ignore it)",
+                    );
                 }
             }
         }
         if !(1..=100_000).contains(&self.batch_size) {
-            return Err("influx.batch_size must be from 1 to 100000".into());
+            return bad("influx.batch_size", "must be from 1 to 100000");
         }
         if self.linger_ms > 60_000 {
-            return Err("influx.linger_ms must be at most 60000".into());
+            return bad("influx.linger_ms", "must be at most 60000");
         }
         if !(1..=600).contains(&self.timeout_s) {
-            return Err("influx.timeout_s must be from 1 to 600".into());
+            return bad("influx.timeout_s", "must be from 1 to 600");
         }
-        if self.retry_max_s == 0 || self.halt_retry_s == 0 {
-            return Err("influx.retry_max_s and influx.halt_retry_s must be above 0".into());
+        if self.retry_max_s == 0 {
+            return bad("influx.retry_max_s", "must be above 0");
+        }
+        if self.halt_retry_s == 0 {
+            return bad("influx.halt_retry_s", "must be above 0");
         }
         Ok(())
     }
@@ -605,13 +619,13 @@ mod tests {
             url: "localhost:8086".into(),
             ..InfluxConfig::default()
         };
-        assert!(c.validate().expect_err("bad url").contains("influx.url"));
+        assert_eq!(c.validate().expect_err("bad url").key, "influx.url");
         let c = InfluxConfig {
             api: Api::V1,
             database: String::new(),
             ..InfluxConfig::default()
         };
-        assert!(c.validate().expect_err("no db").contains("influx.database"));
+        assert_eq!(c.validate().expect_err("no db").key, "influx.database");
         let err = toml::from_str::<InfluxConfig>("precision = \"ms\"\n").expect_err("ms");
         assert!(err.to_string().contains("precision"), "{err}");
     }

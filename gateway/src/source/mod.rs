@@ -9,6 +9,8 @@
 //! burst sent about one acknowledgement per ten messages read, so unacknowledged messages
 //! (and the memory holding them) piled up in the gateway.
 
+mod config;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +19,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::config::Config;
-use crate::config::ConfigError;
 use crate::decode::{self, Inbound, Limits};
+use crate::invalid::Invalid;
 use crate::metrics::Metrics;
 use crate::pipeline::Inflight;
 use crate::policy::PolicyHandle;
+pub use config::MqttConfig;
 
 /// Capacity of rumqttc's request channel (subscriptions and the disconnect only).
 const REQUEST_CAPACITY: usize = 16;
@@ -69,28 +71,23 @@ impl Source {
     /// Builds the connection from the config (nothing is sent before the first poll);
     /// messages are validated against the policy in force when they arrive.
     pub fn new(
-        config: &Config,
+        config: &MqttConfig,
+        max_payload_bytes: usize,
         policy: PolicyHandle,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, Invalid> {
         let broker = config.broker()?;
-        let credentials = config.mqtt_credentials()?;
-        let ca_pem = match &config.mqtt.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                ConfigError::Invalid(format!("mqtt.ca_file {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
+        let credentials = config.credentials()?;
         let mut options = broker.mqtt_options(
-            &config.mqtt.client_id,
+            &config.client_id,
             credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
-            Duration::from_secs(config.mqtt.keep_alive_s),
-            ca_pem,
+            Duration::from_secs(config.keep_alive_s),
+            config.ca_pem()?,
         );
         options
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_max_packet_size(config.mqtt.max_packet_bytes, 64 * 1024);
+            .set_max_packet_size(config.max_packet_bytes, 64 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         // A broker resuming a persistent session with millions of queued messages can take
         // far longer than rumqttc's default 5 s to answer CONNECT (mosquitto did, measured):
@@ -102,12 +99,12 @@ impl Source {
         Ok(Self {
             client,
             eventloop,
-            topics: config.mqtt.topics.clone(),
+            topics: config.topics.clone(),
             generation: 0,
             acks_tx,
             acks,
-            reconnect_max: Duration::from_secs(config.mqtt.reconnect_max_s),
-            max_payload_bytes: config.ingest.max_payload_bytes,
+            reconnect_max: Duration::from_secs(config.reconnect_max_s),
+            max_payload_bytes,
             policy,
             metrics,
         })
