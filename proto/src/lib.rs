@@ -12,6 +12,7 @@ pub mod broker;
 pub mod client;
 pub mod json;
 pub mod names;
+pub mod report;
 pub mod text;
 pub mod topic;
 

@@ -189,6 +189,8 @@ pub struct StoredViolation {
     pub final_: bool,
     /// Session start, Unix ms.
     pub started_ms: i64,
+    /// The policy does not know the session's operator.
+    pub unknown_operator: bool,
 }
 
 impl StoredViolation {
@@ -319,7 +321,8 @@ fn decode_session(
 /// What a listing reads of a violation (with its session's start).
 const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
     v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
-    v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms";
+    v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms, \
+    COALESCE(json_extract(s.record, '$.unknown_operator'), 0) AS unknown_operator";
 
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
     Ok(StoredViolation {
@@ -340,6 +343,7 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
         },
         final_: r.get("final")?,
         started_ms: r.get("started_ms")?,
+        unknown_operator: r.get("unknown_operator")?,
     })
 }
 
