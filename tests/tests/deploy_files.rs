@@ -139,6 +139,11 @@ fn systemd_unit_command_line_passes_check_config() {
     )
     .expect("config");
     std::fs::write(creds.join("mqtt.password"), "s3cret-password\n").expect("password");
+    std::fs::copy(
+        root().join("gateway/policy.example.toml"),
+        etc.join("policy.toml"),
+    )
+    .expect("policy");
     let unit = unit_with_built_binary();
     let exec = unit
         .lines()
@@ -158,10 +163,11 @@ fn systemd_unit_command_line_passes_check_config() {
         .output()
         .expect("run gateway");
     assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("configuration valid"), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("configuration valid"),
-        "{}",
-        text(&out)
+        !stdout.contains("(0 operators"),
+        "the policy is read: {stdout}"
     );
 }
 
