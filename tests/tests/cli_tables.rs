@@ -1,5 +1,6 @@
 //! What the `penwatch` command line shows a person: unknown operators marked in every list of
-//! sessions and violations, and export times readable beside the Unix ms.
+//! sessions and violations, export times readable beside the Unix ms, and "no token" when
+//! there is none.
 
 use std::process::Output;
 
@@ -39,7 +40,7 @@ fn is_rfc3339_millis(s: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cli_tables_show_unknown_operators_and_csv_has_rfc3339_time_columns() {
+async fn cli_tables_show_unknown_operators_csv_has_rfc3339_time_columns_and_no_token_says_so() {
     let mut setup = Setup::start().await;
     setup.publish_fixture().await;
     // An operator the policy does not know: judged by the most restrictive limit, exceeded.
@@ -109,4 +110,22 @@ async fn cli_tables_show_unknown_operators_and_csv_has_rfc3339_time_columns() {
         }
     }
     assert!(seen > 10, "{seen} times checked");
+
+    for token in [None, Some(""), Some("  ")] {
+        let mut cmd =
+            std::process::Command::new(penwatch_tests::binary("penwatch").expect("built"));
+        cmd.arg("whoami").env("PENWATCH_GATEWAY", &setup.api);
+        match token {
+            Some(t) => cmd.env("PENWATCH_TOKEN", t),
+            None => cmd.env_remove("PENWATCH_TOKEN"),
+        };
+        let out = cmd.output().expect("run penwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{token:?}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "error: no token: pass --token or set PENWATCH_TOKEN",
+            "{token:?}"
+        );
+    }
 }
