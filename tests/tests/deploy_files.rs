@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use penwatch_gateway::journal::Reader;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{Scenario, SimConfig};
 use penwatch_tests::{
@@ -387,18 +388,28 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// An InfluxQL answer's first result (ms times).
-fn influxql(port: u16, q: &str) -> Value {
-    let body = http_get(port, &format!("/query?db={DB}&epoch=ms&q={}", enc(q)))
-        .unwrap_or_else(|| panic!("InfluxDB did not answer 200 to {q}"));
+/// An InfluxQL answer's first result (ms times), if InfluxDB answered 200.
+fn try_influxql(port: u16, q: &str) -> Option<Value> {
+    let body = http_get(port, &format!("/query?db={DB}&epoch=ms&q={}", enc(q)))?;
     let v: Value = serde_json::from_str(&body).expect("query JSON");
-    v["results"][0].clone()
+    Some(v["results"][0].clone())
 }
 
+/// [`try_influxql`], tried for up to 5 s (a loaded machine can be slow to accept).
+fn influxql(port: u16, q: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match try_influxql(port, q) {
+            Some(v) => return v,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            None => panic!("InfluxDB did not answer 200 to {q}"),
+        }
+    }
+}
+
+/// The first number of an aggregate's answer; 0 without one (yet).
 fn count(port: u16, q: &str) -> u64 {
-    influxql(port, q)["series"][0]["values"][0][1]
-        .as_u64()
-        .unwrap_or(0)
+    try_influxql(port, q).map_or(0, |r| r["series"][0]["values"][0][1].as_u64().unwrap_or(0))
 }
 
 /// A query as Grafana sends it for the range `from..to` (Unix ms), with every variable at
@@ -481,28 +492,63 @@ async fn every_grafana_panel_query_returns_data_from_a_simulated_fleet() {
     assert!(truth.exceeded().count() > 0, "some sessions exceed");
 
     let port = influx.port();
-    wait_for(
-        "every measurement in InfluxDB",
-        Duration::from_secs(60),
-        || {
-            gateway.metric("penwatch_messages_accepted_total") >= truth.telemetry_valid as f64
-                && [
-                    "pen_sample",
-                    "pen_session",
-                    "pen_violation",
-                    "cartridge_wear",
-                    "device_status",
-                ]
-                .iter()
-                .all(|m| count(port, &format!("SELECT COUNT(*) FROM \"{m}\"")) > 0)
-                && count(port, "SELECT COUNT(session_id) FROM pen_session")
-                    == truth.sessions.len() as u64
-        },
-    );
+    // One field each measurement always has.
+    let measurements = [
+        ("pen_sample", "seq"),
+        ("pen_session", "session_id"),
+        ("pen_violation", "session_id"),
+        ("cartridge_wear", "cartridge_id"),
+        ("device_status", "last_seq"),
+    ];
+    let state = || {
+        let journaled = Reader::open(&gateway.journal_path())
+            .and_then(|j| j.counts())
+            .map_or(0, |c| c.samples);
+        let counts: Vec<u64> = measurements
+            .iter()
+            .map(|(m, f)| count(port, &format!("SELECT COUNT(\"{f}\") FROM \"{m}\"")))
+            .collect();
+        (
+            gateway.metric("penwatch_messages_accepted_total") as u64,
+            journaled,
+            counts,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (accepted, journaled, counts) = state();
+        if accepted >= truth.telemetry_valid
+            && counts[0] == journaled
+            && counts[1] == truth.sessions.len() as u64
+            && counts.iter().all(|n| *n > 0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything reached InfluxDB: accepted {accepted} of {}, samples {} of {journaled} \
+             journaled, sessions {} of {}, points per measurement {counts:?}\nlog:\n{}",
+            truth.telemetry_valid,
+            counts[0],
+            counts[1],
+            truth.sessions.len(),
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
-    let last = influxql(port, "SELECT LAST(seq) FROM pen_sample")["series"][0]["values"][0][0]
-        .as_i64()
-        .expect("last sample time");
+    // The dashboard's range: from the test's start to the latest point of any measurement
+    // (the simulator's device clocks run ahead of the wall clock).
+    let last = measurements
+        .iter()
+        .map(|(m, f)| {
+            influxql(port, &format!("SELECT LAST(\"{f}\") FROM \"{m}\""))["series"][0]["values"][0]
+                [0]
+            .as_i64()
+            .expect("last point time")
+        })
+        .max()
+        .unwrap_or_default();
     let (from, to) = (started - 60_000, last.max(now_ms()) + 60_000);
     let mut checked = 0;
     for (name, d) in dashboards() {
