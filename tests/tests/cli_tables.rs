@@ -3,6 +3,7 @@
 //! there is none.
 
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use penwatch_proto::v1::DeviceClass;
 use penwatch_tests::api::{REVIEWER, Setup};
@@ -55,6 +56,18 @@ async fn cli_tables_show_unknown_operators_csv_has_rfc3339_time_columns_and_no_t
         )
         .await;
     setup.wait_committed();
+    // Received is not yet committed: wait until the last session is closed in the journal.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let closed = || {
+        serde_json::from_str::<Vec<Value>>(&penwatch(&setup, &["sessions", "--json"]))
+            .expect("JSON")
+            .iter()
+            .any(|s| s["session_id"] == "s-c1" && s["state"] == "closed")
+    };
+    while !closed() {
+        assert!(Instant::now() < deadline, "session s-c1 never closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let sessions = penwatch(&setup, &["sessions"]);
     assert!(sessions.contains("op-temp?"), "{sessions}");
