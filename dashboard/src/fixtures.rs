@@ -190,6 +190,7 @@ pub fn violation(s: &Session, is_final: bool) -> Violation {
         evidence: s.evidence.clone(),
         r#final: is_final,
         committed_ms: s.evidence.as_ref().map_or(0, |e| e.last_above_ms),
+        unknown_operator: s.unknown_operator,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `penwatch-dashboard`: the terminal dashboard over the gateway's gRPC API.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -56,8 +57,17 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", penwatch_proto::report::one_line(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => read_config(path)?,
         None => FileConfig::default(),

@@ -1,6 +1,9 @@
 //! `penwatch-sim`: runs a simulated fleet of pens against an MQTT broker and prints the
 //! ground truth, or prints the fleet's policy file (`--print-policy`).
 
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::Parser;
 use penwatch_sim::fleet::Fleet;
@@ -18,15 +21,25 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", penwatch_proto::report::one_line(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.print_policy {
         let fleet = Fleet::generate(cli.sim.seed, cli.sim.clinics, cli.sim.pens_per_clinic);
         print!("{}", policy::policy_toml(&fleet));

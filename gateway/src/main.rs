@@ -1,6 +1,8 @@
 //! `penwatch-gateway`: runs the gateway, checks its configuration, or verifies the journal.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -33,6 +35,16 @@ struct Cli {
     /// Configuration file (TOML).
     #[arg(long, short, env = "PENWATCH_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line, for log shippers).
+    #[arg(
+        long,
+        env = "PENWATCH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    log_format: LogFormat,
     #[command(flatten)]
     overrides: Overrides,
     #[command(subcommand)]
@@ -103,6 +115,15 @@ struct Overrides {
     influx_password: Option<String>,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
@@ -157,25 +178,77 @@ impl Overrides {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status of a start refused for its configuration (`EX_CONFIG` of sysexits.h): the
+/// systemd unit does not restart on it, since a restart would not fix it.
+const EXIT_CONFIG: u8 = 78;
+
+/// Why the gateway stopped: the error and the exit status it gives.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { code: 1, error }
+    }
+}
+
+/// Marks an error as the configuration's (exit status [`EXIT_CONFIG`]).
+fn config_error(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_CONFIG,
+        error: error.into(),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let format = cli.log_format;
+    init_logging(format);
+    match start(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { code, error }) => {
+            let message = penwatch_proto::report::one_line(error.as_ref());
+            if format == LogFormat::Json {
+                tracing::error!(error = message, "gateway stopped");
+            } else {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Logs to stderr in `format`, with ANSI colours only when stderr is a terminal.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,penwatch_gateway=info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+fn start(cli: Cli) -> Result<(), Failure> {
     let mut config = match &cli.config {
-        Some(path) => Config::from_file(path)?,
+        Some(path) => Config::from_file(path).map_err(config_error)?,
         None => Config::default(),
     };
     cli.overrides.apply(&mut config);
-    config.validate()?;
-    let policy = load_policy(&config)?;
+    config.validate().map_err(config_error)?;
+    let policy = load_policy(&config).map_err(config_error)?;
     let command = cli.command.unwrap_or(Command::Run);
     if !matches!(command, Command::Verify) {
-        config.journal.check_location()?;
+        config.journal.check_location().map_err(config_error)?;
     }
     match command {
         Command::CheckConfig => {
@@ -187,12 +260,12 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Verify => verify(&config),
-        Command::Run => tokio::runtime::Builder::new_multi_thread()
+        Command::Verify => Ok(verify(&config)?),
+        Command::Run => Ok(tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?
-            .block_on(run(config, policy)),
+            .block_on(run(config, policy))?),
     }
 }
 

@@ -337,3 +337,50 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped alert rules (`deploy/prometheus/penwatch-rules.yml`).
+    const RULES: &str = include_str!("../../deploy/prometheus/penwatch-rules.yml");
+
+    #[test]
+    fn alert_rules_name_only_metrics_the_gateway_exports() {
+        let m = Metrics::new();
+        // A family is exported once it has a label set.
+        m.quarantine("field");
+        m.cartridge_event("reuse");
+        m.policy_reload(false);
+        m.sink_written("samples", 1);
+        m.set_sink_backlog("samples", 1);
+        m.sink_error("server");
+        m.conflict("reset");
+        m.commit_seconds.observe(0.01);
+        let text = m.render();
+        let mut names = Vec::new();
+        for line in RULES
+            .lines()
+            .filter(|l| l.trim_start().starts_with("expr:"))
+        {
+            let mut rest = line;
+            while let Some(i) = rest.find("penwatch_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                names.push(name);
+            }
+        }
+        assert!(names.len() >= 10, "{names:?}");
+        for name in names {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
+                "{name} is not exported:\n{text}"
+            );
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod client;
 pub mod codec;
 pub mod json;
 pub mod names;
+pub mod report;
 pub mod text;
 pub mod topic;
 

@@ -388,7 +388,11 @@ fn a_plaintext_api_beyond_loopback_with_tokens_is_refused_by_check_config_and_at
     for command in [&["check-config"][..], &[]] {
         let out = gateway_with(dir.path(), listen, command);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "EX_CONFIG; {command:?}: {stderr}"
+        );
         assert!(
             stderr.contains("api.listen: 0.0.0.0:0 is not a loopback address"),
             "{stderr}"

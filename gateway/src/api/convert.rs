@@ -183,6 +183,7 @@ pub fn violation(v: &StoredViolation, caller: &Caller) -> pb::Violation {
         evidence: Some(evidence(&v.evidence)),
         r#final: v.final_,
         committed_ms: 0,
+        unknown_operator: v.unknown_operator,
     }
 }
 
@@ -202,6 +203,7 @@ pub fn live_violation(
         evidence: Some(evidence(s.violation.as_ref()?)),
         r#final: final_,
         committed_ms,
+        unknown_operator: s.unknown_operator,
     })
 }
 

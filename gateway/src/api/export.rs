@@ -3,7 +3,8 @@
 //! after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; a text
+//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; every
+//! Unix ms time column has an RFC 3339 one beside it (`started_ms`, `started`); a text
 //! cell a spreadsheet would run as a formula gets a leading `'`. A JSON line carries only the
 //! fields of its record, exactly.
 
@@ -61,7 +62,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cartridge_id",
     "cartridge_model",
     "started_ms",
+    "started",
     "last_ms",
+    "last",
     "state",
     "close_reason",
     "samples",
@@ -76,7 +79,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "peak_depth_mm",
     "excess_mm",
     "first_above_ms",
+    "first_above",
     "last_above_ms",
+    "last_above",
     "strokes_above",
     "samples_above",
     "other_excursions",
@@ -84,7 +89,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "final",
     "seq",
     "timestamp_ms",
+    "timestamp",
     "received_ms",
+    "received",
     "event",
     "depth_mm",
     "session_strokes",
@@ -92,6 +99,31 @@ pub const CSV_COLUMNS: &[&str] = &[
     "zone",
     "policy_version",
 ];
+
+/// The CSV columns that carry a Unix ms time of another column as RFC 3339 (UTC,
+/// milliseconds): `started` beside `started_ms`, and so on.
+fn rfc3339_of(column: &str) -> Option<&'static str> {
+    Some(match column {
+        "started" => "started_ms",
+        "last" => "last_ms",
+        "first_above" => "first_above_ms",
+        "last_above" => "last_above_ms",
+        "timestamp" => "timestamp_ms",
+        "received" => "received_ms",
+        _ => return None,
+    })
+}
+
+/// A Unix ms time as RFC 3339, UTC with milliseconds; empty for a time before 1970.
+fn rfc3339(ms: &Value) -> String {
+    match ms.as_u64() {
+        Some(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string(),
+        None => String::new(),
+    }
+}
 
 /// One exported record: its fields by column name.
 type Record = Vec<(&'static str, Value)>;
@@ -281,11 +313,11 @@ impl Encoder {
     fn write(&mut self, record: Record) -> Result<(), csv::Error> {
         match self.format {
             Format::Csv => self.csv_row(CSV_COLUMNS.iter().map(|column| {
-                record
-                    .iter()
-                    .find(|(k, _)| k == column)
-                    .map(|(_, v)| csv_cell(v))
-                    .unwrap_or_default()
+                let field = |name: &str| record.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+                match rfc3339_of(column) {
+                    Some(ms) => field(ms).map(rfc3339).unwrap_or_default(),
+                    None => field(column).map(csv_cell).unwrap_or_default(),
+                }
             })),
             Format::Jsonl => {
                 let map: Map<String, Value> =
@@ -433,6 +465,26 @@ mod tests {
         assert_eq!(json.take(), b"{\"record\":\"sample\"}\n");
         assert_eq!(Format::parse("").ok(), Some(Format::Csv));
         assert!(Format::parse("xml").is_err());
+    }
+
+    #[test]
+    fn csv_has_an_rfc3339_column_beside_every_unix_ms_time() {
+        let rows = csv_rows(vec![vec![
+            ("record", "sample".into()),
+            ("timestamp_ms", 1_795_132_800_123i64.into()),
+            ("received_ms", 1_795_132_801_000i64.into()),
+        ]]);
+        assert_eq!(cell(&rows[0], "timestamp_ms"), "1795132800123");
+        assert_eq!(cell(&rows[0], "timestamp"), "2026-11-20T00:00:00.123Z");
+        assert_eq!(cell(&rows[0], "received"), "2026-11-20T00:00:01.000Z");
+        assert_eq!(cell(&rows[0], "started"), "", "no time, no text");
+        for column in CSV_COLUMNS.iter().filter_map(|c| c.strip_suffix("_ms")) {
+            let at = CSV_COLUMNS.iter().position(|c| *c == column);
+            let ms = CSV_COLUMNS
+                .iter()
+                .position(|c| c.strip_suffix("_ms") == Some(column));
+            assert_eq!(at, ms.map(|i| i + 1), "{column} right after {column}_ms");
+        }
     }
 
     #[test]

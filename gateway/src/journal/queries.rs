@@ -189,6 +189,8 @@ pub struct StoredViolation {
     pub final_: bool,
     /// Session start, Unix ms.
     pub started_ms: i64,
+    /// The policy does not know the session's operator.
+    pub unknown_operator: bool,
 }
 
 impl StoredViolation {
@@ -322,7 +324,8 @@ const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operat
     v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
     v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms, \
     json_extract(s.record, '$.violation.others') AS others, \
-    IFNULL(json_extract(s.record, '$.violation.unlisted'), 0) AS unlisted";
+    IFNULL(json_extract(s.record, '$.violation.unlisted'), 0) AS unlisted, \
+    COALESCE(json_extract(s.record, '$.unknown_operator'), 0) AS unknown_operator";
 
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
     let peak_depth_mm: f64 = r.get("peak_depth_mm")?;
@@ -356,6 +359,7 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
         },
         final_: r.get("final")?,
         started_ms: r.get("started_ms")?,
+        unknown_operator: r.get("unknown_operator")?,
     })
 }
 

@@ -428,14 +428,14 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("penwatch: cannot start: {e}");
+            eprintln!("error: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("penwatch: {f}");
+            eprintln!("error: {f}");
             ExitCode::from(f.code())
         }
     }

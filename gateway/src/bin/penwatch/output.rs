@@ -36,6 +36,22 @@ fn dash(s: &str) -> String {
     }
 }
 
+/// An operator id, marked `?` (as on the dashboard) when the policy does not know them.
+fn operator(id: &str, unknown: bool) -> String {
+    if unknown {
+        format!("{}?", dash(id))
+    } else {
+        dash(id)
+    }
+}
+
+/// Explains the `?` mark under a table that shows it.
+fn unknown_legend(any: bool) {
+    if any {
+        println!("? operator unknown to the policy: judged by the most restrictive limit");
+    }
+}
+
 /// A cell as printed: control characters a device may have sent (old journals can hold
 /// them) are escaped, so the terminal shows them instead of obeying them.
 fn shown(cell: &str) -> String {
@@ -178,7 +194,7 @@ fn violation_json(v: &pb::Violation) -> Value {
         "session_id": v.session_id, "device_id": v.device_id, "clinic_id": v.clinic_id,
         "operator_id": v.operator_id, "device_class": v.device_class,
         "evidence": evidence_json(v.evidence.as_ref()), "final": v.r#final,
-        "committed_ms": v.committed_ms,
+        "committed_ms": v.committed_ms, "unknown_operator": v.unknown_operator,
     })
 }
 
@@ -189,7 +205,7 @@ fn violation_row(v: &pb::Violation) -> Vec<String> {
         v.clinic_id.clone(),
         v.device_id.clone(),
         v.session_id.clone(),
-        dash(&v.operator_id),
+        operator(&v.operator_id, v.unknown_operator),
         v.device_class.clone(),
         mm(e.peak_depth_mm),
         mm(e.limit_mm),
@@ -299,7 +315,7 @@ impl Out {
                     s.clinic_id.clone(),
                     s.device_id.clone(),
                     s.session_id.clone(),
-                    dash(&s.operator_id),
+                    operator(&s.operator_id, s.unknown_operator),
                     s.device_class.clone(),
                     s.strokes.to_string(),
                     mm(s.max_depth_mm),
@@ -325,6 +341,7 @@ impl Out {
             ],
             &rows,
         );
+        unknown_legend(sessions.iter().any(|s| s.unknown_operator));
     }
 
     /// `session`.
@@ -394,6 +411,7 @@ impl Out {
         }
         let rows: Vec<Vec<String>> = violations.iter().map(violation_row).collect();
         table(VIOLATION_HEADERS, &rows);
+        unknown_legend(violations.iter().any(|v| v.unknown_operator));
     }
 
     /// The header line of `violations --follow`.
@@ -703,5 +721,25 @@ mod tests {
         assert!(!out.chars().any(text::is_control), "{out:?}");
         let back: Value = serde_json::from_str(&out).expect("still JSON");
         assert_eq!(back, v, "the same value");
+    }
+
+    #[test]
+    fn violation_rows_mark_unknown_operators() {
+        let v = pb::Violation {
+            operator_id: "op-new".into(),
+            unknown_operator: true,
+            ..Default::default()
+        };
+        let known = pb::Violation {
+            operator_id: "op-ann".into(),
+            ..Default::default()
+        };
+        let column = VIOLATION_HEADERS
+            .iter()
+            .position(|h| *h == "operator")
+            .expect("operator column");
+        assert_eq!(violation_row(&v)[column], "op-new?");
+        assert_eq!(violation_row(&known)[column], "op-ann");
+        assert_eq!(violation_json(&v)["unknown_operator"], true);
     }
 }
