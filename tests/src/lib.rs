@@ -196,6 +196,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {} log (the test failed) ---\n{}", self.name, self.log_tail());
+        }
         self.stop();
     }
 }
@@ -336,7 +339,7 @@ impl Mosquitto {
             format!(
                 "listener {port} 127.0.0.1\n{auth}{MOSQUITTO_ZERO_LOSS}\
                  persistence_location {dir}/\n# Running as root: keep root, so the temp dir stays writable.\nuser root\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n",
+                 log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
                 port = server.port,
                 dir = server.dir.path().display(),
             ),
@@ -699,6 +702,11 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail = log.get(log.len().saturating_sub(6000)..).unwrap_or(&log);
+            eprintln!("--- penwatch-gateway log (the test failed) ---\n{tail}");
+        }
         self.kill();
     }
 }
