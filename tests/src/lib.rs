@@ -606,7 +606,7 @@ impl Gateway {
         )?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
-        while !self.metrics().contains("penwatch_mqtt_connected 1") {
+        while self.metric("penwatch_mqtt_connected") != 1.0 {
             let exited = self
                 .child
                 .as_mut()

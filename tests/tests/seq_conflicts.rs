@@ -148,6 +148,16 @@ async fn a_real_over_depth_session_on_forged_seqs_is_kept_judged_and_flagged_as_
     assert_eq!(pen.conflicts, 10, "shown on the device");
     assert!(pen.last_anomaly_ms > 0);
 
+    let cli = penwatch_tests::binary("penwatch").expect("penwatch built");
+    let out = std::process::Command::new(&cli)
+        .arg("fleet")
+        .env("PENWATCH_GATEWAY", &setup.api)
+        .env("PENWATCH_TOKEN", REVIEWER)
+        .output()
+        .expect("penwatch fleet");
+    let fleet = String::from_utf8_lossy(&out.stdout);
+    assert!(fleet.contains("10 conflicting"), "the CLI shows it: {fleet}");
+
     let verified = client
         .verify_audit_chain(req(pb::VerifyRequest::default(), REVIEWER))
         .await

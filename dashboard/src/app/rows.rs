@@ -197,4 +197,25 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_pen_with_conflicting_or_reset_seqs_is_flagged_above_mere_warnings() {
+        let mut app = fixtures::app("clinic-manager");
+        let pen = app
+            .devices
+            .values_mut()
+            .find(|d| Attention::of(d) == Attention::InSession)
+            .expect("a pen in session");
+        pen.conflicts = 3;
+        let id = pen.device_id.clone();
+        let rows = app.fleet_rows();
+        let flagged = rows.iter().find(|d| d.device_id == id).expect("listed");
+        assert_eq!(Attention::of(flagged), Attention::SeqAnomaly);
+        let warning = rows
+            .iter()
+            .position(|d| Attention::of(d) == Attention::Warning)
+            .expect("a warning");
+        let position = rows.iter().position(|d| d.device_id == id).expect("row");
+        assert!(position < warning, "ranked above warnings");
+    }
 }

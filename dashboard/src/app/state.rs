@@ -134,6 +134,9 @@ pub enum Attention {
     OfflineInSession,
     /// Cartridge at or past its rated life.
     WornCartridge,
+    /// It sent messages that reuse a seq with other content, or its seq was reset: its
+    /// evidence needs a reviewer's look.
+    SeqAnomaly,
     /// Cartridge near its rated life, low battery or a class mismatch.
     Warning,
     /// Treating.
@@ -154,6 +157,8 @@ impl Attention {
             Attention::OfflineInSession
         } else if d.cartridge_wear_pct >= 100.0 {
             Attention::WornCartridge
+        } else if d.conflicts > 0 || d.seq_resets > 0 {
+            Attention::SeqAnomaly
         } else if d.cartridge_wear_pct >= WEAR_WARN_PCT
             || (online && d.battery_pct < LOW_BATTERY_PCT)
             || d.class_mismatch

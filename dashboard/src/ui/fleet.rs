@@ -62,6 +62,7 @@ fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
         Attention::Exceeded => (theme::EXCEEDED.to_owned(), theme::DANGER),
         Attention::OfflineInSession => ("! OFFLINE".to_owned(), theme::DANGER),
         Attention::WornCartridge => ("◆ WORN".to_owned(), theme::WARN),
+        Attention::SeqAnomaly => ("≠ SEQ".to_owned(), theme::DANGER),
         Attention::Warning => (warning(d).to_owned(), theme::WARN),
         _ => (String::new(), Style::new()),
     };

@@ -162,6 +162,22 @@ fn excursion_line(x: &pb::Excursion) -> String {
     )
 }
 
+/// A pen's conflicting messages and seq resets, `-` when none.
+fn anomalies(d: &pb::DeviceState) -> String {
+    let mut parts = Vec::new();
+    if d.conflicts > 0 {
+        parts.push(format!("{} conflicting", d.conflicts));
+    }
+    if d.seq_resets > 0 {
+        parts.push(format!("{} reset", d.seq_resets));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn device_json(d: &pb::DeviceState) -> Value {
     json!({
         "device_id": d.device_id, "clinic_id": d.clinic_id, "device_class": d.device_class,
@@ -171,7 +187,8 @@ fn device_json(d: &pb::DeviceState) -> Value {
         "permitted_mm": d.permitted_mm, "session_strokes": d.session_strokes,
         "cartridge_wear_pct": d.cartridge_wear_pct, "registered": d.registered,
         "class_mismatch": d.class_mismatch, "clock_offset_ms": d.clock_offset_ms,
-        "exceeded": d.exceeded,
+        "exceeded": d.exceeded, "conflicts": d.conflicts, "seq_resets": d.seq_resets,
+        "last_anomaly_ms": d.last_anomaly_ms,
     })
 }
 
@@ -186,6 +203,7 @@ fn session_json(s: &pb::Session) -> Value {
         "unknown_operator": s.unknown_operator, "unregistered_device": s.unregistered_device,
         "state": s.state, "close_reason": s.close_reason,
         "evidence": evidence_json(s.evidence.as_ref()), "samples_digest": s.samples_digest,
+        "conflicting_messages": s.conflicting_messages,
     })
 }
 
@@ -279,6 +297,7 @@ impl Out {
                     mm(d.depth_mm),
                     mm(d.permitted_mm),
                     yes(d.exceeded),
+                    anomalies(d),
                 ]
             })
             .collect();
@@ -296,6 +315,7 @@ impl Out {
                 "depth mm",
                 "permitted mm",
                 "exceeded",
+                "seq anomalies",
             ],
             &rows,
         );
@@ -361,6 +381,13 @@ impl Out {
             return;
         }
         self.sessions(std::slice::from_ref(&s));
+        if s.conflicting_messages > 0 {
+            println!(
+                "\nCONFLICTING EVIDENCE: {} of its messages reused a seq the pen had already sent \
+                 with other content; both versions are journaled",
+                s.conflicting_messages
+            );
+        }
         if let Some(e) = &s.evidence {
             println!("\nEXCEEDED, worst excursion: {}", excursion_line(&worst(e)));
             for x in &e.other_excursions {
