@@ -1,6 +1,6 @@
 //! How the `penwatch` command line and the dashboard reach the gateway's gRPC API: one
 //! address (`http://` or `https://`), one bearer token, and for TLS either a CA certificate
-//! or the public web PKI roots.
+//! or the system trust store.
 
 use std::error::Error;
 use std::fmt;
@@ -155,7 +155,7 @@ pub struct Connector {
 
 impl Connector {
     /// Checks the address and token and, for an `https://` address, loads the CA certificate
-    /// (PEM) to trust, or the web PKI roots without one. `ca_cert` is ignored for `http://`.
+    /// (PEM) to trust, or the system trust store without one. `ca_cert` is ignored for `http://`.
     pub fn new(
         gateway: &str,
         token: Option<&str>,
@@ -230,7 +230,7 @@ pub async fn connect(
 
 fn tls_config(ca_cert: Option<&Path>) -> Result<ClientTlsConfig, ClientError> {
     let Some(path) = ca_cert else {
-        return Ok(ClientTlsConfig::new().with_webpki_roots());
+        return Ok(ClientTlsConfig::new().with_native_roots());
     };
     let pem = std::fs::read(path).map_err(|error| ClientError::CaCertRead {
         path: path.to_owned(),
