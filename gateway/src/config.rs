@@ -56,6 +56,8 @@ pub struct Config {
     pub api: crate::api::ApiConfig,
     /// InfluxDB sink (`[influx]`); absent = no sink.
     pub influx: Option<crate::sink::InfluxConfig>,
+    /// Alert delivery (`[alerts]`); absent = no alerts raised.
+    pub alerts: Option<crate::alerts::AlertsConfig>,
 }
 
 /// `[mqtt]`
@@ -306,6 +308,11 @@ impl Config {
         self.api.validate()?;
         if let Some(influx) = &self.influx {
             influx.validate().map_err(ConfigError::Invalid)?;
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use penwatch_gateway::alerts::{self, deliver::Deliverer};
 use penwatch_gateway::config::Config;
 use penwatch_gateway::journal;
 use penwatch_gateway::metrics::{self, Metrics};
@@ -253,6 +254,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         batch_max: config.ingest.batch_max,
         linger: config.linger(),
         inactivity_timeout: Duration::from_secs(config.sessions.inactivity_timeout_s),
+        alerts: config.alerts.as_ref().map(alerts::Rules::new),
     };
     let live = penwatch_gateway::live::channel();
     let pipeline = Pipeline::open(
@@ -318,6 +320,12 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
             tokio::spawn(
                 Forwarder::new(c, &config.journal.path, metrics.clone())?.run(stop.clone()),
             ),
+        ));
+    }
+    if let Some(c) = &config.alerts {
+        services.push((
+            "alert delivery",
+            tokio::spawn(Deliverer::new(c, &config.journal.path)?.run(stop.clone())),
         ));
     }
     services.push((

@@ -1,0 +1,232 @@
+//! The delivery task: reads pending alerts from the outbox, decides per target
+//! ([`super::routing`]), sends with retries and backoff, records each delivery, and settles
+//! an alert once every target has its revision.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::sync::CancellationToken;
+
+use super::SendError;
+use super::alertmanager::Alertmanager;
+use super::config::{AlertsConfig, AlertsConfigError};
+use super::routing::{Decision, Filter, decide};
+use super::types::OutboxAlert;
+use super::webhook::Webhook;
+use crate::clock::now_ms;
+use crate::journal::{self, Outbox};
+
+/// Why the delivery task could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A webhook's secret is missing.
+    #[error(transparent)]
+    Config(#[from] AlertsConfigError),
+    /// The HTTP client could not be built (TLS setup).
+    #[error("alert delivery's HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Most pending alerts read per round.
+const ROUND: usize = 500;
+
+/// Where a target's alerts go.
+#[derive(Debug)]
+enum Sender {
+    Webhook(Webhook),
+    Alertmanager(Alertmanager),
+}
+
+/// A configured target.
+#[derive(Debug)]
+struct Target {
+    /// `webhook:NAME` or `alertmanager`: the delivery record's name.
+    id: String,
+    filter: Filter,
+    sender: Sender,
+    /// Left alone until then after its deliveries kept failing.
+    paused_until: Option<Instant>,
+}
+
+/// The alert delivery task.
+#[derive(Debug)]
+pub struct Deliverer {
+    path: PathBuf,
+    targets: Vec<Target>,
+    update_interval_ms: i64,
+    poll: Duration,
+    backoff: ExponentialBuilder,
+    pause: Duration,
+}
+
+impl Deliverer {
+    /// The task for a validated `[alerts]` and the journal at `path`.
+    pub fn new(c: &AlertsConfig, path: &Path) -> Result<Self, SetupError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(c.timeout_s))
+            .build()?;
+        let mut targets = Vec::new();
+        for (i, w) in c.webhooks.iter().enumerate() {
+            targets.push(Target {
+                id: format!("webhook:{}", w.name),
+                filter: Filter::new(&w.route),
+                sender: Sender::Webhook(Webhook::new(
+                    &w.url,
+                    &c.webhook_secret(i)?,
+                    client.clone(),
+                )),
+                paused_until: None,
+            });
+        }
+        if let Some(am) = &c.alertmanager {
+            targets.push(Target {
+                id: "alertmanager".into(),
+                filter: Filter::new(&am.route),
+                sender: Sender::Alertmanager(Alertmanager::new(&am.url, client.clone())),
+                paused_until: None,
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            targets,
+            update_interval_ms: (c.update_interval_s * 1000) as i64,
+            poll: Duration::from_millis(c.poll_ms),
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(c.retry_max_s))
+                .with_max_times(c.attempts.saturating_sub(1))
+                .with_jitter(),
+            pause: Duration::from_secs(c.retry_max_s),
+        })
+    }
+
+    /// Delivers until `stop`; what is not delivered by then goes after the next start.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut outbox = None;
+        while !stop.is_cancelled() {
+            if outbox.is_none() {
+                match Outbox::open(&self.path) {
+                    Ok(o) => outbox = Some(o),
+                    Err(e) => {
+                        tracing::error!(error = %e, "alert delivery cannot open the journal; retrying")
+                    }
+                }
+            }
+            let delivered = match outbox.as_mut() {
+                Some(o) => tokio::select! {
+                    r = self.round(o) => r,
+                    () = stop.cancelled() => return,
+                },
+                None => Ok(0),
+            };
+            let busy = match delivered {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert delivery could not read or mark the outbox; retrying");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// One round: every target gets what is due of the pending alerts; returns how many
+    /// deliveries were made.
+    async fn round(&mut self, outbox: &mut Outbox) -> journal::Result<usize> {
+        let pending = outbox.pending(ROUND)?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut unsettled = vec![false; pending.len()];
+        let mut sent = 0;
+        let now = now_ms();
+        for target in &mut self.targets {
+            let paused = target.paused_until.is_some_and(|t| Instant::now() < t);
+            let mut due = Vec::new();
+            for (i, a) in pending.iter().enumerate() {
+                let last = outbox.delivered(&target.id, &a.alert.key)?;
+                match decide(&target.filter, a, last, now, self.update_interval_ms) {
+                    Decision::Done => {}
+                    Decision::Later => unsettled[i] = true,
+                    Decision::Send if paused => unsettled[i] = true,
+                    Decision::Send => due.push(i),
+                }
+            }
+            if due.is_empty() {
+                continue;
+            }
+            let alerts: Vec<&OutboxAlert> = due.iter().map(|&i| &pending[i]).collect();
+            let (ok, failed) = send(&target.sender, &alerts, self.backoff).await;
+            outbox.mark_delivered(&target.id, &alerts[..ok], now_ms())?;
+            sent += ok;
+            for &i in &due[ok..] {
+                unsettled[i] = true;
+            }
+            target.paused_until = match failed {
+                Some(e) => {
+                    tracing::error!(
+                        target = %target.id,
+                        error = %e,
+                        undelivered = due.len() - ok,
+                        pause_s = self.pause.as_secs(),
+                        "alert delivery failed; kept in the outbox, trying again after the pause"
+                    );
+                    Some(Instant::now() + self.pause)
+                }
+                None => None,
+            };
+        }
+        let settled: Vec<&OutboxAlert> = pending
+            .iter()
+            .zip(&unsettled)
+            .filter(|(_, u)| !**u)
+            .map(|(a, _)| a)
+            .collect();
+        outbox.settle(&settled)?;
+        Ok(sent)
+    }
+}
+
+/// Sends `alerts` in order with retries; returns how many went through, and the error that
+/// stopped the rest.
+async fn send(
+    sender: &Sender,
+    alerts: &[&OutboxAlert],
+    backoff: ExponentialBuilder,
+) -> (usize, Option<SendError>) {
+    let retried = |e: &SendError, wait: Duration| {
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert delivery failed; retrying");
+    };
+    match sender {
+        Sender::Webhook(w) => {
+            for (n, a) in alerts.iter().enumerate() {
+                let result = (|| w.post(a))
+                    .retry(backoff)
+                    .when(SendError::retryable)
+                    .notify(retried)
+                    .await;
+                if let Err(e) = result {
+                    return (n, Some(e));
+                }
+            }
+            (alerts.len(), None)
+        }
+        Sender::Alertmanager(am) => {
+            match (|| am.post(alerts))
+                .retry(backoff)
+                .when(SendError::retryable)
+                .notify(retried)
+                .await
+            {
+                Ok(()) => (alerts.len(), None),
+                Err(e) => (0, Some(e)),
+            }
+        }
+    }
+}
