@@ -325,7 +325,15 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     if let Some(c) = &config.alerts {
         services.push((
             "alert delivery",
-            tokio::spawn(Deliverer::new(c, &config.journal.path)?.run(stop.clone())),
+            tokio::spawn(
+                Deliverer::new(
+                    c,
+                    &config.journal.path,
+                    metrics.clone(),
+                    config.influx.is_some(),
+                )?
+                .run(stop.clone()),
+            ),
         ));
     }
     services.push((

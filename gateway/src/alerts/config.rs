@@ -33,6 +33,11 @@ pub struct AlertsConfig {
     pub update_interval_s: u64,
     /// A pen silent this long during an open session raises `pen_silent`, seconds (0 = never).
     pub silent_after_s: u64,
+    /// More journal records waiting for InfluxDB than this raises `sink_backlog`.
+    pub sink_backlog_max: i64,
+    /// A gateway health condition (sink, journal) raises its alert once it has held this
+    /// long, seconds.
+    pub health_after_s: u64,
     /// How often the outbox is read, milliseconds.
     pub poll_ms: u64,
     /// One HTTP request's time limit, seconds.
@@ -52,6 +57,8 @@ impl Default for AlertsConfig {
         Self {
             update_interval_s: 60,
             silent_after_s: 120,
+            sink_backlog_max: 1_000_000,
+            health_after_s: 60,
             poll_ms: 250,
             timeout_s: 10,
             attempts: 4,

@@ -3,6 +3,7 @@
 //! an alert once every target has its revision.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -11,11 +12,14 @@ use tokio_util::sync::CancellationToken;
 use super::SendError;
 use super::alertmanager::Alertmanager;
 use super::config::{AlertsConfig, AlertsConfigError};
+use super::health::{Health, Snapshot, conditions};
 use super::routing::{Decision, Filter, decide};
 use super::types::OutboxAlert;
 use super::webhook::Webhook;
 use crate::clock::now_ms;
 use crate::journal::{self, Outbox};
+use crate::metrics::Metrics;
+use crate::sink;
 
 /// Why the delivery task could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +54,13 @@ struct Target {
 }
 
 /// The alert delivery task.
-#[derive(Debug)]
 pub struct Deliverer {
     path: PathBuf,
+    metrics: Arc<Metrics>,
+    sink: bool,
+    health: Health,
+    health_after_ms: i64,
+    backlog_max: i64,
     targets: Vec<Target>,
     update_interval_ms: i64,
     poll: Duration,
@@ -61,8 +69,14 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// The task for a validated `[alerts]` and the journal at `path`.
-    pub fn new(c: &AlertsConfig, path: &Path) -> Result<Self, SetupError> {
+    /// The task for a validated `[alerts]` and the journal at `path`; `sink` says whether an
+    /// InfluxDB sink runs (its health is then watched).
+    pub fn new(
+        c: &AlertsConfig,
+        path: &Path,
+        metrics: Arc<Metrics>,
+        sink: bool,
+    ) -> Result<Self, SetupError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(c.timeout_s))
             .build()?;
@@ -89,6 +103,11 @@ impl Deliverer {
         }
         Ok(Self {
             path: path.to_owned(),
+            metrics,
+            sink,
+            health: Health::default(),
+            health_after_ms: (c.health_after_s * 1000) as i64,
+            backlog_max: c.sink_backlog_max,
             targets,
             update_interval_ms: (c.update_interval_s * 1000) as i64,
             poll: Duration::from_millis(c.poll_ms),
@@ -139,18 +158,25 @@ impl Deliverer {
     /// One round: every target gets what is due of the pending alerts; returns how many
     /// deliveries were made.
     async fn round(&mut self, outbox: &mut Outbox) -> journal::Result<usize> {
-        let pending = outbox.pending(ROUND)?;
+        let now = now_ms();
+        self.observe_health(now);
+        let mut pending = outbox.pending(ROUND)?;
+        let journaled = pending.len();
+        pending.extend_from_slice(self.health.pending());
         if pending.is_empty() {
             return Ok(0);
         }
         let mut unsettled = vec![false; pending.len()];
         let mut sent = 0;
-        let now = now_ms();
         for target in &mut self.targets {
             let paused = target.paused_until.is_some_and(|t| Instant::now() < t);
             let mut due = Vec::new();
             for (i, a) in pending.iter().enumerate() {
-                let last = outbox.delivered(&target.id, &a.alert.key)?;
+                let last = if i < journaled {
+                    outbox.delivered(&target.id, &a.alert.key)?
+                } else {
+                    self.health.delivered(&target.id, &a.alert.key)
+                };
                 match decide(&target.filter, a, last, now, self.update_interval_ms) {
                     Decision::Done => {}
                     Decision::Later => unsettled[i] = true,
@@ -163,7 +189,13 @@ impl Deliverer {
             }
             let alerts: Vec<&OutboxAlert> = due.iter().map(|&i| &pending[i]).collect();
             let (ok, failed) = send(&target.sender, &alerts, self.backoff).await;
-            outbox.mark_delivered(&target.id, &alerts[..ok], now_ms())?;
+            let (from_journal, from_health): (Vec<_>, Vec<_>) =
+                due[..ok].iter().partition(|&&i| i < journaled);
+            let at = now_ms();
+            let pick = |ix: Vec<&usize>| ix.into_iter().map(|&i| &pending[i]).collect::<Vec<_>>();
+            self.health
+                .mark_delivered(&target.id, &pick(from_health), at);
+            outbox.mark_delivered(&target.id, &pick(from_journal), at)?;
             sent += ok;
             for &i in &due[ok..] {
                 unsettled[i] = true;
@@ -182,14 +214,32 @@ impl Deliverer {
                 None => None,
             };
         }
-        let settled: Vec<&OutboxAlert> = pending
-            .iter()
-            .zip(&unsettled)
-            .filter(|(_, u)| !**u)
-            .map(|(a, _)| a)
-            .collect();
-        outbox.settle(&settled)?;
+        let settled = |range: std::ops::Range<usize>| {
+            range
+                .filter(|&i| !unsettled[i])
+                .map(|i| &pending[i])
+                .collect::<Vec<_>>()
+        };
+        self.health.settle(&settled(journaled..pending.len()));
+        outbox.settle(&settled(0..journaled))?;
         Ok(sent)
+    }
+
+    /// Folds the gateway's health, as its metrics say now, into the health alerts.
+    fn observe_health(&mut self, now: i64) {
+        let m = &self.metrics;
+        let snapshot = Snapshot {
+            sink: self.sink,
+            sink_up: m.sink_up.get() == 1,
+            backlog: if self.sink { sink::backlog(m) } else { 0 },
+            journal_write_failing: m.journal_write_failing.get() == 1,
+            journal_size_alarm: m.journal_size_alarm.get() == 1,
+        };
+        self.health.observe(
+            &conditions(snapshot, self.backlog_max),
+            self.health_after_ms,
+            now,
+        );
     }
 }
 

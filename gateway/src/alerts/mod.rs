@@ -7,11 +7,14 @@
 //! - [`deliver`]: the delivery task, which reads the outbox (`journal::Outbox`), sends, and
 //!   records what each target received; after a crash it sends again what was not recorded,
 //!   with the same idempotency key;
+//! - [`health`]: alerts about the gateway itself (sink, journal), raised from its metrics by
+//!   the delivery task and kept in memory (the journal may be what fails);
 //! - [`webhook`], [`alertmanager`]: the two kinds of target.
 
 pub mod alertmanager;
 pub mod config;
 pub mod deliver;
+pub mod health;
 pub mod raise;
 pub mod routing;
 pub mod types;

@@ -25,11 +25,19 @@ pub enum Kind {
     SeqConflict,
     /// A pen's `seq` went back while its clock went forward.
     SeqReset,
+    /// InfluxDB takes no writes while there is something to forward.
+    SinkDown,
+    /// More journal records wait for InfluxDB than `alerts.sink_backlog_max`.
+    SinkBacklog,
+    /// The journal cannot commit (`penwatch_journal_write_failing`): nothing is acknowledged.
+    JournalWriteFailing,
+    /// The journal is at 80 % of `journal.max_bytes` or more (`penwatch_journal_size_alarm`).
+    JournalSize,
 }
 
 impl Kind {
     /// Every kind, in the order the README lists them.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Violation,
         Kind::PenSilent,
         Kind::PenOffline,
@@ -38,6 +46,10 @@ impl Kind {
         Kind::UnknownOperator,
         Kind::SeqConflict,
         Kind::SeqReset,
+        Kind::SinkDown,
+        Kind::SinkBacklog,
+        Kind::JournalWriteFailing,
+        Kind::JournalSize,
     ];
 
     /// Its name (`violation`, `pen_silent`, …).
@@ -51,6 +63,10 @@ impl Kind {
             Kind::UnknownOperator => "unknown_operator",
             Kind::SeqConflict => "seq_conflict",
             Kind::SeqReset => "seq_reset",
+            Kind::SinkDown => "sink_down",
+            Kind::SinkBacklog => "sink_backlog",
+            Kind::JournalWriteFailing => "journal_write_failing",
+            Kind::JournalSize => "journal_size",
         }
     }
 
