@@ -135,7 +135,7 @@ impl AlertsConfig {
             if w.name.is_empty() || !names.insert(w.name.as_str()) {
                 return Err(invalid(
                     format!("{at}.name"),
-                    format!("`{}` is empty or used twice", w.name),
+                    format!("\"{}\" is empty or used twice", w.name),
                     "give every webhook its own name",
                 ));
             }
@@ -188,7 +188,7 @@ fn check_url(key: &str, url: &str) -> Result<(), AlertsConfigError> {
     }
     Err(invalid(
         key.to_owned(),
-        format!("`{url}` is not an http:// or https:// URL"),
+        format!("\"{url}\" is not an http:// or https:// URL"),
         "write the full URL, e.g. https://alerts.example/penwatch",
     ))
 }
@@ -199,7 +199,7 @@ impl Route {
             let known: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
             return Err(invalid(
                 format!("{at}.kinds"),
-                format!("unknown kind `{bad}`"),
+                format!("unknown kind \"{bad}\""),
                 format!("use some of {}", known.join(", ")),
             ));
         }
@@ -210,7 +210,7 @@ impl Route {
         {
             return Err(invalid(
                 format!("{at}.min_severity"),
-                format!("unknown severity `{s}`"),
+                format!("unknown severity \"{s}\""),
                 "use `warning` or `critical`",
             ));
         }
