@@ -38,6 +38,9 @@ pub struct AlertsConfig {
     /// A gateway health condition (sink, journal) raises its alert once it has held this
     /// long, seconds.
     pub health_after_s: u64,
+    /// Alerts every target has are deleted from the journal this many days after their last
+    /// change.
+    pub keep_days: u64,
     /// How often the outbox is read, milliseconds.
     pub poll_ms: u64,
     /// One HTTP request's time limit, seconds.
@@ -59,6 +62,7 @@ impl Default for AlertsConfig {
             silent_after_s: 120,
             sink_backlog_max: 1_000_000,
             health_after_s: 60,
+            keep_days: 30,
             poll_ms: 250,
             timeout_s: 10,
             attempts: 4,
@@ -117,6 +121,7 @@ impl AlertsConfig {
     pub fn validate(&self) -> Result<(), AlertsConfigError> {
         for (key, value) in [
             ("poll_ms", self.poll_ms),
+            ("keep_days", self.keep_days),
             ("timeout_s", self.timeout_s),
             ("retry_max_s", self.retry_max_s),
             ("attempts", self.attempts as u64),

@@ -32,6 +32,9 @@ pub enum SetupError {
     Client(#[from] reqwest::Error),
 }
 
+/// How often delivered alerts older than `alerts.keep_days` are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Most pending alerts read per round.
 const ROUND: usize = 500;
 
@@ -66,6 +69,7 @@ pub struct Deliverer {
     poll: Duration,
     backoff: ExponentialBuilder,
     pause: Duration,
+    keep_ms: i64,
 }
 
 impl Deliverer {
@@ -117,18 +121,35 @@ impl Deliverer {
                 .with_max_times(c.attempts.saturating_sub(1))
                 .with_jitter(),
             pause: Duration::from_secs(c.retry_max_s),
+            keep_ms: (c.keep_days * 86_400_000) as i64,
         })
     }
 
     /// Delivers until `stop`; what is not delivered by then goes after the next start.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut outbox = None;
+        let mut last_prune: Option<Instant> = None;
         while !stop.is_cancelled() {
             if outbox.is_none() {
                 match Outbox::open(&self.path) {
                     Ok(o) => outbox = Some(o),
                     Err(e) => {
                         tracing::error!(error = %e, "alert delivery cannot open the journal; retrying")
+                    }
+                }
+            }
+            if let Some(o) = outbox
+                .as_mut()
+                .filter(|_| last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY))
+            {
+                last_prune = Some(Instant::now());
+                match o.prune(now_ms() - self.keep_ms) {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(alerts = n, "delivered alerts pruned from the journal")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pruning delivered alerts failed; trying again later")
                     }
                 }
             }

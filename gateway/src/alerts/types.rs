@@ -142,10 +142,14 @@ pub struct OutboxAlert {
 }
 
 impl OutboxAlert {
-    /// The same for every delivery of this revision, different for every other: a receiver
-    /// that keeps the keys it has seen drops redeliveries (after a crash, a retry).
+    /// The same for every delivery of this revision, different for every other (an alert
+    /// raised again under its key after its row was pruned starts at another time): a
+    /// receiver that keeps the keys it has seen drops redeliveries (after a crash, a retry).
     pub fn idempotency_key(&self) -> String {
-        let digest = sha2::Sha256::digest(self.alert.key.as_bytes());
+        let mut h = sha2::Sha256::new();
+        h.update(self.alert.key.as_bytes());
+        h.update(self.alert.starts_ms.to_be_bytes());
+        let digest = h.finalize();
         format!("{}-{}", hex::encode(&digest[..12]), self.revision)
     }
 
@@ -198,6 +202,9 @@ mod tests {
             outbox("violation/pen/t", 3).idempotency_key()
         );
         assert!(a.idempotency_key().ends_with("-3"));
+        let mut again = outbox("violation/pen/s", 3);
+        again.alert.starts_ms = 2;
+        assert_ne!(a.idempotency_key(), again.idempotency_key());
     }
 
     #[test]

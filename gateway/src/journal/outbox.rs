@@ -116,6 +116,25 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Deletes alerts every target has that last changed before `before_ms`, with their
+    /// delivery records; returns how many alerts.
+    pub fn prune(&mut self, before_ms: i64) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM alert_outbox WHERE pending = 0 AND updated_ms < ?1",
+            [before_ms],
+        )?;
+        tx.execute(
+            "DELETE FROM alert_deliveries WHERE NOT EXISTS
+                (SELECT 1 FROM alert_outbox o WHERE o.alert_key = alert_deliveries.alert_key)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
 /// An outbox row, read by column name.
 fn outbox_alert(row: &Row<'_>) -> Result<OutboxAlert> {
     let kind: String = row.get("kind")?;
