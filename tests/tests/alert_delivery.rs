@@ -41,6 +41,8 @@ struct Pen {
     seq: u64,
     strokes: u64,
     base_ms: i64,
+    /// The cartridge of every session (default: one per session).
+    cartridge: Option<String>,
 }
 
 impl Pen {
@@ -59,6 +61,7 @@ impl Pen {
             seq: 0,
             strokes: 0,
             base_ms: now - 3_600_000,
+            cartridge: None,
         }
     }
 
@@ -75,7 +78,10 @@ impl Pen {
             firmware: "1.0.0".into(),
             operator_id: "op-c01-1".into(),
             session_id: session.into(),
-            cartridge_id: format!("cart-{}-{session}", self.device),
+            cartridge_id: self
+                .cartridge
+                .clone()
+                .unwrap_or_else(|| format!("cart-{}-{session}", self.device)),
             cartridge_model: "N12".into(),
             seq: self.seq,
             timestamp_ms: self.base_ms + self.seq as i64 * 100,
@@ -93,6 +99,18 @@ impl Pen {
                 QoS::AtLeastOnce,
                 false,
                 t.encode_to_vec(),
+            )
+            .await
+            .expect("publish");
+    }
+
+    async fn status(&mut self, payload: &str) {
+        self.mqtt
+            .publish(
+                format!("clinics/{CLINIC}/pens/{}/status", self.device),
+                QoS::AtLeastOnce,
+                true,
+                payload.as_bytes().to_vec(),
             )
             .await
             .expect("publish");
@@ -141,10 +159,14 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn am_violation(am: &Alertmanager, device: &str) -> Option<Value> {
+fn am_alert(am: &Alertmanager, kind: &str, device: &str) -> Option<Value> {
     am.alerts()
         .into_iter()
-        .find(|a| a["labels"]["kind"] == "violation" && a["labels"]["device"] == device)
+        .find(|a| a["labels"]["kind"] == kind && a["labels"]["device"] == device)
+}
+
+fn am_violation(am: &Alertmanager, device: &str) -> Option<Value> {
+    am_alert(am, "violation", device)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -335,5 +357,63 @@ async fn a_gateway_killed_mid_delivery_delivers_every_alert_after_restart_under_
         by_key.len(),
         pens.len(),
         "after deduplication each alert was received once, in its final revision"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_cartridge_an_unknown_operator_and_a_pen_offline_mid_session_are_routed_by_clinic_and_kind()
+ {
+    let broker = Mosquitto::start().expect("broker");
+    let am = Alertmanager::start().expect("alertmanager");
+    let other_clinic = WebhookReceiver::start().expect("receiver");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[alerts]\npoll_ms = 100\n\
+             [[alerts.webhooks]]\nname = \"c02-only\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\nclinics = [\"c02\"]\n\
+             [alerts.alertmanager]\nurl = \"{}\"\nkinds = [\"cartridge_reused\", \"pen_offline\", \"unknown_operator\"]\n",
+            other_clinic.url(),
+            am.url()
+        ),
+    )
+    .expect("config");
+    let config = path.display().to_string();
+    let gateway =
+        Gateway::start(&broker.url(), dir.path(), &["--config", &config]).expect("gateway");
+    let mut pen = Pen::new(&broker, "pen-home-3");
+    pen.cartridge = Some("cart-shared".into());
+    pen.status("online").await;
+    pen.session("a", 3, 0.3).await;
+    pen.send("b", Event::SessionStart, 0.0).await;
+    pen.send("b", Event::Sample, 0.3).await;
+    pen.status("offline").await;
+
+    wait_for(&gateway, "all three kinds in Alertmanager", || {
+        ["cartridge_reused", "pen_offline", "unknown_operator"]
+            .iter()
+            .all(|k| am_alert(&am, k, "pen-home-3").is_some())
+    })
+    .await;
+    let offline = am_alert(&am, "pen_offline", "pen-home-3").expect("offline");
+    assert_eq!(offline["labels"]["severity"], "critical");
+    assert_eq!(offline["labels"]["clinic"], CLINIC);
+    assert_eq!(offline["labels"]["session"], "b");
+    assert!(
+        am_alert(&am, "violation", "pen-home-3").is_none(),
+        "no violation at 0.3 mm, and none routed here anyway"
+    );
+
+    pen.status("online").await;
+    wait_for(
+        &gateway,
+        "pen_offline resolved when the pen is back",
+        || am_alert(&am, "pen_offline", "pen-home-3").is_none(),
+    )
+    .await;
+    assert!(
+        other_clinic.received().is_empty(),
+        "a webhook for clinic c02 takes nothing from c01"
     );
 }

@@ -78,10 +78,15 @@ pub struct Work {
     pub(super) events: Vec<LiveEvent>,
     /// Whether anyone listens to live events (nothing is built for them otherwise).
     pub(super) live: bool,
-    /// Alerts raised by this batch's facts, written in its transaction.
-    alerts: Vec<alerts::Alert>,
-    /// Keys of alerts this batch's facts resolve.
-    resolved: Vec<String>,
+    /// Alerts this batch's facts raise or resolve, in the order of the facts, written in its
+    /// transaction.
+    alerts: Vec<AlertChange>,
+}
+
+/// An alert raised, or the key of one resolved.
+enum AlertChange {
+    Raise(alerts::Alert),
+    Resolve(String),
 }
 
 impl Work {
@@ -195,12 +200,20 @@ impl LiveState {
         device.set_status(online, received_ms);
         if self.alerts.is_some() {
             if online {
-                work.resolved
-                    .push(raise::device_key(Kind::PenOffline, device_id));
-            } else if let Some((_, session_id)) = self.sessions.keys().find(|(d, _)| d == device_id)
+                work.alerts.push(AlertChange::Resolve(raise::device_key(
+                    Kind::PenOffline,
+                    device_id,
+                )));
+            } else if self
+                .sessions
+                .get(&(device_id.to_owned(), device.session_id.clone()))
+                .is_some_and(|s| !s.ended)
             {
-                work.alerts
-                    .push(raise::pen_offline(device, session_id, received_ms));
+                work.alerts.push(AlertChange::Raise(raise::pen_offline(
+                    device,
+                    &device.session_id,
+                    received_ms,
+                )));
             }
         }
         work.devices.insert(device_id.to_owned());
@@ -245,12 +258,18 @@ impl LiveState {
         }
         if self.alerts.is_some() {
             if reset {
-                work.alerts
-                    .push(raise::seq_anomaly(device, true, received_ms));
+                work.alerts.push(AlertChange::Raise(raise::seq_anomaly(
+                    device,
+                    true,
+                    received_ms,
+                )));
             }
             if conflicting {
-                work.alerts
-                    .push(raise::seq_anomaly(device, false, received_ms));
+                work.alerts.push(AlertChange::Raise(raise::seq_anomaly(
+                    device,
+                    false,
+                    received_ms,
+                )));
             }
         }
         if session_changed || reset || conflicting || r.event != Event::Sample {
@@ -311,8 +330,11 @@ impl LiveState {
         }
         self.last_activity.insert(key.clone(), received_ms);
         if self.silent.remove(&key) {
-            work.resolved
-                .push(raise::session_key(Kind::PenSilent, &key.0, &key.1));
+            work.alerts.push(AlertChange::Resolve(raise::session_key(
+                Kind::PenSilent,
+                &key.0,
+                &key.1,
+            )));
         }
         if r.event == Event::SessionEnd {
             work.to_close.push(key);
@@ -350,8 +372,12 @@ impl LiveState {
                 CartridgeEvent::Wear(_) => continue,
             };
             if let (Some(_), Some(d)) = (self.alerts, self.devices.get(&r.device_id)) {
-                work.alerts
-                    .push(raise::cartridge(c, d, reused, received_ms));
+                work.alerts.push(AlertChange::Raise(raise::cartridge(
+                    c,
+                    d,
+                    reused,
+                    received_ms,
+                )));
             }
         }
         if events.is_empty() && c.sessions.len() == sessions_before {
@@ -434,7 +460,14 @@ impl LiveState {
                 &raise::session_key(Kind::UnknownOperator, &key.0, &key.1),
                 now,
             )?;
-            tx.resolve_alert(&raise::device_key(Kind::PenOffline, &key.0), now)?;
+            // The pen's offline alert is about its current session.
+            if self
+                .devices
+                .get(&key.0)
+                .is_none_or(|d| d.session_id == key.1)
+            {
+                tx.resolve_alert(&raise::device_key(Kind::PenOffline, &key.0), now)?;
+            }
             if was_silent {
                 tx.resolve_alert(&raise::session_key(Kind::PenSilent, &key.0, &key.1), now)?;
             }
@@ -537,11 +570,11 @@ impl LiveState {
                 tx.raise_alert(&a, committed_ms)?;
             }
         }
-        for a in work.alerts.drain(..) {
-            tx.raise_alert(&a, committed_ms)?;
-        }
-        for key in work.resolved.drain(..) {
-            tx.resolve_alert(&key, committed_ms)?;
+        for change in work.alerts.drain(..) {
+            match change {
+                AlertChange::Raise(a) => tx.raise_alert(&a, committed_ms)?,
+                AlertChange::Resolve(key) => tx.resolve_alert(&key, committed_ms)?,
+            }
         }
         Ok(())
     }
