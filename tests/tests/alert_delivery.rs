@@ -417,3 +417,40 @@ async fn a_reused_cartridge_an_unknown_operator_and_a_pen_offline_mid_session_ar
         "a webhook for clinic c02 takes nothing from c01"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pen_silent_during_its_session_raises_an_alert_that_its_next_message_resolves() {
+    let broker = Mosquitto::start().expect("broker");
+    let am = Alertmanager::start().expect("alertmanager");
+    let webhook = WebhookReceiver::start().expect("receiver");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config(
+        dir.path(),
+        &webhook.url(),
+        Some(&am.url()),
+        "silent_after_s = 1",
+    );
+    let gateway =
+        Gateway::start(&broker.url(), dir.path(), &["--config", &config]).expect("gateway");
+    let mut pen = Pen::new(&broker, "pen-home-4");
+    pen.send("quiet", Event::SessionStart, 0.0).await;
+    pen.send("quiet", Event::Sample, 0.3).await;
+
+    wait_for(&gateway, "pen_silent in Alertmanager", || {
+        am_alert(&am, "pen_silent", "pen-home-4").is_some()
+    })
+    .await;
+    let silent = am_alert(&am, "pen_silent", "pen-home-4").expect("silent");
+    assert_eq!(silent["labels"]["session"], "quiet");
+    assert_eq!(silent["labels"]["severity"], "warning");
+
+    pen.send("quiet", Event::Sample, 0.3).await;
+    wait_for(&gateway, "pen_silent resolved by the next message", || {
+        am_alert(&am, "pen_silent", "pen-home-4").is_none()
+    })
+    .await;
+    assert!(
+        violations(&webhook).is_empty(),
+        "the webhook takes violations only"
+    );
+}
