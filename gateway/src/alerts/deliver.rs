@@ -131,7 +131,7 @@ impl Deliverer {
         let mut last_prune: Option<Instant> = None;
         while !stop.is_cancelled() {
             if outbox.is_none() {
-                match Outbox::open(&self.path) {
+                match blocking(|| Outbox::open(&self.path)) {
                     Ok(o) => outbox = Some(o),
                     Err(e) => {
                         tracing::error!(error = %e, "alert delivery cannot open the journal; retrying")
@@ -143,7 +143,7 @@ impl Deliverer {
                 .filter(|_| last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY))
             {
                 last_prune = Some(Instant::now());
-                match o.prune(now_ms() - self.keep_ms) {
+                match blocking(|| o.prune(now_ms() - self.keep_ms)) {
                     Ok(n) if n > 0 => {
                         tracing::info!(alerts = n, "delivered alerts pruned from the journal")
                     }
@@ -181,7 +181,7 @@ impl Deliverer {
     async fn round(&mut self, outbox: &mut Outbox) -> journal::Result<usize> {
         let now = now_ms();
         self.observe_health(now);
-        let mut pending = outbox.pending(ROUND)?;
+        let mut pending = blocking(|| outbox.pending(ROUND))?;
         let journaled = pending.len();
         pending.extend_from_slice(self.health.pending());
         if pending.is_empty() {
@@ -216,7 +216,8 @@ impl Deliverer {
             let pick = |ix: Vec<&usize>| ix.into_iter().map(|&i| &pending[i]).collect::<Vec<_>>();
             self.health
                 .mark_delivered(&target.id, &pick(from_health), at);
-            outbox.mark_delivered(&target.id, &pick(from_journal), at)?;
+            let from_journal = pick(from_journal);
+            blocking(|| outbox.mark_delivered(&target.id, &from_journal, at))?;
             sent += ok;
             for &i in &due[ok..] {
                 unsettled[i] = true;
@@ -242,7 +243,8 @@ impl Deliverer {
                 .collect::<Vec<_>>()
         };
         self.health.settle(&settled(journaled..pending.len()));
-        outbox.settle(&settled(0..journaled))?;
+        let settled = settled(0..journaled);
+        blocking(|| outbox.settle(&settled))?;
         Ok(sent)
     }
 
@@ -262,6 +264,12 @@ impl Deliverer {
             now,
         );
     }
+}
+
+/// Runs a journal call, which may wait up to seconds for the committer's write lock, without
+/// holding up the runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
 }
 
 /// Sends `alerts` in order with retries; returns how many went through, and the error that
