@@ -373,7 +373,7 @@ async fn a_reused_cartridge_an_unknown_operator_and_a_pen_offline_mid_session_ar
         format!(
             "[alerts]\npoll_ms = 100\n\
              [[alerts.webhooks]]\nname = \"c02-only\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\nclinics = [\"c02\"]\n\
-             [alerts.alertmanager]\nurl = \"{}\"\nkinds = [\"cartridge_reused\", \"pen_offline\", \"unknown_operator\"]\n",
+             [alerts.alertmanager]\nurl = \"{}\"\nrefresh_s = 1\nkinds = [\"cartridge_reused\", \"pen_offline\", \"unknown_operator\"]\n",
             other_clinic.url(),
             am.url()
         ),
@@ -404,6 +404,12 @@ async fn a_reused_cartridge_an_unknown_operator_and_a_pen_offline_mid_session_ar
         am_alert(&am, "violation", "pen-home-3").is_none(),
         "no violation at 0.3 mm, and none routed here anyway"
     );
+    // A lasting state is sent again, so Alertmanager keeps it active past its resolve_timeout.
+    let updated = offline["updatedAt"].clone();
+    wait_for(&gateway, "pen_offline refreshed in Alertmanager", || {
+        am_alert(&am, "pen_offline", "pen-home-3").is_some_and(|a| a["updatedAt"] != updated)
+    })
+    .await;
 
     pen.status("online").await;
     wait_for(

@@ -108,9 +108,17 @@ pub struct WebhookConfig {
 pub struct AlertmanagerConfig {
     /// Alertmanager's base URL (`http://HOST:9093`); alerts go to `/api/v2/alerts`.
     pub url: String,
+    /// Firing alerts that last (not events) are sent again this often, seconds, so
+    /// Alertmanager does not resolve them by its `resolve_timeout` (5 m by default).
+    #[serde(default = "default_refresh_s")]
+    pub refresh_s: u64,
     /// Which alerts it takes.
     #[serde(flatten)]
     pub route: Route,
+}
+
+fn default_refresh_s() -> u64 {
+    60
 }
 
 /// Shortest webhook secret accepted, bytes.
@@ -150,6 +158,13 @@ impl AlertsConfig {
         }
         if let Some(am) = &self.alertmanager {
             check_url("alerts.alertmanager.url", &am.url)?;
+            if am.refresh_s == 0 {
+                return Err(invalid(
+                    "alerts.alertmanager.refresh_s".into(),
+                    "is 0",
+                    "set it below Alertmanager's resolve_timeout, e.g. 60",
+                ));
+            }
             am.route.validate("alerts.alertmanager")?;
         }
         Ok(())

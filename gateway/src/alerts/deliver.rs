@@ -14,7 +14,7 @@ use super::alertmanager::Alertmanager;
 use super::config::{AlertsConfig, AlertsConfigError};
 use super::health::{Health, Snapshot, conditions};
 use super::routing::{Decision, Filter, decide};
-use super::types::OutboxAlert;
+use super::types::{Kind, OutboxAlert};
 use super::webhook::Webhook;
 use crate::clock::now_ms;
 use crate::journal::{self, Outbox};
@@ -70,6 +70,8 @@ pub struct Deliverer {
     backoff: ExponentialBuilder,
     pause: Duration,
     keep_ms: i64,
+    /// How often firing state alerts are sent to Alertmanager again.
+    refresh: Duration,
 }
 
 impl Deliverer {
@@ -122,6 +124,7 @@ impl Deliverer {
                 .with_jitter(),
             pause: Duration::from_secs(c.retry_max_s),
             keep_ms: (c.keep_days * 86_400_000) as i64,
+            refresh: Duration::from_secs(c.alertmanager.as_ref().map_or(60, |am| am.refresh_s)),
         })
     }
 
@@ -129,6 +132,7 @@ impl Deliverer {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut outbox = None;
         let mut last_prune: Option<Instant> = None;
+        let mut last_refresh = Instant::now();
         while !stop.is_cancelled() {
             if outbox.is_none() {
                 match blocking(|| Outbox::open(&self.path)) {
@@ -160,6 +164,16 @@ impl Deliverer {
                 },
                 None => Ok(0),
             };
+            if let Some(o) = outbox
+                .as_mut()
+                .filter(|_| last_refresh.elapsed() >= self.refresh)
+            {
+                last_refresh = Instant::now();
+                tokio::select! {
+                    () = self.refresh_alertmanager(o) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
             let busy = match delivered {
                 Ok(n) => n > 0,
                 Err(e) => {
@@ -246,6 +260,43 @@ impl Deliverer {
         let settled = settled(0..journaled);
         blocking(|| outbox.settle(&settled))?;
         Ok(sent)
+    }
+
+    /// Sends every firing state alert Alertmanager takes again, once (the next refresh
+    /// retries), so Alertmanager keeps it active until the gateway resolves it.
+    async fn refresh_alertmanager(&self, outbox: &mut Outbox) {
+        let Some(target) = self
+            .targets
+            .iter()
+            .find(|t| matches!(t.sender, Sender::Alertmanager(_)))
+        else {
+            return;
+        };
+        let Sender::Alertmanager(am) = &target.sender else {
+            return;
+        };
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_state()).collect();
+        let mut firing = match blocking(|| outbox.firing(&kinds)) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading firing alerts failed; refreshing later");
+                return;
+            }
+        };
+        firing.extend(
+            self.health
+                .pending()
+                .iter()
+                .filter(|a| a.alert.ends_ms.is_none())
+                .cloned(),
+        );
+        let alerts: Vec<&OutboxAlert> = firing.iter().filter(|a| target.filter.takes(a)).collect();
+        if alerts.is_empty() {
+            return;
+        }
+        if let Err(e) = am.post(&alerts).await {
+            tracing::warn!(error = %e, alerts = alerts.len(), "refreshing firing alerts in Alertmanager failed; trying again later");
+        }
     }
 
     /// Folds the gateway's health, as its metrics say now, into the health alerts.

@@ -74,6 +74,15 @@ impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
+
+    /// A state that lasts until the gateway resolves it, as opposed to an event (cartridges,
+    /// seq anomalies), which never resolves.
+    pub fn is_state(self) -> bool {
+        !matches!(
+            self,
+            Kind::CartridgeWorn | Kind::CartridgeReused | Kind::SeqConflict | Kind::SeqReset
+        )
+    }
 }
 
 /// How urgent an alert is (Alertmanager's `severity` label).

@@ -64,6 +64,23 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Alerts of these kinds that are firing now, delivered or not.
+    pub fn firing(&self, kinds: &[Kind]) -> Result<Vec<OutboxAlert>> {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT * FROM alert_outbox
+             WHERE ends_ms IS NULL AND kind IN (SELECT value FROM json_each(?1))",
+        )?;
+        let rows = stmt.query_map([serde_json::to_string(&names)?], |row| {
+            Ok(outbox_alert(row))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
     /// What `target` last received of the alert `key`.
     pub fn delivered(&self, target: &str, key: &str) -> Result<Option<Delivered>> {
         Ok(self
@@ -226,11 +243,24 @@ mod tests {
             })
         );
 
+        assert_eq!(outbox.firing(&[Kind::Violation]).expect("firing").len(), 1);
+        assert!(
+            outbox
+                .firing(&[Kind::PenOffline])
+                .expect("firing")
+                .is_empty()
+        );
         let tx = writer.batch().expect("batch");
         tx.resolve_alert("violation/pen/s", 40).expect("resolve");
         tx.resolve_alert("violation/pen/s", 41)
             .expect("a resolved one stays so");
         tx.commit().expect("commit");
+        assert!(
+            outbox
+                .firing(&[Kind::Violation])
+                .expect("firing")
+                .is_empty()
+        );
         let pending = outbox.pending(10).expect("pending");
         assert_eq!(
             (pending[0].revision, pending[0].alert.ends_ms),
