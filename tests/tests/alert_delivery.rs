@@ -460,3 +460,46 @@ async fn a_pen_silent_during_its_session_raises_an_alert_that_its_next_message_r
         "the webhook takes violations only"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pen_reusing_its_seqs_with_other_content_is_one_seq_conflict_alert_that_counts() {
+    let broker = Mosquitto::start().expect("broker");
+    let am = Alertmanager::start().expect("alertmanager");
+    let webhook = WebhookReceiver::start().expect("receiver");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config(
+        dir.path(),
+        &webhook.url(),
+        Some(&am.url()),
+        "update_interval_s = 0",
+    );
+    let gateway =
+        Gateway::start(&broker.url(), dir.path(), &["--config", &config]).expect("gateway");
+    let mut pen = Pen::new(&broker, "pen-home-5");
+    pen.send("s", Event::SessionStart, 0.0).await;
+    pen.send("s", Event::Sample, 0.3).await;
+    pen.send("s", Event::Sample, 0.3).await;
+    // Two more messages on the journaled seqs 2 and 3, with other depths.
+    pen.seq = 1;
+    pen.send("s", Event::Sample, 0.2).await;
+    pen.send("s", Event::Sample, 0.2).await;
+
+    wait_for(&gateway, "one seq_conflict alert counting both", || {
+        am_alert(&am, "seq_conflict", "pen-home-5").is_some_and(|a| {
+            a["annotations"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains(": 2 messages reusing a seq"))
+        })
+    })
+    .await;
+    let conflicts: Vec<Value> = am
+        .alerts()
+        .into_iter()
+        .filter(|a| a["labels"]["kind"] == "seq_conflict")
+        .collect();
+    assert_eq!(conflicts.len(), 1, "one alert per pen: {conflicts:?}");
+    assert_eq!(
+        conflicts[0]["annotations"]["key"],
+        "seq_conflict/pen-home-5"
+    );
+}
