@@ -399,7 +399,7 @@ impl LiveState {
     ) -> journal::Result<Option<Session>> {
         self.last_activity.remove(key);
         self.dirty_sessions.forget(key);
-        let was_silent = self.silent.remove(key);
+        self.silent.remove(key);
         let Some(live) = self.sessions.remove(key) else {
             return Ok(None);
         };
@@ -468,9 +468,8 @@ impl LiveState {
             {
                 tx.resolve_alert(&raise::device_key(Kind::PenOffline, &key.0), now)?;
             }
-            if was_silent {
-                tx.resolve_alert(&raise::session_key(Kind::PenSilent, &key.0, &key.1), now)?;
-            }
+            // Also one raised before a restart, which the live state no longer knows.
+            tx.resolve_alert(&raise::session_key(Kind::PenSilent, &key.0, &key.1), now)?;
         }
         Ok(Some(s))
     }
