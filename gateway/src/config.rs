@@ -3,7 +3,7 @@
 //!
 //! Each component owns its section and checks it: `[mqtt]` the source, `[ingest]` and
 //! `[sessions]` the committer, `[journal]` the journal, `[policy]` the policy, `[metrics]` the
-//! metrics endpoint, `[api]` the API and `[influx]` the sink. This module puts them together and
+//! metrics endpoint, `[api]` the API, `[influx]` the sink and `[alerts]` alert delivery. This module puts them together and
 //! checks what spans two sections. `gateway.example.toml` beside this crate documents every
 //! setting.
 
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::alerts::AlertsConfig;
 use crate::api::ApiConfig;
 use crate::invalid::Invalid;
 use crate::journal::JournalConfig;
@@ -64,6 +65,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// InfluxDB sink (`[influx]`); absent = no sink.
     pub influx: Option<InfluxConfig>,
+    /// Alert delivery (`[alerts]`); absent = no alerts raised.
+    pub alerts: Option<AlertsConfig>,
 }
 
 impl Config {
@@ -89,6 +92,9 @@ impl Config {
         self.api.validate()?;
         if let Some(influx) = &self.influx {
             influx.validate()?;
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.validate()?;
         }
         if self.ingest.max_payload_bytes >= self.mqtt.max_packet_bytes {
             return Err(Invalid::new(

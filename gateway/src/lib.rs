@@ -6,8 +6,10 @@
 //! the committer ([`pipeline`]), which publishes what it committed as [`live`] events;
 //! [`config`], [`metrics`] and policy [`reload`] around it, all on one [`clock`].
 //! The gRPC [`api`] serves queries, live streams and the audit export.
-//! The [`sink`] forwards the journal to InfluxDB; [`retention`] keeps the journal bounded.
+//! The [`sink`] forwards the journal to InfluxDB; [`retention`] keeps the journal bounded;
+//! [`alerts`] delivers what the committer raised to webhooks and Alertmanager.
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod cartridges;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use penwatch_gateway::alerts::{self, deliver::Deliverer};
 use penwatch_gateway::config::Config;
 use penwatch_gateway::journal;
 use penwatch_gateway::metrics::{self, Metrics};
@@ -322,7 +323,11 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let checkpointer =
         penwatch_gateway::journal::checkpoint::spawn(&config.journal.path, checkpoints.clone())?;
     let handle = PolicyHandle::new(policy);
-    let settings = Settings::new(&config.ingest, &config.sessions);
+    let settings = Settings::new(
+        &config.ingest,
+        &config.sessions,
+        config.alerts.as_ref().map(alerts::Rules::new),
+    );
     let live = penwatch_gateway::live::channel();
     let pipeline = Pipeline::open(
         journal,
@@ -391,6 +396,20 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
             "InfluxDB sink",
             tokio::spawn(
                 Forwarder::new(c, &config.journal.path, metrics.clone())?.run(stop.clone()),
+            ),
+        ));
+    }
+    if let Some(c) = &config.alerts {
+        services.push((
+            "alert delivery",
+            tokio::spawn(
+                Deliverer::new(
+                    c,
+                    &config.journal.path,
+                    metrics.clone(),
+                    config.influx.is_some(),
+                )?
+                .run(stop.clone()),
             ),
         ));
     }

@@ -11,6 +11,9 @@
 //! - [`VictoriaMetrics`]: Debian's `victoria-metrics`, which accepts InfluxDB's
 //!   `/api/v2/write` and so exercises the v2 write path against a real server.
 //!
+//! - [`alerting::Alertmanager`]: Debian's `prometheus-alertmanager` (v2 API), and
+//!   [`alerting::WebhookReceiver`], a webhook receiver that records what it is sent.
+//!
 //! A missing binary is reported with the Debian package that provides it;
 //! `scripts/install-deps` installs all of them.
 //!
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod alerting;
 pub mod api;
 
 /// Why a service could not be started.
@@ -197,7 +201,11 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- {} log (the test failed) ---\n{}", self.name, self.log_tail());
+            eprintln!(
+                "--- {} log (the test failed) ---\n{}",
+                self.name,
+                self.log_tail()
+            );
         }
         self.stop();
     }

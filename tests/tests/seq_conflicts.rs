@@ -156,7 +156,10 @@ async fn a_real_over_depth_session_on_forged_seqs_is_kept_judged_and_flagged_as_
         .output()
         .expect("penwatch fleet");
     let fleet = String::from_utf8_lossy(&out.stdout);
-    assert!(fleet.contains("10 conflicting"), "the CLI shows it: {fleet}");
+    assert!(
+        fleet.contains("10 conflicting"),
+        "the CLI shows it: {fleet}"
+    );
 
     let verified = client
         .verify_audit_chain(req(pb::VerifyRequest::default(), REVIEWER))

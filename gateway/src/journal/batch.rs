@@ -6,8 +6,10 @@ use penwatch_proto::names::ShortName;
 use rusqlite::{Transaction, params};
 
 use super::Result;
+use super::outbox;
 use super::rows::{self, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count, placeholders};
 use super::schema::Kept;
+use crate::alerts::Alert;
 use crate::audit;
 use crate::cartridges::{Cartridge, CartridgeEvent};
 use crate::decode::{Encoding, Reading};
@@ -342,6 +344,34 @@ impl Batch<'_> {
             (from_seq, u64::MAX),
             i64::MAX,
         )
+    }
+
+    /// Writes an alert to the outbox: a new key raises it (revision 1); a change of its
+    /// content or state updates it (its revision + 1, pending delivery again); the same
+    /// content again changes nothing.
+    pub fn raise_alert(&self, a: &Alert, now_ms: i64) -> Result<()> {
+        self.tx.prepare_cached(outbox::RAISE)?.execute(params![
+            a.key,
+            a.kind.as_str(),
+            a.severity.as_str(),
+            a.clinic_id,
+            a.device_id,
+            a.session_id,
+            a.summary,
+            serde_json::to_string(&a.details)?,
+            a.starts_ms,
+            a.ends_ms,
+            now_ms,
+        ])?;
+        Ok(())
+    }
+
+    /// Resolves the alert `key` if it is firing.
+    pub fn resolve_alert(&self, key: &str, now_ms: i64) -> Result<()> {
+        self.tx
+            .prepare_cached(outbox::RESOLVE)?
+            .execute(params![key, now_ms])?;
+        Ok(())
     }
 
     /// Makes the batch durable.

@@ -9,7 +9,8 @@
 //! Every connection is opened by [`connect`], in one of three roles:
 //! - [`Writer`]: the committer's, the only one that commits batches ([`Batch`]);
 //! - [`Reader`]: read-only, for the API, `verify` and inspection;
-//! - [`Upkeep`]: a reader that also writes its own rows: sink cursors and retention's deletes.
+//! - [`Upkeep`]: a reader that also writes its own rows: sink cursors and retention's deletes;
+//!   [`Outbox`] is the alert delivery's, which writes only what it delivered.
 //!
 //! The checkpoint thread ([`checkpoint`]) has a connection of its own that writes no rows.
 
@@ -21,6 +22,7 @@ mod batch;
 pub mod checkpoint;
 mod config;
 pub mod forward;
+mod outbox;
 pub mod queries;
 mod reader;
 mod rows;
@@ -31,6 +33,7 @@ mod writer;
 pub use batch::{Batch, Inserted};
 pub use config::JournalConfig;
 pub use forward::Upkeep;
+pub use outbox::Outbox;
 pub use reader::{Counts, Quarantined, Reader};
 pub use schema::QUARANTINE_KEPT_BYTES;
 pub use writer::Writer;
@@ -100,7 +103,8 @@ enum Access {
     Commit(Sync),
     /// Read-only.
     Read,
-    /// Sink cursors and retention: small writes that wait for the committer's lock (10 s).
+    /// Sink cursors, retention and alert deliveries: small writes that wait for the
+    /// committer's lock (10 s).
     Upkeep,
     /// WAL checkpoints: a `RESTART` waits for the committer's current commit (5 s).
     Checkpoint,

@@ -4,6 +4,11 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+/// Version 6 adds the alert outbox: `alert_outbox`, one row per alert (its key), written by the
+/// committer in the same transaction as the facts that raise it, its `revision` raised by
+/// every change and `pending` until every target has it; `alert_deliveries`, what each target
+/// received of each alert, written by the delivering side.
+///
 /// Version 5 keeps every version of a `(device_id, seq)` that arrived with different content
 /// (`samples.version`: 0 for the first, 1, 2, … for conflicting ones), unique by
 /// `(device_id, seq, version)`; an exact duplicate is still recognised and dropped.
@@ -18,7 +23,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -47,6 +52,9 @@ const MIGRATE_3_TO_4: &str = "
 ALTER TABLE quarantine ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE quarantine ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
 ";
+
+/// From version 5 to 6: nothing to change; `SCHEMA` adds the outbox tables.
+const MIGRATE_5_TO_6: &str = "";
 
 /// From version 4 to 5: `samples` rebuilt with `version` in its unique key (a table's
 /// constraint cannot be altered in place), ids kept.
@@ -185,6 +193,29 @@ CREATE TABLE IF NOT EXISTS sink_cursors (
     sink TEXT PRIMARY KEY,
     last_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    alert_key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    clinic_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    details TEXT NOT NULL,
+    starts_ms INTEGER NOT NULL,
+    ends_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    pending INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_outbox_pending ON alert_outbox (updated_ms) WHERE pending = 1;
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    target TEXT NOT NULL,
+    alert_key TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    delivered_ms INTEGER NOT NULL,
+    PRIMARY KEY (target, alert_key)
+);
 ";
 
 /// Creates the tables, or brings a journal written by an older gateway up to this version, in
@@ -204,6 +235,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         MIGRATE_2_TO_3.to_owned(),
         MIGRATE_3_TO_4.to_owned(),
         migrate_4_to_5(),
+        MIGRATE_5_TO_6.to_owned(),
     ];
     let migration = if found == 0 {
         String::new()

@@ -86,7 +86,7 @@ impl SessionsConfig {
     }
 }
 
-/// What the committer needs of `[ingest]` and `[sessions]`.
+/// What the committer needs of `[ingest]`, `[sessions]` and `[alerts]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Most messages per batch.
@@ -95,15 +95,22 @@ pub struct Settings {
     pub linger: Duration,
     /// Sessions idle this long are closed.
     pub inactivity_timeout: Duration,
+    /// Alerting rules (`[alerts]`); `None`: no alerts are raised.
+    pub alerts: Option<crate::alerts::Rules>,
 }
 
 impl Settings {
-    /// The committer's settings from its two sections.
-    pub fn new(ingest: &IngestConfig, sessions: &SessionsConfig) -> Self {
+    /// The committer's settings from its two sections and the alerting rules.
+    pub fn new(
+        ingest: &IngestConfig,
+        sessions: &SessionsConfig,
+        alerts: Option<crate::alerts::Rules>,
+    ) -> Self {
         Self {
             batch_max: ingest.batch_max,
             linger: Duration::from_millis(ingest.batch_linger_ms),
             inactivity_timeout: Duration::from_secs(sessions.inactivity_timeout_s),
+            alerts,
         }
     }
 }

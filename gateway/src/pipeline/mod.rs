@@ -75,7 +75,7 @@ impl Pipeline {
         settings: Settings,
         live: LiveSender,
     ) -> journal::Result<Self> {
-        let state = LiveState::load(&mut journal, metrics.clone())?;
+        let state = LiveState::load(&mut journal, metrics.clone(), settings.alerts)?;
         metrics.sessions_open.set(state.open_sessions() as i64);
         Ok(Self {
             journal,
@@ -95,7 +95,11 @@ impl Pipeline {
         let started = Instant::now();
         let result = self.try_commit(batch, false);
         if result.is_err() {
-            self.state = LiveState::load(&mut self.journal, self.metrics.clone())?;
+            self.state = LiveState::load(
+                &mut self.journal,
+                self.metrics.clone(),
+                self.settings.alerts,
+            )?;
         } else {
             self.metrics
                 .commit_seconds
@@ -236,20 +240,32 @@ impl Pipeline {
         self.last_sweep = Instant::now();
         let result = self.try_sweep();
         if result.is_err() {
-            self.state = LiveState::load(&mut self.journal, self.metrics.clone())?;
+            self.state = LiveState::load(
+                &mut self.journal,
+                self.metrics.clone(),
+                self.settings.alerts,
+            )?;
         }
         result
     }
 
     fn try_sweep(&mut self) -> journal::Result<u64> {
-        let cutoff = now_ms() - self.settings.inactivity_timeout.as_millis() as i64;
+        let now = now_ms();
+        let cutoff = now - self.settings.inactivity_timeout.as_millis() as i64;
         let idle = self.state.idle_since(cutoff);
-        if idle.is_empty() {
+        let silent = match self.settings.alerts.and_then(|r| r.silent_after) {
+            Some(after) => self.state.newly_silent(now - after.as_millis() as i64, now),
+            None => Vec::new(),
+        };
+        if idle.is_empty() && silent.is_empty() {
             return Ok(0);
         }
         let tx = self.journal.batch()?;
         let mut work = Work::new(self.live.receiver_count() > 0);
         let committed_ms = now_ms();
+        for a in &silent {
+            tx.raise_alert(a, committed_ms)?;
+        }
         let mut closed = 0;
         for key in &idle {
             if let Some(s) = self.state.close(&tx, key, CloseReason::Inactive)? {

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use penwatch_proto::v1::Event;
 
 use super::dirty::Dirty;
+use crate::alerts::{self, Kind, raise};
 use crate::audit::{ClosedSession, FinalViolation, Record};
-use crate::cartridges::Cartridge;
+use crate::cartridges::{Cartridge, CartridgeEvent, Wear};
 use crate::decode::{BadInput, Reading};
 use crate::fleet::Device;
 use crate::journal::{self, Batch};
@@ -49,6 +50,10 @@ pub struct LiveState {
     dirty_cartridges: Dirty<String>,
     last_write: Instant,
     metrics: Arc<Metrics>,
+    /// Alerting rules; `None`: no alerts are raised.
+    alerts: Option<alerts::Rules>,
+    /// Open sessions whose pen has been silent for longer than the rules allow.
+    silent: HashSet<SessionKey>,
 }
 
 /// What one batch touched: written before its commit, published after it.
@@ -73,6 +78,15 @@ pub struct Work {
     pub(super) events: Vec<LiveEvent>,
     /// Whether anyone listens to live events (nothing is built for them otherwise).
     pub(super) live: bool,
+    /// Alerts this batch's facts raise or resolve, in the order of the facts, written in its
+    /// transaction.
+    alerts: Vec<AlertChange>,
+}
+
+/// An alert raised, or the key of one resolved.
+enum AlertChange {
+    Raise(alerts::Alert),
+    Resolve(String),
 }
 
 impl Work {
@@ -103,7 +117,11 @@ impl Work {
 
 impl LiveState {
     /// The state the journal holds: open sessions refolded from their samples, and every pen.
-    pub fn load(journal: &mut journal::Writer, metrics: Arc<Metrics>) -> journal::Result<Self> {
+    pub fn load(
+        journal: &mut journal::Writer,
+        metrics: Arc<Metrics>,
+        alerts: Option<alerts::Rules>,
+    ) -> journal::Result<Self> {
         let now = crate::clock::now_ms();
         let mut sessions = HashMap::new();
         let mut last_activity = HashMap::new();
@@ -138,6 +156,8 @@ impl LiveState {
             dirty_cartridges: Dirty::new(),
             last_write: Instant::now(),
             metrics,
+            alerts,
+            silent: HashSet::new(),
         })
     }
 
@@ -173,10 +193,29 @@ impl LiveState {
                 topic_clinic_id: clinic_id.to_owned(),
             });
         }
-        self.devices
+        let device = self
+            .devices
             .entry(device_id.to_owned())
-            .or_insert_with(|| Device::new(clinic_id, device_id))
-            .set_status(online, received_ms);
+            .or_insert_with(|| Device::new(clinic_id, device_id));
+        device.set_status(online, received_ms);
+        if self.alerts.is_some() {
+            if online {
+                work.alerts.push(AlertChange::Resolve(raise::device_key(
+                    Kind::PenOffline,
+                    device_id,
+                )));
+            } else if self
+                .sessions
+                .get(&(device_id.to_owned(), device.session_id.clone()))
+                .is_some_and(|s| !s.ended)
+            {
+                work.alerts.push(AlertChange::Raise(raise::pen_offline(
+                    device,
+                    &device.session_id,
+                    received_ms,
+                )));
+            }
+        }
         work.devices.insert(device_id.to_owned());
         work.touched_devices.insert(device_id.to_owned());
         Ok(())
@@ -217,6 +256,22 @@ impl LiveState {
         if conflicting {
             device.conflicted(received_ms);
         }
+        if self.alerts.is_some() {
+            if reset {
+                work.alerts.push(AlertChange::Raise(raise::seq_anomaly(
+                    device,
+                    true,
+                    received_ms,
+                )));
+            }
+            if conflicting {
+                work.alerts.push(AlertChange::Raise(raise::seq_anomaly(
+                    device,
+                    false,
+                    received_ms,
+                )));
+            }
+        }
         if session_changed || reset || conflicting || r.event != Event::Sample {
             work.devices.insert(r.device_id.clone());
         } else {
@@ -229,7 +284,7 @@ impl LiveState {
             self.apply_session(tx, r, v, received_ms, conflicting, work)?;
         }
         if !r.cartridge_id.is_empty() {
-            self.apply_cartridge(tx, policy, r, work)?;
+            self.apply_cartridge(tx, policy, r, received_ms, work)?;
         }
         Ok(())
     }
@@ -274,6 +329,13 @@ impl LiveState {
             self.dirty_sessions.mark(&key);
         }
         self.last_activity.insert(key.clone(), received_ms);
+        if self.silent.remove(&key) {
+            work.alerts.push(AlertChange::Resolve(raise::session_key(
+                Kind::PenSilent,
+                &key.0,
+                &key.1,
+            )));
+        }
         if r.event == Event::SessionEnd {
             work.to_close.push(key);
         }
@@ -285,6 +347,7 @@ impl LiveState {
         tx: &Batch<'_>,
         policy: &Policy,
         r: &Reading,
+        received_ms: i64,
         work: &mut Work,
     ) -> journal::Result<()> {
         let c = match self.cartridges.get_mut(&r.cartridge_id) {
@@ -303,6 +366,19 @@ impl LiveState {
         for e in &events {
             tx.cartridge_event(c, e, r)?;
             self.metrics.cartridge_event(e.kind());
+            let reused = match e {
+                CartridgeEvent::Reuse { .. } => true,
+                CartridgeEvent::Wear(Wear::Worn) => false,
+                CartridgeEvent::Wear(_) => continue,
+            };
+            if let (Some(_), Some(d)) = (self.alerts, self.devices.get(&r.device_id)) {
+                work.alerts.push(AlertChange::Raise(raise::cartridge(
+                    c,
+                    d,
+                    reused,
+                    received_ms,
+                )));
+            }
         }
         if events.is_empty() && c.sessions.len() == sessions_before {
             self.dirty_cartridges.mark(&r.cartridge_id);
@@ -323,6 +399,7 @@ impl LiveState {
     ) -> journal::Result<Option<Session>> {
         self.last_activity.remove(key);
         self.dirty_sessions.forget(key);
+        self.silent.remove(key);
         let Some(live) = self.sessions.remove(key) else {
             return Ok(None);
         };
@@ -374,6 +451,26 @@ impl LiveState {
             conflicting: s.conflicting,
         }))?;
         tx.put_session(&s, Some((reason, &digest)))?;
+        if self.alerts.is_some() {
+            let now = crate::clock::now_ms();
+            if let Some(a) = raise::violation(&s, now, Some(now)) {
+                tx.raise_alert(&a, now)?;
+            }
+            tx.resolve_alert(
+                &raise::session_key(Kind::UnknownOperator, &key.0, &key.1),
+                now,
+            )?;
+            // The pen's offline alert is about its current session.
+            if self
+                .devices
+                .get(&key.0)
+                .is_none_or(|d| d.session_id == key.1)
+            {
+                tx.resolve_alert(&raise::device_key(Kind::PenOffline, &key.0), now)?;
+            }
+            // Also one raised before a restart, which the live state no longer knows.
+            tx.resolve_alert(&raise::session_key(Kind::PenSilent, &key.0, &key.1), now)?;
+        }
         Ok(Some(s))
     }
 
@@ -406,6 +503,9 @@ impl LiveState {
             self.dirty_cartridges
                 .take(share(self.dirty_cartridges.len())),
         );
+        if self.alerts.is_some() {
+            self.write_alerts(tx, work, committed_ms)?;
+        }
         for key in &work.sessions {
             if let Some(s) = self.sessions.get(key) {
                 tx.put_session(s, None)?;
@@ -441,6 +541,59 @@ impl LiveState {
             }
         }
         Ok(())
+    }
+
+    /// Writes the alerts this batch raised and resolved: its open sessions' violations as
+    /// they grew, unknown operators, and the rest collected while folding.
+    fn write_alerts(
+        &self,
+        tx: &Batch<'_>,
+        work: &mut Work,
+        committed_ms: i64,
+    ) -> journal::Result<()> {
+        for key in &work.violations {
+            let raised = self
+                .sessions
+                .get(key)
+                .and_then(|s| raise::violation(s, committed_ms, None));
+            if let Some(a) = raised {
+                tx.raise_alert(&a, committed_ms)?;
+            }
+        }
+        for key in &work.sessions {
+            let raised = self
+                .sessions
+                .get(key)
+                .and_then(|s| raise::unknown_operator(s, committed_ms));
+            if let Some(a) = raised {
+                tx.raise_alert(&a, committed_ms)?;
+            }
+        }
+        for change in work.alerts.drain(..) {
+            match change {
+                AlertChange::Raise(a) => tx.raise_alert(&a, committed_ms)?,
+                AlertChange::Resolve(key) => tx.resolve_alert(&key, committed_ms)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Alerts for open sessions whose pen has sent nothing since `cutoff_ms` (gateway time)
+    /// and was not reported silent yet.
+    pub fn newly_silent(&mut self, cutoff_ms: i64, now_ms: i64) -> Vec<alerts::Alert> {
+        let mut raised = Vec::new();
+        for (key, last) in &self.last_activity {
+            if *last < cutoff_ms && !self.silent.contains(key) {
+                if let Some(s) = self.sessions.get(key) {
+                    raised.push(raise::pen_silent(s, *last, now_ms));
+                }
+            }
+        }
+        for a in &raised {
+            self.silent
+                .insert((a.device_id.clone(), a.session_id.clone()));
+        }
+        raised
     }
 
     /// Forgets cached cartridges when the cache is full, except those still to be written

@@ -207,6 +207,19 @@ pub enum SinkError {
     Worker(String),
 }
 
+/// Journal records not yet forwarded, over every stream, as the forwarder last counted them.
+pub fn backlog(metrics: &Metrics) -> i64 {
+    Stream::ALL
+        .iter()
+        .map(|s| {
+            metrics
+                .sink_backlog
+                .get_or_create(&vec![("stream", s.name().to_owned())])
+                .get()
+        })
+        .sum()
+}
+
 /// A journal stream the forwarder follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
