@@ -191,6 +191,7 @@ pub fn violation(s: &Session, is_final: bool) -> Violation {
         r#final: is_final,
         committed_ms: s.evidence.as_ref().map_or(0, |e| e.last_above_ms),
         unknown_operator: s.unknown_operator,
+        conflicting_messages: 0,
     }
 }
 

@@ -136,7 +136,14 @@ async fn a_real_over_depth_session_on_forged_seqs_is_kept_judged_and_flagged_as_
         .expect("violations")
         .into_inner()
         .violations;
-    assert!(violations.iter().any(|v| v.session_id == "real"));
+    let violation = violations
+        .iter()
+        .find(|v| v.session_id == "real")
+        .expect("the real session's violation");
+    assert_eq!(
+        violation.conflicting_messages, 10,
+        "the violation is marked as resting on conflicting evidence"
+    );
 
     let devices = client
         .list_devices(req(pb::ListDevicesRequest::default(), REVIEWER))

@@ -184,6 +184,7 @@ pub fn violation(v: &StoredViolation, caller: &Caller) -> pb::Violation {
         r#final: v.final_,
         committed_ms: 0,
         unknown_operator: v.unknown_operator,
+        conflicting_messages: v.conflicting,
     }
 }
 
@@ -204,6 +205,7 @@ pub fn live_violation(
         r#final: final_,
         committed_ms,
         unknown_operator: s.unknown_operator,
+        conflicting_messages: s.conflicting,
     })
 }
 

@@ -191,6 +191,8 @@ pub struct StoredViolation {
     pub started_ms: i64,
     /// The policy does not know the session's operator.
     pub unknown_operator: bool,
+    /// Messages of the session that conflict with another of the same `(device_id, seq)`.
+    pub conflicting: u64,
 }
 
 impl StoredViolation {
@@ -323,19 +325,19 @@ fn decode_session(
 const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
     v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
     v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms, \
-    json_extract(s.record, '$.violation.others') AS others, \
-    IFNULL(json_extract(s.record, '$.violation.unlisted'), 0) AS unlisted, \
-    COALESCE(json_extract(s.record, '$.unknown_operator'), 0) AS unknown_operator";
+    s.record";
 
+/// A violation row with its session's record; the worst excursion is in the columns, the
+/// other excursions and the session's flags in the record.
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
     let peak_depth_mm: f64 = r.get("peak_depth_mm")?;
     let limit_mm: f64 = r.get("limit_mm")?;
-    let others = match r.get::<_, Option<String>>("others")? {
-        Some(json) => serde_json::from_str(&json).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        None => Vec::new(),
-    };
+    let record: Session = serde_json::from_str(&r.get::<_, String>("record")?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let (others, unlisted) = record
+        .violation
+        .map_or((Vec::new(), 0), |e| (e.others, e.unlisted));
     Ok(StoredViolation {
         session_id: r.get("session_id")?,
         device_id: r.get("device_id")?,
@@ -355,11 +357,12 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
                 policy_version: r.get("policy_version")?,
             },
             others,
-            unlisted: r.get::<_, i64>("unlisted")? as u64,
+            unlisted,
         },
         final_: r.get("final")?,
         started_ms: r.get("started_ms")?,
-        unknown_operator: r.get("unknown_operator")?,
+        unknown_operator: record.unknown_operator,
+        conflicting: record.conflicting,
     })
 }
 

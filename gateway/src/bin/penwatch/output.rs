@@ -213,6 +213,7 @@ fn violation_json(v: &pb::Violation) -> Value {
         "operator_id": v.operator_id, "device_class": v.device_class,
         "evidence": evidence_json(v.evidence.as_ref()), "final": v.r#final,
         "committed_ms": v.committed_ms, "unknown_operator": v.unknown_operator,
+        "conflicting_messages": v.conflicting_messages,
     })
 }
 
@@ -231,7 +232,13 @@ fn violation_row(v: &pb::Violation) -> Vec<String> {
         mm(e.excess_mm),
         e.strokes_above.to_string(),
         (e.other_excursions.len() as u64 + e.unlisted_excursions).to_string(),
-        if v.r#final { "closed" } else { "open" }.to_owned(),
+        match (v.r#final, v.conflicting_messages > 0) {
+            (true, false) => "closed",
+            (false, false) => "open",
+            (true, true) => "closed, conflicting",
+            (false, true) => "open, conflicting",
+        }
+        .to_owned(),
     ]
 }
 
