@@ -135,6 +135,20 @@ pub enum Record {
     Pruned(Pruned),
     /// Where the chain's coverage of cartridge events starts in this journal.
     Scope(Scope),
+    /// A run of access log entries.
+    Access(AccessBatch),
+}
+
+/// The audit entry of a run of access log entries (kind `access`), written with them: their
+/// ids and a SHA-256 over their canonical lines, so none can be removed or edited unseen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessBatch {
+    /// First `access_log` id of the run.
+    pub first_id: i64,
+    /// Last `access_log` id of the run.
+    pub last_id: i64,
+    /// SHA-256 over the entries' canonical lines in id order.
+    pub digest: String,
 }
 
 /// The audit entry of a cartridge event (kind `cartridge_event`): the row as journaled.
@@ -186,6 +200,7 @@ impl Record {
             Record::CartridgeEvent(_) => "cartridge_event",
             Record::Pruned(_) => "pruned",
             Record::Scope(_) => "scope",
+            Record::Access(_) => "access",
         }
     }
 
@@ -197,6 +212,7 @@ impl Record {
             Record::CartridgeEvent(e) => serde_json::to_value(e)?,
             Record::Pruned(p) => serde_json::to_value(p)?,
             Record::Scope(s) => serde_json::to_value(s)?,
+            Record::Access(a) => serde_json::to_value(a)?,
         };
         Ok(value.to_string())
     }
@@ -209,6 +225,7 @@ impl Record {
             "cartridge_event" => Some(Record::CartridgeEvent(serde_json::from_str(body)?)),
             "pruned" => Some(Record::Pruned(serde_json::from_str(body)?)),
             "scope" => Some(Record::Scope(serde_json::from_str(body)?)),
+            "access" => Some(Record::Access(serde_json::from_str(body)?)),
             _ => None,
         })
     }

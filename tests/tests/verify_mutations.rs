@@ -46,8 +46,33 @@ async fn journal(dir: &Path) -> PathBuf {
         assert!(Instant::now() < deadline, "gateway did not commit");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A refused call, so the access log holds an entry too.
+    let mut api = penwatch_proto::v1::pen_watch_client::PenWatchClient::connect(format!(
+        "http://127.0.0.1:{}",
+        gateway.api_port()
+    ))
+    .await
+    .expect("API");
+    let refused = api
+        .list_sessions(penwatch_proto::v1::ListSessionsRequest::default())
+        .await;
+    assert!(refused.is_err(), "no token, no sessions");
+    let journal = gateway.journal_path();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rusqlite::Connection::open(&journal)
+        .and_then(|c| {
+            c.query_row("SELECT COUNT(*) FROM access_log", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the refusal was not recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(gateway.terminate().expect("terminate"), "{}", gateway.log());
-    gateway.journal_path()
+    journal
 }
 
 fn verify(journal: &Path) -> Output {
@@ -159,6 +184,15 @@ async fn every_deletion_edit_and_flip_of_a_served_row_is_caught() {
             "cartridge event edited",
             "UPDATE cartridge_events SET detail = 'nothing to see' \
              WHERE id = (SELECT MIN(id) FROM cartridge_events)"
+                .to_owned(),
+        ),
+        (
+            "access log entry deleted",
+            "DELETE FROM access_log WHERE id = (SELECT MIN(id) FROM access_log)".to_owned(),
+        ),
+        (
+            "access log entry edited",
+            "UPDATE access_log SET token = 'someone-else' WHERE id = (SELECT MAX(id) FROM access_log)"
                 .to_owned(),
         ),
         (

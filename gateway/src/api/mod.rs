@@ -63,6 +63,9 @@ pub enum ApiError {
     /// Reflection could not load the descriptor set.
     #[error("api reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The access log could not be opened.
+    #[error("api access log: {0}")]
+    Journal(journal::JournalError),
 }
 
 /// A secret from the configuration; never printed.
@@ -359,6 +362,8 @@ fn cause(e: &journal::JournalError) -> String {
 pub struct Shared {
     /// Read-only journal connections.
     pub reader: Arc<Readers>,
+    /// Where every call is recorded.
+    pub access: journal::AccessRecorder,
     /// The policy in force.
     pub policy: PolicyHandle,
     /// Live events from the committer.
@@ -415,6 +420,7 @@ pub async fn start(
         })?;
     let shared = Shared {
         reader: Arc::new(Readers::new(journal)),
+        access: journal::AccessRecorder::spawn(journal).map_err(ApiError::Journal)?,
         policy,
         live,
         stop: stop.clone(),

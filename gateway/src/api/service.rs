@@ -55,15 +55,50 @@ impl Api {
         Self { auth, shared }
     }
 
-    fn caller<T>(
+    /// The caller of a request, if its token may call `rpc`; a refused call is recorded in
+    /// the access log.
+    fn caller<T: std::fmt::Debug>(
         &self,
         request: &Request<T>,
         roles: &[Role],
         rpc: &str,
     ) -> Result<Arc<Caller>, Status> {
-        let caller = self.auth.caller(request.metadata())?;
-        caller.require(roles, rpc)?;
+        let caller = self
+            .auth
+            .caller(request.metadata())
+            .inspect_err(|status| self.record(None, rpc, request.get_ref(), 0, status))?;
+        caller
+            .require(roles, rpc)
+            .inspect_err(|status| self.record(Some(&caller), rpc, request.get_ref(), 0, status))?;
         Ok(caller)
+    }
+
+    /// Records a call that returned `rows` rows (0 for a stream, recorded when it opens).
+    fn served(&self, caller: &Caller, rpc: &str, request: &impl std::fmt::Debug, rows: usize) {
+        self.record(Some(caller), rpc, request, rows, &Status::ok(""));
+    }
+
+    fn record(
+        &self,
+        caller: Option<&Caller>,
+        rpc: &str,
+        request: &impl std::fmt::Debug,
+        rows: usize,
+        status: &Status,
+    ) {
+        self.shared.access.record(journal::AccessEntry {
+            at_ms: crate::clock::now_ms(),
+            token: caller.map_or("-".to_owned(), |c| c.name.clone()),
+            role: caller.map_or("-", |c| c.role.as_str()).to_owned(),
+            rpc: rpc.to_owned(),
+            filter: short(&format!("{request:?}"), 256),
+            rows: rows as u64,
+            outcome: if status.code() == tonic::Code::Ok {
+                "ok".to_owned()
+            } else {
+                format!("{:?}: {}", status.code(), short(status.message(), 128))
+            },
+        });
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -163,7 +198,8 @@ impl PenWatch for Api {
             .iter()
             .filter(|(d, e)| device_selected(&sel, d, Some(e)))
             .map(|(d, e)| convert::device_state(d, Some(e), &caller))
-            .collect();
+            .collect::<Vec<_>>();
+        self.served(&caller, "ListDevices", request.get_ref(), devices.len());
         Ok(Response::new(pb::ListDevicesResponse { devices }))
     }
 
@@ -174,6 +210,7 @@ impl PenWatch for Api {
         request: Request<pb::WatchFleetRequest>,
     ) -> Result<Response<Self::WatchFleetStream>, Status> {
         let caller = self.caller(&request, ALL, "WatchFleet")?;
+        self.served(&caller, "WatchFleet", request.get_ref(), 0);
         let sel = untimed(&caller.selection(request.get_ref().filter.as_ref())?);
         let events = self.shared.live.subscribe();
         let devices = self.read(fleet).await?;
@@ -213,6 +250,7 @@ impl PenWatch for Api {
         request: Request<pb::StreamSamplesRequest>,
     ) -> Result<Response<Self::StreamSamplesStream>, Status> {
         let caller = self.caller(&request, ALL, "StreamSamples")?;
+        self.served(&caller, "StreamSamples", request.get_ref(), 0);
         let sel = caller.selection(request.get_ref().filter.as_ref())?;
         let events = self.shared.live.subscribe();
         let stream =
@@ -260,6 +298,7 @@ impl PenWatch for Api {
             Some(last) if more => convert::page_token(&last.cursor()),
             _ => String::new(),
         };
+        self.served(&caller, "ListSessions", req, rows.len());
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: rows.iter().map(|s| convert::session(s, &caller)).collect(),
             next_page_token,
@@ -296,6 +335,12 @@ impl PenWatch for Api {
             .into_iter()
             .map(convert::depth_point)
             .collect();
+        self.served(
+            &caller,
+            "GetSession",
+            &(&stored.session.device_id, &stored.session.session_id),
+            1,
+        );
         Ok(Response::new(pb::SessionDetail {
             session: Some(convert::session(&stored, &caller)),
             timeline,
@@ -320,6 +365,7 @@ impl PenWatch for Api {
             Some(last) if more => convert::page_token(&last.cursor()),
             _ => String::new(),
         };
+        self.served(&caller, "ListViolations", req, rows.len());
         Ok(Response::new(pb::ListViolationsResponse {
             violations: rows
                 .iter()
@@ -336,6 +382,7 @@ impl PenWatch for Api {
         request: Request<pb::WatchViolationsRequest>,
     ) -> Result<Response<Self::WatchViolationsStream>, Status> {
         let caller = self.caller(&request, ALL, "WatchViolations")?;
+        self.served(&caller, "WatchViolations", request.get_ref(), 0);
         let sel = caller.selection(request.get_ref().filter.as_ref())?;
         let events = self.shared.live.subscribe();
         let stream =
@@ -372,6 +419,7 @@ impl PenWatch for Api {
         request: Request<pb::ListCartridgesRequest>,
     ) -> Result<Response<pb::ListCartridgesResponse>, Status> {
         let caller = self.caller(&request, ALL, "ListCartridges")?;
+        self.served(&caller, "ListCartridges", request.get_ref(), 0);
         let req = request.get_ref();
         let sel = Selection {
             operators: Vec::new(),
@@ -506,6 +554,7 @@ impl PenWatch for Api {
             row.violations = u32::try_from(s.violations).unwrap_or(u32::MAX);
             row.max_depth_mm = s.max_depth_mm;
         }
+        self.served(&caller, "ListOperators", request.get_ref(), rows.len());
         Ok(Response::new(pb::ListOperatorsResponse {
             operators: rows.into_values().collect(),
         }))
@@ -515,7 +564,8 @@ impl PenWatch for Api {
         &self,
         request: Request<pb::ListQuarantineRequest>,
     ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
-        self.caller(&request, AUDIT, "ListQuarantine")?;
+        let caller = self.caller(&request, AUDIT, "ListQuarantine")?;
+        self.served(&caller, "ListQuarantine", request.get_ref(), 0);
         let n = limit(request.get_ref().limit).min(QUARANTINE_PAGE);
         let before = Some(request.get_ref().before_id).filter(|&id| id > 0);
         let (messages, total) = self
@@ -601,6 +651,7 @@ impl PenWatch for Api {
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<Self::ExportDepthLogStream>, Status> {
         let caller = self.caller(&request, PEOPLE, "ExportDepthLog")?;
+        self.served(&caller, "ExportDepthLog", request.get_ref(), 0);
         let req = request.into_inner();
         let sel = caller.selection(req.filter.as_ref())?;
         let format = Format::parse(&req.format)?;
@@ -648,8 +699,9 @@ impl PenWatch for Api {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        self.caller(&request, AUDIT, "VerifyAuditChain")?;
+        let caller = self.caller(&request, AUDIT, "VerifyAuditChain")?;
         let v = self.read(|j| j.verify()).await?;
+        self.served(&caller, "VerifyAuditChain", request.get_ref(), 1);
         let (first_broken, problem) = v.first_broken.clone().unwrap_or((0, String::new()));
         Ok(Response::new(pb::VerifyResponse {
             ok: v.ok(),
@@ -660,6 +712,51 @@ impl PenWatch for Api {
             digests_unchecked: v.digests_unchecked,
         }))
     }
+
+    async fn list_access_log(
+        &self,
+        request: Request<pb::ListAccessLogRequest>,
+    ) -> Result<Response<pb::ListAccessLogResponse>, Status> {
+        let caller = self.caller(&request, AUDIT, "ListAccessLog")?;
+        let n = page_size(request.get_ref().limit);
+        let before = Some(request.get_ref().before_id).filter(|&id| id > 0);
+        let mut rows = self.read(move |j| j.access_log(n + 1, before)).await?;
+        let more = rows.len() > n as usize;
+        rows.truncate(n as usize);
+        self.served(&caller, "ListAccessLog", request.get_ref(), rows.len());
+        let next_before_id = match rows.last() {
+            Some(last) if more => last.id,
+            _ => 0,
+        };
+        Ok(Response::new(pb::ListAccessLogResponse {
+            entries: rows
+                .into_iter()
+                .map(|r| pb::AccessLogEntry {
+                    id: r.id,
+                    at_ms: r.entry.at_ms,
+                    token_name: r.entry.token,
+                    role: r.entry.role,
+                    rpc: r.entry.rpc,
+                    filter: r.entry.filter,
+                    rows: r.entry.rows,
+                    outcome: r.entry.outcome,
+                })
+                .collect(),
+            next_before_id,
+        }))
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
+fn short(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+mod access;
 mod batch;
 pub mod checkpoint;
 mod config;
@@ -30,6 +31,7 @@ mod schema;
 mod verify;
 mod writer;
 
+pub use access::{AccessEntry, AccessRecorder, AccessRow};
 pub use batch::{Batch, Inserted};
 pub use config::JournalConfig;
 pub use forward::Upkeep;
@@ -57,6 +59,9 @@ pub enum JournalError {
         /// Newest version this build knows.
         supported: i64,
     },
+    /// A journal thread could not be started.
+    #[error("journal thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl JournalError {

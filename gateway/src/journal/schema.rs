@@ -23,7 +23,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -55,6 +55,9 @@ ALTER TABLE quarantine ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
 
 /// From version 5 to 6: nothing to change; `SCHEMA` adds the outbox tables.
 const MIGRATE_5_TO_6: &str = "";
+
+/// From version 6 to 7: nothing to change; `SCHEMA` adds the access log.
+const MIGRATE_6_TO_7: &str = "";
 
 /// From version 4 to 5: `samples` rebuilt with `version` in its unique key (a table's
 /// constraint cannot be altered in place), ids kept.
@@ -193,6 +196,16 @@ CREATE TABLE IF NOT EXISTS sink_cursors (
     sink TEXT PRIMARY KEY,
     last_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS access_log (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    role TEXT NOT NULL,
+    rpc TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alert_outbox (
     alert_key TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -236,6 +249,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         MIGRATE_3_TO_4.to_owned(),
         migrate_4_to_5(),
         MIGRATE_5_TO_6.to_owned(),
+        MIGRATE_6_TO_7.to_owned(),
     ];
     let migration = if found == 0 {
         String::new()

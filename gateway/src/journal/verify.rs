@@ -14,7 +14,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Reader, Result, rows, schema};
 use crate::audit::{
-    self, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation, Record, Scope, Verification,
+    self, AccessBatch, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation, Record, Scope,
+    Verification,
 };
 use crate::sessions::Session;
 
@@ -30,6 +31,8 @@ struct Chained {
     cartridge_events_from: Option<i64>,
     /// The latest retention cutoff chained, Unix ms.
     pruned_before: Option<i64>,
+    /// The access log's runs.
+    access: Vec<(i64, AccessBatch)>,
 }
 
 impl Chained {
@@ -57,6 +60,7 @@ impl Chained {
                     c.cartridge_events_from
                         .get_or_insert(cartridge_events_from_id);
                 }
+                Some(Record::Access(a)) => c.access.push((e.seq, a)),
                 None => {}
             }
         }
@@ -103,7 +107,10 @@ impl Reader {
         v.first_broken = match self.check_sessions(&chained)? {
             None => match self.check_violations(&chained)? {
                 None => match self.check_cartridge_events(&chained)? {
-                    None => self.check_digests(&chained, &mut v)?,
+                    None => match self.check_access_log(&chained)? {
+                        None => self.check_digests(&chained, &mut v)?,
+                        broken => broken,
+                    },
                     broken => broken,
                 },
                 broken => broken,
@@ -308,6 +315,42 @@ impl Reader {
                     format!("cartridge event {id} is in the chain but not stored"),
                 )
             }))
+    }
+
+    /// Every access log run against its digest, and no entry outside a run.
+    fn check_access_log(&self, chained: &Chained) -> Result<Broken> {
+        // A journal verified before this gateway first ran on it has no access log yet.
+        let present: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'access_log')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !present {
+            return Ok(None);
+        }
+        let mut covered = 0;
+        for (seq, a) in &chained.access {
+            if super::access::digest(&self.conn, a.first_id, a.last_id)? != a.digest {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "access log entries {} to {} do not match their audit entry",
+                        a.first_id, a.last_id
+                    ),
+                )));
+            }
+            covered += a.last_id - a.first_id + 1;
+        }
+        let stored: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM access_log", [], |r| r.get(0))?;
+        if stored != covered {
+            return Ok(Some((
+                0,
+                format!("the access log holds {stored} entries, its audit entries cover {covered}"),
+            )));
+        }
+        Ok(None)
     }
 
     /// Every closed session's samples against its digest; a session whose samples are gone is

@@ -240,7 +240,9 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
             })
         }
         // Cartridge events reach InfluxDB from their own table; the rest are the chain's own.
-        Record::CartridgeEvent(_) | Record::Pruned(_) | Record::Scope(_) => None,
+        Record::CartridgeEvent(_) | Record::Pruned(_) | Record::Scope(_) | Record::Access(_) => {
+            None
+        }
     }
 }
 

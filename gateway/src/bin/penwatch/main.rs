@@ -143,6 +143,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         before: i64,
     },
+    /// Who read what through the API, and who was refused, newest first (reviewer, admin).
+    AccessLog {
+        /// Most entries listed (at most 1000 a page).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Page on: only entries with an id below this (the previous page prints it).
+        #[arg(long, default_value_t = 0)]
+        before: i64,
+    },
     /// The policy in force, or check a candidate file with --validate (exit 1 if invalid).
     Policy {
         /// Policy file to validate without applying it (admin).
@@ -349,6 +358,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             out.quarantine(&r);
+        }
+        Command::AccessLog { limit, before } => {
+            let r = c
+                .list_access_log(pb::ListAccessLogRequest {
+                    limit,
+                    before_id: before,
+                })
+                .await?
+                .into_inner();
+            out.access_log(&r);
         }
         Command::Policy { validate: None } => {
             out.policy(&c.get_policy(pb::GetPolicyRequest {}).await?.into_inner());

@@ -629,6 +629,48 @@ impl Out {
         );
     }
 
+    /// `access-log`.
+    pub fn access_log(&self, r: &pb::ListAccessLogResponse) {
+        if self.json {
+            let list: Vec<Value> = r
+                .entries
+                .iter()
+                .map(|e| {
+                    json!({"id": e.id, "at_ms": e.at_ms, "token_name": e.token_name,
+                        "role": e.role, "rpc": e.rpc, "filter": e.filter, "rows": e.rows,
+                        "outcome": e.outcome})
+                })
+                .collect();
+            self.print(&json!({"entries": list, "next_before_id": r.next_before_id}));
+            return;
+        }
+        let rows: Vec<Vec<String>> = r
+            .entries
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.to_string(),
+                    time(e.at_ms),
+                    e.token_name.clone(),
+                    e.role.clone(),
+                    e.rpc.clone(),
+                    e.rows.to_string(),
+                    e.outcome.clone(),
+                    e.filter.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "id", "at", "token", "role", "rpc", "rows", "outcome", "filter",
+            ],
+            &rows,
+        );
+        if r.next_before_id > 0 {
+            println!("more: penwatch access-log --before {}", r.next_before_id);
+        }
+    }
+
     /// `quarantine`.
     pub fn quarantine(&self, r: &pb::ListQuarantineResponse) {
         if self.json {
