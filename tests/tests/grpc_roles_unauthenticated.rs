@@ -57,6 +57,30 @@ async fn health_and_reflection_answer_without_a_token() {
     let listed = format!("{:?}", answer.message_response);
     assert!(listed.contains("penwatch.v1.PenWatch"), "{listed}");
     assert!(listed.contains("grpc.health.v1.Health"), "{listed}");
+
+    // Older clients (grpcurl before 1.8.8, IDEs) ask the v1alpha service.
+    use tonic_reflection::pb::v1alpha;
+    let mut older = v1alpha::server_reflection_client::ServerReflectionClient::new(
+        Channel::from_shared(setup.api.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("reflection channel"),
+    );
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = older
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+    let answer = answers.next().await.expect("one answer").expect("ok");
+    let listed = format!("{:?}", answer.message_response);
+    assert!(listed.contains("penwatch.v1.PenWatch"), "{listed}");
 }
 
 /// Without a token, or with a wrong one, every rpc is UNAUTHENTICATED.

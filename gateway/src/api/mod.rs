@@ -428,13 +428,16 @@ pub async fn start(
     let api = PenWatchServer::new(service::Api::new(Arc::new(auth), shared));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PenWatchServer<service::Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(penwatch_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection answers both versions: grpcurl and IDE clients older than v1 ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(penwatch_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let router = builder
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(api);
     tracing::info!(%addr, tls, "gRPC API listening");
     conn::fit_open_files_limit(&config.conn_limits());
