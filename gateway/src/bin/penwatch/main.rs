@@ -1,5 +1,6 @@
 //! `penwatch`: the command line over the gateway's gRPC API.
 
+mod feed;
 mod output;
 
 use std::path::PathBuf;
@@ -117,9 +118,13 @@ enum Command {
         /// Most violations listed.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Keep watching and print each new or updated violation (Ctrl-C to stop).
+        /// Keep watching: each violation once when raised (NEW) and once when its session
+        /// closes (FINAL); Ctrl-C to stop.
         #[arg(long, short)]
         follow: bool,
+        /// With --follow, also every update between (the evidence growing).
+        #[arg(long, requires = "follow")]
+        updates: bool,
     },
     /// Cartridge wear, aggregates by model and firmware, and reuse events.
     Cartridges {
@@ -306,6 +311,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             filter,
             limit,
             follow,
+            updates,
         } => {
             if follow {
                 let mut stream = c
@@ -315,8 +321,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .await?
                     .into_inner();
                 out.follow_header();
+                let mut feed = feed::Feed::default();
                 while let Some(v) = stream.next().await {
-                    out.violation_line(&v?);
+                    let v = v?;
+                    if let Some(kind) = feed.classify(&v, updates) {
+                        out.violation_line(kind, &v);
+                    }
                 }
                 return Err(Failure::Unreachable("the gateway ended the stream".into()));
             }

@@ -450,18 +450,18 @@ impl Out {
 
     /// The header line of `violations --follow`.
     pub fn follow_header(&self) {
-        if !self.json {
-            eprintln!("watching violations (Ctrl-C to stop)");
-        }
+        eprintln!("watching violations (Ctrl-C to stop)");
     }
 
-    /// One streamed violation.
-    pub fn violation_line(&self, v: &pb::Violation) {
+    /// One streamed violation, marked as new, an update or final.
+    pub fn violation_line(&self, kind: crate::feed::Kind, v: &pb::Violation) {
         if self.json {
-            self.print(&violation_json(v));
+            let mut value = violation_json(v);
+            value["feed"] = kind.mark().to_lowercase().into();
+            self.print(&value);
         } else {
             let cells: Vec<String> = violation_row(v).iter().map(|c| shown(c)).collect();
-            println!("{}", cells.join("  "));
+            println!("{:<6}  {}", kind.mark(), cells.join("  "));
         }
     }
 
