@@ -112,6 +112,18 @@ pub async fn run(
         let started = Instant::now();
         let reason = match connection(&settings, &tx, &mut commands, &mut wanted).await {
             Err(Failure::Closed) => return,
+            // Retrying a token the gateway refused cannot help: say so once and wait to close.
+            Err(Failure::Rpc(s))
+                if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) =>
+            {
+                let refused = Msg::Refused {
+                    reason: Failure::Rpc(s).to_string(),
+                };
+                if tx.send(refused).await.is_ok() {
+                    while commands.recv().await.is_some() {}
+                }
+                return;
+            }
             Err(e) => e.to_string(),
             Ok(never) => match never {},
         };

@@ -22,6 +22,12 @@ pub enum Msg {
         /// Delay before the next attempt, ms.
         retry_in_ms: i64,
     },
+    /// The gateway refused the token (unknown, or not allowed what the dashboard asks): the
+    /// client stops trying until the dashboard is restarted with another token.
+    Refused {
+        /// The gateway's answer.
+        reason: String,
+    },
     /// WhoAmI's answer.
     Identity(WhoAmIResponse),
     /// Pen states (streamed changes, coalesced, or a full list); an older state than the one

@@ -138,6 +138,7 @@ impl App {
                     retry_at_ms: self.now_ms + retry_in_ms,
                 };
             }
+            Msg::Refused { reason } => self.link = Link::Refused { reason },
             Msg::Identity(who) => {
                 self.identity = Some(Identity {
                     role: who.role,

@@ -87,6 +87,11 @@ pub enum Link {
         /// When the next attempt starts, Unix ms.
         retry_at_ms: i64,
     },
+    /// The gateway refused the token; no more attempts.
+    Refused {
+        /// The gateway's answer.
+        reason: String,
+    },
 }
 /// Who the token belongs to.
 #[derive(Debug, Clone, PartialEq)]

@@ -50,6 +50,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Link::Connecting => Span::styled("○ connecting", theme::WARN),
         Link::Connected => Span::styled("● live", theme::OK),
         Link::Lost { .. } => Span::styled("✖ OFFLINE", theme::DANGER),
+        Link::Refused { .. } => Span::styled("✖ REFUSED", theme::DANGER),
     };
     let who = match &app.identity {
         Some(i) if i.clinics.is_empty() => format!(" │ {}", i.role),
@@ -120,6 +121,15 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
             format!(
                 " ✖ CONNECTION LOST · {retry} · data as of {} · {reason}",
                 format::clock(*since_ms),
+            ),
+            LOST,
+        ));
+    }
+    if let Link::Refused { reason } = &app.link {
+        lines.push((
+            format!(
+                " ✖ ACCESS REFUSED · {} · check the token (--token or PENWATCH_TOKEN); not retrying",
+                format::text(reason)
             ),
             LOST,
         ));

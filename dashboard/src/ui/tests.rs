@@ -297,3 +297,15 @@ fn device_text_with_terminal_sequences_is_shown_escaped() {
         assert!(screen.contains("\\u{1b}["), "{tab:?}: {screen}");
     }
 }
+
+#[test]
+fn a_refused_token_says_so_and_does_not_claim_a_lost_connection() {
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    app.update(Msg::Refused {
+        reason: "Unauthenticated: unknown token".into(),
+    });
+    let buffer = render(&app, 120, 24);
+    assert!(find(&buffer, "✖ ACCESS REFUSED").is_some(), "the banner");
+    assert!(find(&buffer, "CONNECTION LOST").is_none());
+    assert!(find(&buffer, "not retrying").is_some());
+}
