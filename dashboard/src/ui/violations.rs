@@ -68,7 +68,11 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
         Cell::from(format::text(&v.device_class)),
     ];
     if ops {
-        cells.push(Cell::from(format::text(&v.operator_id)));
+        cells.push(Cell::from(if v.unknown_operator {
+            format!("{}?", format::text(&v.operator_id))
+        } else {
+            format::text(&v.operator_id)
+        }));
     }
     cells.extend([
         peak_limit(e.peak_depth_mm, e.limit_mm, true),
