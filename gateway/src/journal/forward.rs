@@ -155,30 +155,81 @@ impl Upkeep {
                 policy_version, version
              FROM samples WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
+        // Columns by name, looked up once per batch rather than once per row.
+        let [
+            id,
+            device_id,
+            seq,
+            clinic_id,
+            device_class,
+            operator_id,
+            session_id,
+            cartridge_id,
+            cartridge_model,
+            ts_ms,
+            event,
+            depth_mm,
+            permitted_mm,
+            exceeded,
+            session_strokes,
+            cartridge_strokes,
+            speed_hz,
+            battery_pct,
+            zone,
+            binding,
+            policy_version,
+            version,
+        ] = super::rows::indexes(
+            &stmt,
+            [
+                "id",
+                "device_id",
+                "seq",
+                "clinic_id",
+                "device_class",
+                "operator_id",
+                "session_id",
+                "cartridge_id",
+                "cartridge_model",
+                "ts_ms",
+                "event",
+                "depth_mm",
+                "permitted_mm",
+                "exceeded",
+                "session_strokes",
+                "cartridge_strokes",
+                "speed_hz",
+                "battery_pct",
+                "zone",
+                "binding",
+                "policy_version",
+                "version",
+            ],
+        )?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
             Ok(SampleRecord {
-                id: r.get(0)?,
-                device_id: r.get(1)?,
-                seq: r.get(2)?,
-                clinic_id: r.get(3)?,
-                device_class: r.get(4)?,
-                operator_id: r.get(5)?,
-                session_id: r.get(6)?,
-                cartridge_id: r.get(7)?,
-                cartridge_model: r.get(8)?,
-                ts_ms: r.get(9)?,
-                event: r.get(10)?,
-                depth_mm: r.get(11)?,
-                permitted_mm: r.get(12)?,
-                exceeded: r.get(13)?,
-                session_strokes: r.get(14)?,
-                cartridge_strokes: r.get(15)?,
-                speed_hz: r.get(16)?,
-                battery_pct: r.get(17)?,
-                zone: r.get(18)?,
-                binding: r.get(19)?,
-                policy_version: r.get(20)?,
-                version: r.get("version")?,
+                id: r.get(id)?,
+                device_id: r.get(device_id)?,
+                seq: r.get(seq)?,
+                clinic_id: r.get(clinic_id)?,
+                device_class: r.get(device_class)?,
+                operator_id: r.get(operator_id)?,
+                session_id: r.get(session_id)?,
+                cartridge_id: r.get(cartridge_id)?,
+                cartridge_model: r.get(cartridge_model)?,
+                ts_ms: r.get(ts_ms)?,
+                event: r.get(event)?,
+                depth_mm: r.get(depth_mm)?,
+                permitted_mm: r.get(permitted_mm)?,
+                exceeded: r.get(exceeded)?,
+                session_strokes: r.get(session_strokes)?,
+                cartridge_strokes: r.get(cartridge_strokes)?,
+                speed_hz: r.get(speed_hz)?,
+                battery_pct: r.get(battery_pct)?,
+                zone: r.get(zone)?,
+                binding: r.get(binding)?,
+                policy_version: r.get(policy_version)?,
+                version: r.get(version)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -192,9 +243,9 @@ impl Upkeep {
         let rows = stmt
             .query_map(params![after, limit as i64], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>("seq")?,
+                    r.get::<_, String>("kind")?,
+                    r.get::<_, String>("body")?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -216,7 +267,8 @@ impl Upkeep {
     ) -> Result<Vec<CartridgeEventRecord>> {
         let mut stmt = self.reader.conn.prepare_cached(
             "SELECT e.id, e.cartridge_id, e.kind, e.device_id, e.session_id, e.ts_ms, e.detail,
-                IFNULL(d.clinic_id, ''), IFNULL(c.model, ''), IFNULL(c.strokes, 0)
+                IFNULL(d.clinic_id, '') AS clinic_id, IFNULL(c.model, '') AS cartridge_model,
+                IFNULL(c.strokes, 0) AS strokes
              FROM cartridge_events e
              LEFT JOIN devices d ON d.device_id = e.device_id
              LEFT JOIN cartridges c ON c.cartridge_id = e.cartridge_id
@@ -224,16 +276,16 @@ impl Upkeep {
         )?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
             Ok(CartridgeEventRecord {
-                id: r.get(0)?,
-                cartridge_id: r.get(1)?,
-                kind: r.get(2)?,
-                device_id: r.get(3)?,
-                session_id: r.get(4)?,
-                ts_ms: r.get(5)?,
-                detail: r.get(6)?,
-                clinic_id: r.get(7)?,
-                cartridge_model: r.get(8)?,
-                strokes: r.get(9)?,
+                id: r.get("id")?,
+                cartridge_id: r.get("cartridge_id")?,
+                kind: r.get("kind")?,
+                device_id: r.get("device_id")?,
+                session_id: r.get("session_id")?,
+                ts_ms: r.get("ts_ms")?,
+                detail: r.get("detail")?,
+                clinic_id: r.get("clinic_id")?,
+                cartridge_model: r.get("cartridge_model")?,
+                strokes: r.get("strokes")?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

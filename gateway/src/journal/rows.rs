@@ -36,6 +36,19 @@ pub(super) fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
+/// The positions of `names` among a statement's columns, to read a row by name without a
+/// lookup per value.
+pub(super) fn indexes<const N: usize>(
+    stmt: &rusqlite::Statement<'_>,
+    names: [&str; N],
+) -> rusqlite::Result<[usize; N]> {
+    let mut found = [0; N];
+    for (slot, name) in found.iter_mut().zip(names) {
+        *slot = stmt.column_index(name)?;
+    }
+    Ok(found)
+}
+
 /// How many columns a column list names.
 pub(super) fn count(columns: &str) -> usize {
     columns.split(',').count()
