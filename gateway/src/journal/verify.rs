@@ -68,6 +68,18 @@ impl Chained {
     }
 }
 
+/// The earliest chain entry of `chained` whose row is not among `stored`.
+fn first_missing<'a, K: Eq + std::hash::Hash, V>(
+    chained: &'a HashMap<K, (i64, V)>,
+    stored: &HashSet<K>,
+) -> Option<(&'a K, i64)> {
+    chained
+        .iter()
+        .filter(|(key, _)| !stored.contains(*key))
+        .min_by_key(|(_, (seq, _))| *seq)
+        .map(|(key, (seq, _))| (key, *seq))
+}
+
 /// A finding: the chain position it concerns (0 for a row with no entry) and what is wrong.
 type Broken = Option<(i64, String)>;
 
@@ -176,17 +188,12 @@ impl Reader {
                 )));
             }
         }
-        Ok(chained
-            .sessions
-            .iter()
-            .filter(|(key, _)| !stored.contains(*key))
-            .min_by_key(|(_, (seq, _))| *seq)
-            .map(|(key, (seq, _))| {
-                (
-                    *seq,
-                    format!("session {}/{} is in the chain but not stored", key.0, key.1),
-                )
-            }))
+        Ok(first_missing(&chained.sessions, &stored).map(|(key, seq)| {
+            (
+                seq,
+                format!("session {}/{} is in the chain but not stored", key.0, key.1),
+            )
+        }))
     }
 
     /// Final violation rows against their entries, and entries against their rows.
@@ -245,20 +252,17 @@ impl Reader {
                 )));
             }
         }
-        Ok(chained
-            .violations
-            .iter()
-            .filter(|(key, _)| !stored.contains(*key))
-            .min_by_key(|(_, (seq, _))| *seq)
-            .map(|(key, (seq, _))| {
+        Ok(
+            first_missing(&chained.violations, &stored).map(|(key, seq)| {
                 (
-                    *seq,
+                    seq,
                     format!(
                         "violation {}/{} is in the chain but not stored",
                         key.0, key.1
                     ),
                 )
-            }))
+            }),
+        )
     }
 
     /// Cartridge event rows the chain covers against their entries, and entries against rows.
@@ -304,17 +308,14 @@ impl Reader {
             }
         }
         let ids: HashSet<i64> = stored.iter().map(|e| e.id).collect();
-        Ok(chained
-            .cartridge_events
-            .iter()
-            .filter(|(id, _)| !ids.contains(*id))
-            .min_by_key(|(_, (seq, _))| *seq)
-            .map(|(id, (seq, _))| {
+        Ok(
+            first_missing(&chained.cartridge_events, &ids).map(|(id, seq)| {
                 (
-                    *seq,
+                    seq,
                     format!("cartridge event {id} is in the chain but not stored"),
                 )
-            }))
+            }),
+        )
     }
 
     /// Every access log run against its digest, and no entry outside a run.
