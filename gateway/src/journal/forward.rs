@@ -417,49 +417,11 @@ pub enum Backlog {
 
 #[cfg(test)]
 mod tests {
-    use penwatch_proto::v1::{DeviceClass, Event};
-
     use super::*;
     use crate::decode::{Encoding, Reading};
+    use crate::journal::fixtures::{reading, verdict};
     use crate::journal::{Inserted, Sync, Writer};
-    use crate::sessions::{CloseReason, Session, Verdict};
-
-    fn reading(session: &str, seq: u64, ts_ms: i64) -> Reading {
-        Reading {
-            device_id: "pen-1".into(),
-            clinic_id: "c01".into(),
-            claimed_class: DeviceClass::Home,
-            model: "m".into(),
-            firmware: "f".into(),
-            operator_id: "op".into(),
-            session_id: session.into(),
-            cartridge_id: "cart".into(),
-            cartridge_model: "NANO".into(),
-            seq,
-            timestamp_ms: ts_ms,
-            event: Event::Sample,
-            depth_mm: 0.25,
-            session_strokes: seq,
-            cartridge_strokes: seq,
-            speed_hz: 100.0,
-            battery_pct: 50.0,
-            zone: None,
-            encoding: Encoding::Protobuf,
-        }
-    }
-
-    fn verdict() -> Verdict {
-        Verdict {
-            permitted_mm: 0.5,
-            binding: "class".into(),
-            device_class: "home".into(),
-            exceeded: false,
-            unknown_operator: false,
-            unregistered_device: false,
-            class_mismatch: false,
-            policy_version: "p".into(),
-        }
-    }
+    use crate::sessions::{CloseReason, Session};
 
     /// Session "old" (ids 1-2, closed, old), "straddle" (ids 3-4, closed, one old sample),
     /// "open" (ids 5-6, open, old).

@@ -22,6 +22,8 @@ mod access;
 mod batch;
 pub mod checkpoint;
 mod config;
+#[cfg(test)]
+mod fixtures;
 pub mod forward;
 mod outbox;
 pub mod queries;

@@ -421,36 +421,10 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use penwatch_proto::v1::{DeviceClass, Event};
-
     use super::*;
-    use crate::decode::{Encoding, Reading};
+    use crate::journal::fixtures::{reading, verdict};
     use crate::journal::{Sync, Upkeep, Writer};
-    use crate::sessions::{CloseReason, Verdict};
-
-    fn reading(seq: u64, ts_ms: i64) -> Reading {
-        Reading {
-            device_id: "pen-1".into(),
-            clinic_id: "c01".into(),
-            claimed_class: DeviceClass::Home,
-            model: "m".into(),
-            firmware: "f".into(),
-            operator_id: "op".into(),
-            session_id: "s".into(),
-            cartridge_id: "cart".into(),
-            cartridge_model: "NANO".into(),
-            seq,
-            timestamp_ms: ts_ms,
-            event: Event::Sample,
-            depth_mm: 0.25,
-            session_strokes: seq,
-            cartridge_strokes: seq,
-            speed_hz: 100.0,
-            battery_pct: 50.0,
-            zone: None,
-            encoding: Encoding::Protobuf,
-        }
-    }
+    use crate::sessions::CloseReason;
 
     /// A journal holding one session of two samples at device times 100 and 200, closed and
     /// chained as the committer does it.
@@ -458,17 +432,8 @@ mod tests {
         let path = dir.join("j.db");
         let mut j = Writer::open(&path, Sync::Normal).expect("open");
         let b = j.batch().expect("batch");
-        let v = Verdict {
-            permitted_mm: 0.5,
-            binding: "class".into(),
-            device_class: "home".into(),
-            exceeded: false,
-            unknown_operator: false,
-            unregistered_device: false,
-            class_mismatch: false,
-            policy_version: "p".into(),
-        };
-        let (r1, r2) = (reading(1, 100), reading(2, 200));
+        let v = verdict();
+        let (r1, r2) = (reading("s", 1, 100), reading("s", 2, 200));
         b.insert_sample(&r1, &v, 100).expect("sample");
         b.insert_sample(&r2, &v, 200).expect("sample");
         let mut s = Session::new(&r1, &v);
