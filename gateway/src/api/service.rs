@@ -91,7 +91,7 @@ impl Api {
             token: caller.map_or("-".to_owned(), |c| c.name.clone()),
             role: caller.map_or("-", |c| c.role.as_str()).to_owned(),
             rpc: rpc.to_owned(),
-            filter: short(&format!("{request:?}"), 256),
+            filter: debug_prefix(request, 256),
             rows: rows as u64,
             outcome: if status.code() == tonic::Code::Ok {
                 "ok".to_owned()
@@ -747,6 +747,42 @@ impl PenWatch for Api {
     }
 }
 
+/// The start of `value`'s debug text, cut like [`short`]; formatting stops at the cut, so a
+/// request of megabytes costs the access log no more than a small one.
+fn debug_prefix(value: &impl std::fmt::Debug, max: usize) -> String {
+    struct Bounded {
+        text: String,
+        max: usize,
+        cut: bool,
+    }
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = self.max - self.text.len();
+            if s.len() <= room {
+                self.text.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(&s[..end]);
+            self.cut = true;
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Bounded {
+        text: String::new(),
+        max,
+        cut: false,
+    };
+    let _ = std::fmt::write(&mut out, format_args!("{value:?}"));
+    if out.cut {
+        out.text.push('…');
+    }
+    out.text
+}
+
 /// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
 fn short(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -762,6 +798,15 @@ fn short(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_in_the_access_log_is_its_debug_text_cut_like_any_other_text() {
+        let ids: Vec<String> = (0..40_000).map(|i| format!("pen-é{i}")).collect();
+        for max in [0, 1, 7, 256] {
+            assert_eq!(debug_prefix(&ids, max), short(&format!("{ids:?}"), max));
+        }
+        assert_eq!(debug_prefix(&"short", 256), "\"short\"");
+    }
 
     #[test]
     fn page_sizes_and_limits_are_bounded() {
