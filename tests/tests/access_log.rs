@@ -22,6 +22,11 @@ async fn reads_exports_verifies_and_refusals_are_recorded_and_listed_for_reviewe
         .into_inner()
         .sessions;
     let _ = export(&mut client, req(export_req(None, "jsonl", false), REVIEWER)).await;
+    let cartridges = client
+        .list_cartridges(req(pb::ListCartridgesRequest::default(), REVIEWER))
+        .await
+        .expect("cartridges")
+        .into_inner();
     client
         .verify_audit_chain(req(pb::VerifyRequest::default(), ADMIN))
         .await
@@ -67,6 +72,10 @@ async fn reads_exports_verifies_and_refusals_are_recorded_and_listed_for_reviewe
     assert_eq!(listed.role, "clinic-manager");
     assert_eq!(listed.rows, sessions.len() as u64);
     assert_eq!(listed.outcome, "ok");
+    assert_eq!(
+        find("ListCartridges", "reviewer").rows,
+        (cartridges.cartridges.len() + cartridges.reuse_events.len()) as u64
+    );
     find("ExportDepthLog", "reviewer");
     find("VerifyAuditChain", "admin");
     let refused = find("ListOperators", "-");

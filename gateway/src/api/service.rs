@@ -419,7 +419,6 @@ impl PenWatch for Api {
         request: Request<pb::ListCartridgesRequest>,
     ) -> Result<Response<pb::ListCartridgesResponse>, Status> {
         let caller = self.caller(&request, ALL, "ListCartridges")?;
-        self.served(&caller, "ListCartridges", request.get_ref(), 0);
         let req = request.get_ref();
         let sel = Selection {
             operators: Vec::new(),
@@ -480,7 +479,7 @@ impl PenWatch for Api {
             .iter()
             .take(max)
             .map(|(c, d)| convert::cartridge(c, *d))
-            .collect();
+            .collect::<Vec<_>>();
         let reuse_events = reuse
             .iter()
             .filter(|e| selected(devices.get(e.device_id.as_str()).copied(), e.ts_ms))
@@ -492,7 +491,13 @@ impl PenWatch for Api {
                 timestamp_ms: e.ts_ms,
                 detail: e.detail.clone(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.served(
+            &caller,
+            "ListCartridges",
+            req,
+            cartridges.len() + reuse_events.len(),
+        );
         Ok(Response::new(pb::ListCartridgesResponse {
             cartridges,
             by_model_firmware,
@@ -565,7 +570,6 @@ impl PenWatch for Api {
         request: Request<pb::ListQuarantineRequest>,
     ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
         let caller = self.caller(&request, AUDIT, "ListQuarantine")?;
-        self.served(&caller, "ListQuarantine", request.get_ref(), 0);
         let n = limit(request.get_ref().limit).min(QUARANTINE_PAGE);
         let before = Some(request.get_ref().before_id).filter(|&id| id > 0);
         let (messages, total) = self
@@ -593,6 +597,7 @@ impl PenWatch for Api {
         } else {
             0
         };
+        self.served(&caller, "ListQuarantine", request.get_ref(), messages.len());
         Ok(Response::new(pb::ListQuarantineResponse {
             messages,
             total,
