@@ -40,7 +40,8 @@ const MAX_PAGE: u32 = 1000;
 /// Default and largest number of cartridges, reuse events and quarantined messages.
 const DEFAULT_LIMIT: u32 = 1000;
 const MAX_LIMIT: u32 = 10_000;
-/// Most quarantined messages a page holds: 200 × 4 KiB stays under 1 MiB.
+/// Most quarantined messages a page holds: 200 × (4 KiB payload + 512 B topic + 1 KiB reason)
+/// stays under 1.2 MiB.
 const QUARANTINE_PAGE: u32 = 200;
 
 /// The API service.
