@@ -148,9 +148,7 @@ fn fleet(j: &Reader) -> journal::Result<Vec<(Device, DeviceExtra)>> {
         if !d.session_id.is_empty()
             && let Some(s) = j.stored_session(&d.device_id, &d.session_id)?
         {
-            extra.session_id.clone_from(&d.session_id);
-            extra.session_strokes = s.session.strokes;
-            extra.exceeded = s.session.exceeded();
+            extra = DeviceExtra::of_session(&s.session);
         }
         if !d.cartridge_id.is_empty()
             && let Some(c) = j.cartridge(&d.cartridge_id)?
