@@ -2,6 +2,7 @@
 
 mod feed;
 mod output;
+mod verify_export;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use penwatch_proto::client::{self, ClientError, DEFAULT_GATEWAY, NO_TOKEN};
+use penwatch_proto::text::escape_controls;
 use penwatch_proto::v1 as pb;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
@@ -177,6 +179,12 @@ enum Command {
     },
     /// Recompute the audit chain and session digests; exit 1 if broken.
     Verify,
+    /// Check a `export --format jsonl` file offline (no gateway): every record against the
+    /// chain entries it carries, up to its head; exit 1 naming each failing line.
+    VerifyExport {
+        /// The JSONL export.
+        file: PathBuf,
+    },
 }
 
 /// Why the command failed, with its exit code.
@@ -258,6 +266,10 @@ fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Offline: no connection is made.
+    if let Command::VerifyExport { file } = &cli.command {
+        return verify_offline(file, cli.json);
+    }
     let mut c = client::connect(&cli.gateway, cli.token.as_deref(), cli.ca_cert.as_deref()).await?;
     let out = Out::new(cli.json);
     match cli.command {
@@ -432,6 +444,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "the export ended before its last chunk".into(),
             ));
         }
+        Command::VerifyExport { file } => verify_offline(&file, cli.json)?,
         Command::Verify => {
             let r = c
                 .verify_audit_chain(pb::VerifyRequest {})
@@ -447,6 +460,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `verify-export`: the file checked by itself.
+fn verify_offline(file: &std::path::Path, json: bool) -> Result<(), Failure> {
+    if verify_export::run(file, json)? {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!(
+            "{} does not verify",
+            escape_controls(&file.display().to_string())
+        )))
+    }
 }
 
 fn main() -> ExitCode {
