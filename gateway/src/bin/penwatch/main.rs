@@ -2,6 +2,7 @@
 
 mod feed;
 mod output;
+mod report;
 mod verify_export;
 
 use std::path::PathBuf;
@@ -179,6 +180,21 @@ enum Command {
     },
     /// Recompute the audit chain and session digests; exit 1 if broken.
     Verify,
+    /// One clinic's period as a self-contained HTML page to stdout (print it to PDF): its
+    /// sessions, violations with their evidence and depth charts, operators, policy versions,
+    /// the chain head it was verified against and the review signatures. Exit 1 if the chain
+    /// does not verify (the page says so too).
+    Report {
+        /// Clinic id.
+        #[arg(long)]
+        clinic: String,
+        /// Sessions started at or after this time.
+        #[arg(long, value_parser = parse_time)]
+        from: i64,
+        /// Sessions started before this time.
+        #[arg(long, value_parser = parse_time)]
+        until: i64,
+    },
     /// Check a `export --format jsonl` file offline (no gateway): every record against the
     /// chain entries it carries, up to its head; exit 1 naming each failing line.
     VerifyExport {
@@ -445,6 +461,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ));
         }
         Command::VerifyExport { file } => verify_offline(&file, cli.json)?,
+        Command::Report {
+            clinic,
+            from,
+            until,
+        } => {
+            if until <= from {
+                return Err(Failure::Usage("--until must be after --from".into()));
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            let r = report::gather(&mut c, &clinic, from, until, now).await?;
+            let mut stdout = std::io::stdout().lock();
+            std::io::Write::write_all(&mut stdout, report::html::render(&r).as_bytes())?;
+            std::io::Write::flush(&mut stdout)?;
+            if !r.verification.ok {
+                return Err(Failure::Failed(format!(
+                    "audit chain broken at entry {}: {}",
+                    r.verification.first_broken,
+                    escape_controls(&r.verification.problem)
+                )));
+            }
+        }
         Command::Verify => {
             let r = c
                 .verify_audit_chain(pb::VerifyRequest {})
