@@ -17,7 +17,9 @@ h1 { font-size: 20pt; margin: 0 0 4px; } h2 { font-size: 15pt; margin: 28px 0 8p
   border-bottom: 2px solid #333; } h3 { font-size: 12.5pt; margin: 18px 0 6px; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
 th, td { border: 1px solid #bbb; padding: 3px 6px; text-align: left; vertical-align: top; }
-th { background: #eee; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #eee; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.time { white-space: nowrap; }
 .meta td:first-child { width: 14em; font-weight: bold; background: #f6f6f6; }
 .ok { color: #105a10; font-weight: bold; } .bad { color: #a00000; font-weight: bold; }
 tr.exceeded td { background: #fde8e8; }
@@ -45,13 +47,20 @@ fn t(s: &str) -> String {
     html_escape::encode_text(&escape_controls(s)).into_owned()
 }
 
-/// A Unix ms time as RFC 3339 (UTC, seconds); "–" for none.
+/// Journal text of several lines as HTML: each line as [`t`], the line breaks kept.
+fn lines(s: &str) -> String {
+    s.split('\n').map(t).collect::<Vec<_>>().join("\n")
+}
+
+/// A Unix ms time as `2026-11-20 08:00:00 UTC`; "–" for none.
 fn when(ms: i64) -> String {
     if ms <= 0 {
         return "–".to_owned();
     }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs()))
         .to_string()
+        .replacen('T', " ", 1)
+        .replacen('Z', " UTC", 1)
 }
 
 fn mm(v: f64) -> String {
@@ -133,13 +142,22 @@ fn sessions(h: &mut String, r: &Report) {
         return;
     }
     h.push_str(
-        "<table class=\"sessions\"><tr><th>Operator</th><th>Device</th><th>Class</th>\
-         <th>Zone(s)</th><th>Start</th><th>End</th><th>Peak</th><th>Permitted</th><th>Rule</th>\
-         <th>Verdict</th></tr>",
+        "<table class=\"sessions\"><tr><th>Session</th><th>Operator</th><th>Device</th><th>Class</th>\
+         <th>Zone(s)</th><th>Start</th><th>End</th><th>Deepest</th><th>Lowest permitted</th>\
+         <th>Rule</th><th>Verdict (worst excursion)</th></tr>",
     );
     for s in &r.sessions {
         let verdict = match (s.exceeded, s.state.as_str()) {
-            (true, _) => "<span class=\"bad\">EXCEEDED</span>".to_owned(),
+            (true, _) => match &s.evidence {
+                Some(e) => format!(
+                    "<span class=\"bad\">EXCEEDED</span> by {}: {} over a {} limit ({})",
+                    mm(e.excess_mm),
+                    mm(e.peak_depth_mm),
+                    mm(e.limit_mm),
+                    t(&e.binding_rule)
+                ),
+                None => "<span class=\"bad\">EXCEEDED</span>".to_owned(),
+            },
             (false, "open") => "within (still open)".to_owned(),
             (false, _) => "within".to_owned(),
         };
@@ -150,13 +168,14 @@ fn sessions(h: &mut String, r: &Report) {
         };
         let _ = write!(
             h,
-            "<tr{}><td>{}{unknown}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr{}><td>{}</td><td>{}{unknown}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"time\">{}</td><td class=\"time\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{verdict}</td></tr>",
             if s.exceeded {
                 " class=\"exceeded\""
             } else {
                 ""
             },
+            t(&s.session_id),
             t(&s.operator_id),
             t(&s.device_id),
             t(&s.device_class),
@@ -175,8 +194,8 @@ fn excursion_row(h: &mut String, what: &str, x: &pb::Excursion) {
     let _ = write!(
         h,
         "<tr><td>{what}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>\
-         <td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-         <td class=\"num\">{}</td><td>{}</td></tr>",
+         <td class=\"num\">{}</td><td class=\"time\">{}</td><td class=\"time\">{}</td>\
+         <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
         mm(x.peak_depth_mm),
         mm(x.limit_mm),
         t(&x.binding_rule),
@@ -315,7 +334,7 @@ fn policies(h: &mut String, r: &Report) {
         match &p.text {
             Some(text) if text.is_empty() => h.push_str("<p>The built-in defaults.</p>"),
             Some(text) => {
-                let _ = write!(h, "<pre>{}</pre>", t(text));
+                let _ = write!(h, "<pre>{}</pre>", lines(text));
             }
             None => h.push_str(
                 "<p class=\"note\">Named by this period's verdicts; no longer in force, and its \
@@ -393,7 +412,10 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("pen-&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("op \"1\" &amp; co\\u{1b}[31m"), "{html}");
-        assert!(html.contains("periorbital = 0.5 # &lt;b&gt;"));
+        assert!(
+            html.contains("[zones.c01]\nperiorbital = 0.5 # &lt;b&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(!html.contains(" src=") && !html.contains("<link"));
     }
