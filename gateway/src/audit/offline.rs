@@ -77,6 +77,8 @@ struct Block {
     closed: Option<ClosedSession>,
     digest: SampleDigest,
     samples: u64,
+    /// Lines of its first and last sample.
+    sample_lines: (u64, u64),
     violation: bool,
 }
 
@@ -166,7 +168,7 @@ impl Checker {
             ("session", claim) => self.session(n, &fields, claim)?,
             ("violation", claim) => self.violation(n, &fields, claim)?,
             ("cartridge_event", claim) => self.cartridge_event(n, &fields, claim)?,
-            ("sample", _) => self.sample(fields)?,
+            ("sample", _) => self.sample(n, fields)?,
             (other, _) => return Err(format!("unknown record {other:?}")),
         }
         Ok(())
@@ -216,6 +218,7 @@ impl Checker {
             closed,
             digest: SampleDigest::default(),
             samples: 0,
+            sample_lines: (0, 0),
             violation: false,
         });
         Ok(())
@@ -273,7 +276,7 @@ impl Checker {
         Ok(())
     }
 
-    fn sample(&mut self, mut fields: Map<String, Value>) -> Result<(), String> {
+    fn sample(&mut self, n: u64, mut fields: Map<String, Value>) -> Result<(), String> {
         fields.remove(lines::RECORD);
         let sample: DigestSample =
             serde_json::from_value(Value::Object(fields)).map_err(|e| format!("sample: {e}"))?;
@@ -282,6 +285,10 @@ impl Checker {
         if block.closed.is_some() {
             block.digest.add(&sample.digest_line());
             block.samples += 1;
+            if block.sample_lines.0 == 0 {
+                block.sample_lines.0 = n;
+            }
+            block.sample_lines.1 = n;
             self.out.summary.samples += 1;
         } else {
             self.out.summary.uncovered += 1;
@@ -298,9 +305,14 @@ impl Checker {
                 self.fail(
                     b.line,
                     format!(
-                        "the samples of session {}/{} do not match its digest ({} sample lines, \
-                         {} recorded)",
-                        b.key.0, b.key.1, b.samples, s.journaled
+                        "the samples of session {}/{} (lines {} to {}) do not match its digest \
+                         ({} sample lines, {} recorded)",
+                        b.key.0,
+                        b.key.1,
+                        b.sample_lines.0,
+                        b.sample_lines.1,
+                        b.samples,
+                        s.journaled
                     ),
                 );
             }

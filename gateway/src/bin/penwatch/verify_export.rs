@@ -20,6 +20,10 @@ pub fn run(path: &Path, json: bool) -> std::io::Result<bool> {
 fn print(o: &Outcome, json: bool) {
     let s = &o.summary;
     let (head_seq, head_hash) = s.head.clone().unwrap_or_default();
+    let head = match &s.head {
+        Some((seq, hash)) => format!("head {seq} {}", escape_controls(hash)),
+        None => "no head".to_owned(),
+    };
     if json {
         let failures: Vec<_> = o
             .failures
@@ -44,15 +48,13 @@ fn print(o: &Outcome, json: bool) {
     }
     println!(
         "{}: {} sessions, {} violations, {} cartridge events, {} samples against {} chain \
-         entries; head {} {}",
+         entries; {head}",
         if o.ok() { "OK" } else { "FAILED" },
         s.sessions,
         s.violations,
         s.cartridge_events,
         s.samples,
         s.chain_entries,
-        head_seq,
-        escape_controls(&head_hash)
     );
     if s.open_sessions + s.uncovered > 0 {
         println!(
