@@ -104,10 +104,13 @@ struct Checker {
 /// Verifies an export read from `input`; only reading it can fail.
 pub fn verify(input: impl BufRead) -> std::io::Result<Outcome> {
     let mut c = Checker::default();
-    for (n, line) in (1..).zip(input.lines()) {
-        let line = line?;
+    for (n, line) in (1..).zip(input.split(b'\n')) {
         c.out.summary.lines = n;
-        if let Err(why) = c.line(n, &line) {
+        let checked = match String::from_utf8(line?) {
+            Ok(line) => c.line(n, &line),
+            Err(_) => Err("not UTF-8: its bytes were changed".to_owned()),
+        };
+        if let Err(why) = checked {
             c.fail(n, why);
         }
     }
@@ -440,7 +443,10 @@ impl Checker {
             if let Some(seq) = last_session.get(&key) {
                 self.fail(
                     n,
-                    format!("an open session the chain records as closed (entry {seq})"),
+                    format!(
+                        "an open session line, but chain entry {seq} records the session as \
+                         closed (late data reopened it, or the line was edited)"
+                    ),
                 );
             }
         }
@@ -611,5 +617,9 @@ mod tests {
         let loose = lines[2].replace(':', ": ");
         spaced[2] = &loose;
         assert!(!check(&spaced.join("\n")).ok(), "a space added");
+        let mut bytes = text.clone().into_bytes();
+        bytes[10] = 0xff;
+        let o = verify(bytes.as_slice()).expect("read");
+        assert_eq!(o.failures[0].line, 1, "{o:?}");
     }
 }
