@@ -19,7 +19,7 @@ table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
 th, td { border: 1px solid #bbb; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #eee; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.time { white-space: nowrap; }
+td.time { white-space: nowrap; } td.verdict { min-width: 11em; }
 .meta td:first-child { width: 14em; font-weight: bold; background: #f6f6f6; }
 .ok { color: #105a10; font-weight: bold; } .bad { color: #a00000; font-weight: bold; }
 tr.exceeded td { background: #fde8e8; }
@@ -45,6 +45,11 @@ pre { white-space: pre-wrap; background: #f6f6f6; border: 1px solid #ccc; paddin
 /// Journal text as HTML: control characters shown as escapes, then HTML-escaped.
 fn t(s: &str) -> String {
     html_escape::encode_text(&escape_controls(s)).into_owned()
+}
+
+/// A Unix ms time as `2026-11-20 08:00:00` for a table whose header says UTC.
+fn cell_time(ms: i64) -> String {
+    when(ms).trim_end_matches(" UTC").to_owned()
 }
 
 /// Journal text of several lines as HTML: each line as [`t`], the line breaks kept.
@@ -142,8 +147,8 @@ fn sessions(h: &mut String, r: &Report) {
         return;
     }
     h.push_str(
-        "<table class=\"sessions\"><tr><th>Session</th><th>Operator</th><th>Device</th><th>Class</th>\
-         <th>Zone(s)</th><th>Start</th><th>End</th><th>Deepest</th><th>Lowest permitted</th>\
+        "<table class=\"sessions\"><tr><th>Session</th><th>Operator</th><th>Pen (class)</th>\
+         <th>Zone(s)</th><th>Start (UTC)</th><th>End (UTC)</th><th>Deepest</th><th>Lowest permitted</th>\
          <th>Rule</th><th>Verdict (worst excursion)</th></tr>",
     );
     for s in &r.sessions {
@@ -168,8 +173,8 @@ fn sessions(h: &mut String, r: &Report) {
         };
         let _ = write!(
             h,
-            "<tr{}><td>{}</td><td>{}{unknown}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"time\">{}</td><td class=\"time\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{verdict}</td></tr>",
+            "<tr{}><td>{}</td><td>{}{unknown}</td><td>{} ({})</td><td>{}</td><td class=\"time\">{}</td><td class=\"time\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"verdict\">{verdict}</td></tr>",
             if s.exceeded {
                 " class=\"exceeded\""
             } else {
@@ -180,8 +185,8 @@ fn sessions(h: &mut String, r: &Report) {
             t(&s.device_id),
             t(&s.device_class),
             t(&s.zones.join(", ")),
-            when(s.started_ms),
-            when(s.last_ms),
+            cell_time(s.started_ms),
+            cell_time(s.last_ms),
             mm(s.max_depth_mm),
             mm(s.permitted_mm),
             t(&s.binding_rule),
@@ -200,8 +205,8 @@ fn excursion_row(h: &mut String, what: &str, x: &pb::Excursion) {
         mm(x.limit_mm),
         t(&x.binding_rule),
         mm(x.excess_mm),
-        when(x.first_above_ms),
-        when(x.last_above_ms),
+        cell_time(x.first_above_ms),
+        cell_time(x.last_above_ms),
         x.strokes_above,
         x.samples_above,
         t(&x.policy_version),
@@ -254,7 +259,7 @@ fn violations(h: &mut String, r: &Report) {
         };
         h.push_str(
             "<table class=\"evidence\"><tr><th></th><th>Peak</th><th>Limit</th><th>Rule</th>\
-             <th>Excess</th><th>First above</th><th>Last above</th><th>Strokes above</th>\
+             <th>Excess</th><th>First above (UTC)</th><th>Last above (UTC)</th><th>Strokes above</th>\
              <th>Samples above</th><th>Policy</th></tr>",
         );
         excursion_row(h, "<b>Worst excursion</b>", &worst(e));
