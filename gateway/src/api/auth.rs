@@ -134,6 +134,11 @@ impl Caller {
         self.clinics.is_empty() || self.clinics.iter().any(|c| c == clinic_id)
     }
 
+    /// Whether every clinic is in scope.
+    pub fn sees_every_clinic(&self) -> bool {
+        self.clinics.is_empty()
+    }
+
     /// `PERMISSION_DENIED` unless the clinic is in scope.
     pub fn check_clinic(&self, clinic_id: &str) -> Result<(), Status> {
         if self.sees_clinic(clinic_id) {

@@ -5,8 +5,9 @@
 //! CSV has one header and one row per record; the `record` column says what the row is
 //! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; every
 //! Unix ms time column has an RFC 3339 one beside it (`started_ms`, `started`); a text
-//! cell a spreadsheet would run as a formula gets a leading `'`. A JSON line carries only the
-//! fields of its record, exactly.
+//! cell a spreadsheet would run as a formula gets a leading `'`. JSON lines carry what the
+//! audit chain covers, with the chain itself, so they can be verified offline
+//! (`export_jsonl.rs`).
 
 use penwatch_proto::text;
 use serde_json::{Map, Value};
@@ -26,7 +27,7 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 const CSV_ROW_BUFFER: usize = 1024;
 
 /// Sessions read per query.
-const PAGE: u32 = 500;
+pub(super) const PAGE: u32 = 500;
 
 /// Export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,9 +127,9 @@ fn rfc3339(ms: &Value) -> String {
 }
 
 /// One exported record: its fields by column name.
-type Record = Vec<(&'static str, Value)>;
+pub(super) type Record = Vec<(&'static str, Value)>;
 
-fn session_record(s: &StoredSession, caller: &Caller) -> Record {
+pub(super) fn session_record(s: &StoredSession, caller: &Caller) -> Record {
     let x = &s.session;
     vec![
         ("record", "session".into()),
@@ -163,7 +164,7 @@ fn session_record(s: &StoredSession, caller: &Caller) -> Record {
     ]
 }
 
-fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
+pub(super) fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
     let e = &v.evidence.worst;
     vec![
         ("record", "violation".into()),
@@ -263,6 +264,9 @@ pub enum ExportError {
     /// A record could not be written as CSV.
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
+    /// A chained record could not be written as its line.
+    #[error("writing a chained line: {0}")]
+    Line(#[from] crate::audit::lines::LineError),
 }
 
 /// An export failure as a status (details logged, not sent).
@@ -273,11 +277,15 @@ pub fn status(e: ExportError) -> Status {
             tracing::error!(error = %e, "export failed");
             Status::internal("export failed; see the gateway log")
         }
+        ExportError::Line(e) => {
+            tracing::error!(error = %e, "export failed");
+            Status::internal("export failed; see the gateway log")
+        }
     }
 }
 
 /// Records written in the export's format into a buffer that is handed out in chunks.
-struct Encoder {
+pub(super) struct Encoder {
     format: Format,
     /// CSV quoting (the `csv` crate's: only where needed), one writer per record.
     csv: csv::WriterBuilder,
@@ -310,7 +318,7 @@ impl Encoder {
         Ok(())
     }
 
-    fn write(&mut self, record: Record) -> Result<(), csv::Error> {
+    pub(super) fn write(&mut self, record: Record) -> Result<(), csv::Error> {
         match self.format {
             Format::Csv => self.csv_row(CSV_COLUMNS.iter().map(|column| {
                 let field = |name: &str| record.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
@@ -330,13 +338,19 @@ impl Encoder {
         }
     }
 
+    /// Appends a line written elsewhere (JSONL).
+    pub(super) fn line(&mut self, line: &str) {
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+    }
+
     /// Bytes waiting to be handed out.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// The bytes waiting, leaving the buffer empty.
-    fn take(&mut self) -> Vec<u8> {
+    pub(super) fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }
 }
@@ -378,6 +392,10 @@ fn export_snapshot(
 ) -> Result<Outcome, ExportError> {
     let verification = j.verify()?;
     let mut out = Encoder::new(format)?;
+    if format == Format::Jsonl {
+        let done = super::export_jsonl::export(j, sel, include_samples, caller, &mut out, emit)?;
+        return Ok(done.then(|| (verification, out.take())));
+    }
     let mut after = None;
     loop {
         let page = j.sessions_page(sel, Order::OldestFirst, after.as_ref(), PAGE)?;

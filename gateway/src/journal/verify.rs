@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Reader, Result, rows, schema};
+use crate::audit::lines::DigestSample;
 use crate::audit::{
     self, AccessBatch, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation, Record, Scope,
     Verification,
@@ -96,9 +97,29 @@ impl Reader {
         body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
     }
 
-    /// Recomputes the audit chain and checks every final row against it (see the module).
-    pub fn verify(&self) -> Result<Verification> {
-        let entries = self
+    /// The cartridge event rows from journal id `from_id` on, in id order, as chained.
+    pub fn cartridge_events_from(&self, from_id: i64) -> Result<Vec<ChainedCartridgeEvent>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, cartridge_id, kind, device_id, session_id, ts_ms, detail
+             FROM cartridge_events WHERE id >= ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([from_id], |r| {
+            Ok(ChainedCartridgeEvent {
+                id: r.get("id")?,
+                cartridge_id: r.get("cartridge_id")?,
+                kind: r.get("kind")?,
+                device_id: r.get("device_id")?,
+                session_id: r.get("session_id")?,
+                ts_ms: r.get("ts_ms")?,
+                detail: r.get("detail")?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every audit chain entry, in order.
+    pub fn chain(&self) -> Result<Vec<Entry>> {
+        Ok(self
             .conn
             .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit_chain ORDER BY seq")?
             .query_map([], |r| {
@@ -110,7 +131,32 @@ impl Reader {
                     hash: r.get("hash")?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Hands `f` each sample of a session its digest covers (those journaled up to
+    /// `last_sample_id`), in digest order.
+    pub fn for_each_digest_sample(
+        &self,
+        device_id: &str,
+        session_id: &str,
+        last_sample_id: i64,
+        mut f: impl FnMut(DigestSample) -> Result<()>,
+    ) -> Result<()> {
+        let seqs = self.stored_seq_range(device_id, session_id)?;
+        rows::digest_samples(
+            &self.conn,
+            device_id,
+            session_id,
+            seqs,
+            last_sample_id,
+            |_, s| f(s),
+        )
+    }
+
+    /// Recomputes the audit chain and checks every final row against it (see the module).
+    pub fn verify(&self) -> Result<Verification> {
+        let entries = self.chain()?;
         let mut v = audit::verify_links(&entries);
         if !v.ok() {
             return Ok(v);
@@ -270,23 +316,7 @@ impl Reader {
         let Some(from) = chained.cartridge_events_from else {
             return Ok(None);
         };
-        let mut stmt = self.conn.prepare(
-            "SELECT id, cartridge_id, kind, device_id, session_id, ts_ms, detail
-             FROM cartridge_events WHERE id >= ?1",
-        )?;
-        let stored = stmt
-            .query_map([from], |r| {
-                Ok(ChainedCartridgeEvent {
-                    id: r.get("id")?,
-                    cartridge_id: r.get("cartridge_id")?,
-                    kind: r.get("kind")?,
-                    device_id: r.get("device_id")?,
-                    session_id: r.get("session_id")?,
-                    ts_ms: r.get("ts_ms")?,
-                    detail: r.get("detail")?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let stored = self.cartridge_events_from(from)?;
         for row in &stored {
             match chained.cartridge_events.get(&row.id) {
                 None => {

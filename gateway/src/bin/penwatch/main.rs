@@ -2,6 +2,8 @@
 
 mod feed;
 mod output;
+mod report;
+mod verify_export;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use penwatch_proto::client::{self, ClientError, DEFAULT_GATEWAY, NO_TOKEN};
+use penwatch_proto::text::escape_controls;
 use penwatch_proto::v1 as pb;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
@@ -177,6 +180,27 @@ enum Command {
     },
     /// Recompute the audit chain and session digests; exit 1 if broken.
     Verify,
+    /// One clinic's period as a self-contained HTML page to stdout (print it to PDF): its
+    /// sessions, violations with their evidence and depth charts, operators, policy versions,
+    /// the chain head it was verified against and the review signatures. Exit 1 if the chain
+    /// does not verify (the page says so too).
+    Report {
+        /// Clinic id.
+        #[arg(long)]
+        clinic: String,
+        /// Sessions started at or after this time.
+        #[arg(long, value_parser = parse_time)]
+        from: i64,
+        /// Sessions started before this time.
+        #[arg(long, value_parser = parse_time)]
+        until: i64,
+    },
+    /// Check a `export --format jsonl` file offline (no gateway): every record against the
+    /// chain entries it carries, up to its head; exit 1 naming each failing line.
+    VerifyExport {
+        /// The JSONL export.
+        file: PathBuf,
+    },
 }
 
 /// Why the command failed, with its exit code.
@@ -258,6 +282,10 @@ fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Offline: no connection is made.
+    if let Command::VerifyExport { file } = &cli.command {
+        return verify_offline(file, cli.json);
+    }
     let mut c = client::connect(&cli.gateway, cli.token.as_deref(), cli.ca_cert.as_deref()).await?;
     let out = Out::new(cli.json);
     match cli.command {
@@ -432,6 +460,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "the export ended before its last chunk".into(),
             ));
         }
+        Command::VerifyExport { file } => verify_offline(&file, cli.json)?,
+        Command::Report {
+            clinic,
+            from,
+            until,
+        } => {
+            if until <= from {
+                return Err(Failure::Usage("--until must be after --from".into()));
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            let r = report::gather(&mut c, &clinic, from, until, now).await?;
+            let mut stdout = std::io::stdout().lock();
+            std::io::Write::write_all(&mut stdout, report::html::render(&r).as_bytes())?;
+            std::io::Write::flush(&mut stdout)?;
+            if !r.verification.ok {
+                return Err(Failure::Failed(format!(
+                    "audit chain broken at entry {}: {}",
+                    r.verification.first_broken,
+                    escape_controls(&r.verification.problem)
+                )));
+            }
+        }
         Command::Verify => {
             let r = c
                 .verify_audit_chain(pb::VerifyRequest {})
@@ -447,6 +500,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `verify-export`: the file checked by itself.
+fn verify_offline(file: &std::path::Path, json: bool) -> Result<(), Failure> {
+    if verify_export::run(file, json)? {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!(
+            "{} does not verify",
+            escape_controls(&file.display().to_string())
+        )))
+    }
 }
 
 fn main() -> ExitCode {

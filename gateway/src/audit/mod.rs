@@ -4,11 +4,18 @@
 //! record as canonical JSON (keys sorted). A session's record carries `samples_digest`, the
 //! SHA-256 of its samples' canonical lines in `seq` order, so editing a sample, a session
 //! or a violation afterwards breaks the chain at that entry.
+//!
+//! Everything here is pure (no journal, no network), so `penwatch verify-export` checks an
+//! export with the same code the gateway chains with: [`lines`] is the export's line format,
+//! [`offline`] its verification.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::sessions::Evidence;
+
+pub mod lines;
+pub mod offline;
 
 /// Hash of the (virtual) entry before the first one.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
