@@ -369,6 +369,36 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_bound_to_a_head_the_chain_does_not_hold_breaks_the_verification() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        let writer = Writer::open(&path, Sync::Normal).expect("open");
+        let request = Request::new("Ann", "reviewed", "c01", 1000, 2000).expect("request");
+        let conn = connect(&path, Access::Upkeep).expect("connection");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        let mut row = write(&conn, &request, &by(), 5000, None)
+            .expect("write")
+            .expect("row");
+        // The row and an entry that agree, but on a head that never was.
+        row.head_hash = "ff".repeat(32);
+        conn.execute(
+            "UPDATE reviews SET head_hash = ?1",
+            [row.head_hash.as_str()],
+        )
+        .expect("row");
+        conn.execute("DELETE FROM audit_chain WHERE kind = 'review'", [])
+            .expect("entry");
+        rows::append_audit(&conn, &Record::Review(row)).expect("entry");
+        conn.execute_batch("COMMIT").expect("commit");
+        let (_, why) = writer
+            .verify()
+            .expect("verify")
+            .first_broken
+            .expect("broken");
+        assert!(why.contains("with a hash the chain does not hold"), "{why}");
+    }
+
+    #[test]
     fn a_signature_copied_to_another_clinic_breaks_the_verification() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("j.db");
