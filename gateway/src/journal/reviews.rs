@@ -6,7 +6,7 @@
 //! committer's, retention's and the access log's), the chain head read inside it, so the
 //! head a signature binds is exactly the chain as it stood.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -142,7 +142,8 @@ fn write(
 
 impl Reader {
     /// Signed reviews, newest first: of the clinics in `clinics` (every clinic when `None`)
-    /// whose period overlaps `[from_ms, to_ms)` (open ends when `None`).
+    /// whose period overlaps `[from_ms, to_ms)` (open ends when `None`). Signatures are made
+    /// by people, a few a day: they are read whole and filtered here.
     pub fn reviews(
         &self,
         clinics: Option<&[String]>,
@@ -248,7 +249,7 @@ impl Reader {
             };
             return Ok(Some(broken));
         }
-        let ids: std::collections::HashSet<i64> = stored.iter().map(|r| r.id).collect();
+        let ids: HashSet<i64> = stored.iter().map(|r| r.id).collect();
         Ok(chained
             .iter()
             .filter(|(id, _)| !ids.contains(*id))

@@ -120,6 +120,9 @@ impl Api {
     ) -> Result<Response<pb::ListReviewsResponse>, Status> {
         let caller = self.caller(&request, PEOPLE, "ListReviews")?;
         let req = request.get_ref();
+        if req.from_ms != 0 && req.until_ms != 0 && req.from_ms >= req.until_ms {
+            return Err(Status::invalid_argument("from_ms must be before until_ms"));
+        }
         let sel = caller.selection(Some(&pb::Filter {
             clinic_ids: req.clinic_ids.clone(),
             from_ms: req.from_ms,

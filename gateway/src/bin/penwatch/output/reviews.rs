@@ -56,9 +56,7 @@ impl Out {
     /// `review list`.
     pub fn reviews(&self, reviews: &[pb::ReviewSignature]) {
         if self.json {
-            for r in reviews {
-                self.print(&signature_json(r));
-            }
+            self.print(&Value::Array(reviews.iter().map(signature_json).collect()));
             return;
         }
         let rows: Vec<Vec<String>> = reviews
@@ -94,9 +92,9 @@ impl Out {
     /// `policy --history`, with each version's full text after the table when `text`.
     pub fn policy_history(&self, versions: &[pb::PolicyVersion], text: bool) {
         if self.json {
-            for p in versions {
-                self.print(&policy_json(p, text));
-            }
+            self.print(&Value::Array(
+                versions.iter().map(|p| policy_json(p, text)).collect(),
+            ));
             return;
         }
         let until = |p: &pb::PolicyVersion| {
