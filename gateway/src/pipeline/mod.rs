@@ -349,6 +349,8 @@ pub fn run(
     let mut trouble = Trouble::default();
     let mut batch = Vec::with_capacity(settings.batch_max);
     let mut last_size_update = Instant::now();
+    // Warned once per run of failures to record a new policy version.
+    let mut policy_unrecorded = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => batch.push(m),
@@ -377,8 +379,13 @@ pub fn run(
         if let Err(e) = pipeline.sweep() {
             tracing::warn!(error = %e, "closing idle sessions failed; retrying in a second");
         }
-        if let Err(e) = pipeline.record_policy() {
-            tracing::warn!(error = %e, "recording the policy in force failed; retrying");
+        match pipeline.record_policy() {
+            Ok(()) => policy_unrecorded = false,
+            Err(e) if !policy_unrecorded => {
+                tracing::warn!(error = %e, "recording the policy in force failed; retrying");
+                policy_unrecorded = true;
+            }
+            Err(_) => {}
         }
         if last_size_update.elapsed() > Duration::from_secs(5) {
             pipeline.update_size_metric();
