@@ -261,6 +261,11 @@ impl Setup {
         &self.gateway
     }
 
+    /// The policy file the gateway loads (rewrite it and send `HUP` to reload).
+    pub fn policy_path(&self) -> PathBuf {
+        self._dir.path().join("policy.toml")
+    }
+
     /// The gateway process, to stop or restart it.
     pub fn gateway_mut(&mut self) -> &mut Gateway {
         &mut self.gateway

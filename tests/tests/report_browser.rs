@@ -107,6 +107,28 @@ async fn a_reviewer_reads_the_period_report_in_a_browser() {
         )
         .await;
     setup.wait_committed();
+    let signed = penwatch(
+        &setup,
+        &[
+            "review",
+            "sign",
+            "--clinic",
+            "c01",
+            "--from",
+            "1d",
+            "--until",
+            "2100-01-01",
+            "--meaning",
+            "reviewed",
+            "--signer",
+            "Dr Ada Reviewer",
+        ],
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
 
     let out = penwatch(
         &setup,
@@ -154,7 +176,9 @@ async fn a_reviewer_reads_the_period_report_in_a_browser() {
         "aesthetic_practitioner",
         "clinician",
         "periorbital = 0.5",
-        "No review signatures recorded for this period",
+        "Dr Ada Reviewer",
+        "reviewed",
+        "in force since",
         "class=\"limit\"",
         "class=\"excursion\"",
     ] {

@@ -1,9 +1,11 @@
 //! Depth log export: sessions, their violations and (on request) their samples, oldest
-//! session first, as CSV or JSON lines, in chunks, read from one snapshot of the journal
-//! after verifying its audit chain.
+//! session first, then the policy versions in force during the period and the review
+//! signatures covering its clinics and period, as CSV or JSON lines, in chunks, read from one
+//! snapshot of the journal after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; every
+//! (`session`, `violation`, `sample`, `policy_version`, `review`) and columns that do not
+//! apply to it are empty; every
 //! Unix ms time column has an RFC 3339 one beside it (`started_ms`, `started`); a text
 //! cell a spreadsheet would run as a formula gets a leading `'`. JSON lines carry what the
 //! audit chain covers, with the chain itself, so they can be verified offline
@@ -16,7 +18,7 @@ use tonic::Status;
 use super::auth::Caller;
 use crate::audit::Verification;
 use crate::journal::queries::{Order, SampleRow, Selection, StoredSession, StoredViolation};
-use crate::journal::{self, Reader};
+use crate::journal::{self, PolicyVersionRow, Reader, ReviewRow};
 use crate::sessions::Excursion;
 
 /// Size at which a chunk is sent, bytes.
@@ -99,6 +101,23 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cartridge_strokes",
     "zone",
     "policy_version",
+    "in_force_from_ms",
+    "in_force_from",
+    "in_force_until_ms",
+    "in_force_until",
+    "policy_text",
+    "signer",
+    "signed_by_token",
+    "signer_role",
+    "meaning",
+    "signed_ms",
+    "signed",
+    "period_from_ms",
+    "period_from",
+    "period_until_ms",
+    "period_until",
+    "head_seq",
+    "head_hash",
 ];
 
 /// The CSV columns that carry a Unix ms time of another column as RFC 3339 (UTC,
@@ -111,6 +130,11 @@ fn rfc3339_of(column: &str) -> Option<&'static str> {
         "last_above" => "last_above_ms",
         "timestamp" => "timestamp_ms",
         "received" => "received_ms",
+        "in_force_from" => "in_force_from_ms",
+        "in_force_until" => "in_force_until_ms",
+        "signed" => "signed_ms",
+        "period_from" => "period_from_ms",
+        "period_until" => "period_until_ms",
         _ => return None,
     })
 }
@@ -240,6 +264,40 @@ fn sample_record(s: &SampleRow, caller: &Caller) -> Record {
             r.zone.map(|z| z.short_name()).unwrap_or_default().into(),
         ),
         ("policy_version", v.policy_version.clone().into()),
+    ]
+}
+
+/// A policy version in force during the export's period (kind `policy_version`); its
+/// text only for roles that may read the policy (reviewer, admin).
+pub(super) fn policy_record(p: &PolicyVersionRow, caller: &Caller) -> Record {
+    let text = if caller.role.reads_policy_text() {
+        p.text.clone()
+    } else {
+        String::new()
+    };
+    vec![
+        ("record", "policy_version".into()),
+        ("policy_version", p.version.clone().into()),
+        ("in_force_from_ms", p.from_ms.into()),
+        ("in_force_until_ms", p.until_ms.into()),
+        ("policy_text", text.into()),
+    ]
+}
+
+/// A review signature covering the export's clinics and period (kind `review`).
+fn review_record(r: &ReviewRow) -> Record {
+    vec![
+        ("record", "review".into()),
+        ("clinic_id", r.clinic_id.clone().into()),
+        ("signer", r.signer.clone().into()),
+        ("signed_by_token", r.token.clone().into()),
+        ("signer_role", r.role.clone().into()),
+        ("meaning", r.meaning.clone().into()),
+        ("signed_ms", r.signed_ms.into()),
+        ("period_from_ms", r.from_ms.into()),
+        ("period_until_ms", r.until_ms.into()),
+        ("head_seq", r.head_seq.into()),
+        ("head_hash", r.head_hash.clone().into()),
     ]
 }
 
@@ -434,6 +492,12 @@ fn export_snapshot(
             }
         }
     }
+    for p in j.policy_versions_in(sel.from_ms, sel.to_ms)? {
+        out.write(policy_record(&p, caller))?;
+    }
+    for r in j.reviews(sel.clinics.as_deref(), sel.from_ms, sel.to_ms)? {
+        out.write(review_record(&r))?;
+    }
     Ok(Some((verification, out.take())))
 }
 
@@ -503,6 +567,51 @@ mod tests {
                 .position(|c| c.strip_suffix("_ms") == Some(column));
             assert_eq!(at, ms.map(|i| i + 1), "{column} right after {column}_ms");
         }
+    }
+
+    #[test]
+    fn a_review_signature_is_a_csv_row_with_its_printed_name_meaning_times_and_head() {
+        let r = ReviewRow {
+            id: 1,
+            signer: "Dr Ann Example".into(),
+            token: "reviewer".into(),
+            role: "reviewer".into(),
+            meaning: "approved".into(),
+            clinic_id: "c01".into(),
+            from_ms: 1_795_132_800_000,
+            until_ms: 1_795_219_200_000,
+            signed_ms: 1_795_132_801_000,
+            head_seq: 7,
+            head_hash: "ab".repeat(32),
+        };
+        let rows = csv_rows(vec![review_record(&r)]);
+        assert_eq!(cell(&rows[0], "record"), "review");
+        assert_eq!(cell(&rows[0], "signer"), "Dr Ann Example");
+        assert_eq!(cell(&rows[0], "meaning"), "approved");
+        assert_eq!(cell(&rows[0], "signed"), "2026-11-20T00:00:01.000Z");
+        assert_eq!(cell(&rows[0], "period_until"), "2026-11-21T00:00:00.000Z");
+        assert_eq!(cell(&rows[0], "head_seq"), "7");
+        let p = PolicyVersionRow {
+            version: "v1".into(),
+            from_ms: 1_795_132_800_000,
+            until_ms: None,
+            text: "=cmd".into(),
+        };
+        let admin = Caller::new("admin", crate::api::Role::Admin, Vec::new(), None);
+        let manager = Caller::new(
+            "m",
+            crate::api::Role::ClinicManager,
+            vec!["c01".into()],
+            None,
+        );
+        let rows = csv_rows(vec![policy_record(&p, &admin), policy_record(&p, &manager)]);
+        assert_eq!(cell(&rows[0], "policy_text"), "'=cmd");
+        assert_eq!(cell(&rows[0], "in_force_until"), "", "still in force");
+        assert_eq!(
+            cell(&rows[1], "policy_text"),
+            "",
+            "not for a clinic manager"
+        );
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! closed session's samples as its digest covers them, then the run of chain entries from the
 //! first one a line names to the head, and the head (line shapes: `audit::lines`).
 //!
+//! After the sessions come the policy versions in force during the period (journaled, not
+//! chained: written as the CSV's records) and the review signatures whose clinic and period
+//! overlap the export's, each as its chain entry, with the entry it is bound to covered too.
+//!
 //! Open sessions (not final) and what belongs to them, and cartridge events journaled before
 //! the chain covered them, are written as the CSV's records, without a chain entry. For a
 //! caller who does not see every clinic, the bodies of entries about other records are
@@ -13,7 +17,9 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::export::{CHUNK_BYTES, Encoder, ExportError, PAGE, session_record, violation_record};
+use super::export::{
+    CHUNK_BYTES, Encoder, ExportError, PAGE, policy_record, session_record, violation_record,
+};
 use crate::audit::lines::{self, ChainLine, HeadLine};
 use crate::audit::{ChainedCartridgeEvent, Entry, Record};
 use crate::journal::Reader;
@@ -28,6 +34,7 @@ struct ChainIndex {
     sessions: HashMap<Key, (usize, i64)>,
     violations: HashMap<Key, usize>,
     cartridge_events: HashMap<i64, usize>,
+    reviews: HashMap<i64, usize>,
     /// Entries a line names.
     covered: HashSet<usize>,
 }
@@ -39,6 +46,7 @@ impl ChainIndex {
             sessions: HashMap::new(),
             violations: HashMap::new(),
             cartridge_events: HashMap::new(),
+            reviews: HashMap::new(),
             covered: HashSet::new(),
         };
         for (i, e) in entries.iter().enumerate() {
@@ -55,6 +63,9 @@ impl ChainIndex {
                 Ok(Some(Record::CartridgeEvent(c))) => {
                     index.cartridge_events.insert(c.id, i);
                 }
+                Ok(Some(Record::Review(r))) => {
+                    index.reviews.insert(r.id, i);
+                }
                 _ => {}
             }
         }
@@ -66,6 +77,14 @@ impl ChainIndex {
     fn line(&mut self, i: usize) -> Result<String, ExportError> {
         self.covered.insert(i);
         Ok(lines::chained_line(&self.entries[i])?)
+    }
+
+    /// Covers the entry at chain position `seq` (a review's bound head), so the export holds
+    /// it.
+    fn cover_seq(&mut self, seq: i64) {
+        if let Some(i) = self.entries.iter().position(|e| e.seq == seq) {
+            self.covered.insert(i);
+        }
     }
 
     /// The chain lines from the first covered entry to the head, then the head line.
@@ -137,6 +156,15 @@ pub(super) fn export(
             if out.len() >= CHUNK_BYTES && !emit(out.take()) {
                 return Ok(false);
             }
+        }
+    }
+    for p in j.policy_versions_in(sel.from_ms, sel.to_ms)? {
+        out.write(policy_record(&p, caller))?;
+    }
+    for r in j.reviews(sel.clinics.as_deref(), sel.from_ms, sel.to_ms)? {
+        if let Some(&i) = chain.reviews.get(&r.id) {
+            chain.cover_seq(r.head_seq);
+            out.line(&chain.line(i)?);
         }
     }
     for line in chain.tail(caller.sees_every_clinic())? {

@@ -1,4 +1,5 @@
-//! Tamper evidence: an append-only hash chain over closed sessions and final violations.
+//! Tamper evidence: an append-only hash chain over closed sessions, final violations,
+//! cartridge events, retention runs, the access log and signed reviews.
 //!
 //! Each entry's hash is `SHA-256(prev_hash ‖ "\n" ‖ kind ‖ "\n" ‖ body)`, where `body` is the
 //! record as canonical JSON (keys sorted). A session's record carries `samples_digest`, the
@@ -144,6 +145,37 @@ pub enum Record {
     Scope(Scope),
     /// A run of access log entries.
     Access(AccessBatch),
+    /// A signed review.
+    Review(SignedReview),
+}
+
+/// The audit entry of a signed review (kind `review`), written with its `reviews` row: who
+/// signed (printed name and token), what the signature means, the clinic and period it
+/// covers, when, and the chain head the signer reviewed up to (an earlier entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReview {
+    /// Journal id of the `reviews` row.
+    pub id: i64,
+    /// The signer's printed name.
+    pub signer: String,
+    /// Name of the token that signed.
+    pub token: String,
+    /// That token's role.
+    pub role: String,
+    /// `reviewed`, `approved` or `responsibility`.
+    pub meaning: String,
+    /// The clinic whose records are signed.
+    pub clinic_id: String,
+    /// Start of the period, device time, Unix ms, inclusive.
+    pub from_ms: i64,
+    /// End of the period, device time, Unix ms, exclusive.
+    pub until_ms: i64,
+    /// When it was signed, gateway time, Unix ms.
+    pub signed_ms: i64,
+    /// Position of the chain head it covers (0: the empty chain).
+    pub head_seq: i64,
+    /// That entry's hash ([`GENESIS`] for the empty chain).
+    pub head_hash: String,
 }
 
 /// The audit entry of a run of access log entries (kind `access`), written with them: their
@@ -208,6 +240,7 @@ impl Record {
             Record::Pruned(_) => "pruned",
             Record::Scope(_) => "scope",
             Record::Access(_) => "access",
+            Record::Review(_) => "review",
         }
     }
 
@@ -220,6 +253,7 @@ impl Record {
             Record::Pruned(p) => serde_json::to_value(p)?,
             Record::Scope(s) => serde_json::to_value(s)?,
             Record::Access(a) => serde_json::to_value(a)?,
+            Record::Review(r) => serde_json::to_value(r)?,
         };
         Ok(value.to_string())
     }
@@ -233,6 +267,7 @@ impl Record {
             "pruned" => Some(Record::Pruned(serde_json::from_str(body)?)),
             "scope" => Some(Record::Scope(serde_json::from_str(body)?)),
             "access" => Some(Record::Access(serde_json::from_str(body)?)),
+            "review" => Some(Record::Review(serde_json::from_str(body)?)),
             _ => None,
         })
     }

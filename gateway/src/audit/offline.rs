@@ -27,6 +27,10 @@ pub struct Summary {
     pub violations: u64,
     /// Cartridge event lines checked.
     pub cartridge_events: u64,
+    /// Review signature lines checked, with the chain entry each is bound to.
+    pub reviews: u64,
+    /// Policy version lines (journaled, not chained: not checked).
+    pub policy_versions: u64,
     /// Sample lines checked against their session's digest.
     pub samples: u64,
     /// Chain entries linked up to the head.
@@ -99,6 +103,8 @@ struct Checker {
     claimed_open: Vec<(u64, Key)>,
     chain: Vec<(u64, ChainLine)>,
     head: Option<(u64, HeadLine)>,
+    /// Review lines with the chain position and hash each is bound to.
+    bound_heads: Vec<(u64, i64, String)>,
 }
 
 /// Verifies an export read from `input`; only reading it can fail.
@@ -172,6 +178,19 @@ impl Checker {
             ("violation", claim) => self.violation(n, &fields, claim)?,
             ("cartridge_event", claim) => self.cartridge_event(n, &fields, claim)?,
             ("sample", _) => self.sample(n, fields)?,
+            ("review", Some(claim)) => {
+                self.end_block();
+                let Record::Review(r) = self.claim(n, claim)? else {
+                    return Err("a review line naming another kind of entry".into());
+                };
+                self.out.summary.reviews += 1;
+                self.bound_heads.push((n, r.head_seq, r.head_hash));
+            }
+            ("review", None) => return Err("a review signature without its chain entry".into()),
+            ("policy_version", None) => {
+                self.end_block();
+                self.out.summary.policy_versions += 1;
+            }
             (other, _) => return Err(format!("unknown record {other:?}")),
         }
         Ok(())
@@ -437,6 +456,24 @@ impl Checker {
             });
             if let Some(why) = why {
                 self.fail(c.line, format!("{} record {why}", c.kind));
+            }
+        }
+        for (n, seq, hash) in std::mem::take(&mut self.bound_heads) {
+            let bound = if seq == 0 {
+                Some(hash == GENESIS)
+            } else {
+                at(seq).map(|e| e.hash == hash)
+            };
+            match bound {
+                Some(true) => {}
+                Some(false) => self.fail(
+                    n,
+                    format!("review bound to chain entry {seq}, whose hash is another"),
+                ),
+                None => self.fail(
+                    n,
+                    format!("review bound to chain entry {seq}, which the export does not hold"),
+                ),
             }
         }
         for (n, key) in std::mem::take(&mut self.claimed_open) {

@@ -29,6 +29,27 @@ pub(super) const VIOLATION_COLUMNS: &str = "device_id, session_id, clinic_id, op
     device_class, limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above, \
     samples_above, policy_version, final";
 
+/// The columns of `reviews`, in the order [`super::Signatures`] binds them.
+pub(super) const REVIEW_COLUMNS: &str = "id, signer, token, role, meaning, clinic_id, from_ms, \
+    until_ms, signed_ms, head_seq, head_hash";
+
+/// A `reviews` row (selected with [`REVIEW_COLUMNS`]) as its chained record.
+pub(super) fn review(row: &Row<'_>) -> rusqlite::Result<audit::SignedReview> {
+    Ok(audit::SignedReview {
+        id: row.get("id")?,
+        signer: row.get("signer")?,
+        token: row.get("token")?,
+        role: row.get("role")?,
+        meaning: row.get("meaning")?,
+        clinic_id: row.get("clinic_id")?,
+        from_ms: row.get("from_ms")?,
+        until_ms: row.get("until_ms")?,
+        signed_ms: row.get("signed_ms")?,
+        head_seq: row.get("head_seq")?,
+        head_hash: row.get("head_hash")?,
+    })
+}
+
 /// `?1, ?2, …, ?n`.
 pub(super) fn placeholders(n: usize) -> String {
     (1..=n)
@@ -216,14 +237,20 @@ pub(super) fn samples_digest(
     Ok((n, last_id, digest.finish()))
 }
 
-/// Appends a record to the audit chain inside the caller's transaction; returns its hash.
-pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<String> {
-    let (kind, body) = (record.kind(), record.body()?);
-    let prev: Option<(i64, String)> = conn
+/// The chain's last entry: its position and hash (0 and [`audit::GENESIS`] when empty).
+pub(super) fn chain_head(conn: &Connection) -> Result<(i64, String)> {
+    let head: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get("seq")?, r.get("hash")?)))
         .optional()?;
-    let (seq, prev_hash) = prev.map_or((1, audit::GENESIS.to_owned()), |(s, h)| (s + 1, h));
+    Ok(head.unwrap_or((0, audit::GENESIS.to_owned())))
+}
+
+/// Appends a record to the audit chain inside the caller's transaction; returns its hash.
+pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<String> {
+    let (kind, body) = (record.kind(), record.body()?);
+    let (head, prev_hash) = chain_head(conn)?;
+    let seq = head + 1;
     let hash = audit::link_hash(&prev_hash, kind, &body);
     conn.prepare_cached(
         "INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -4,6 +4,11 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+/// Version 8 adds signed reviews (`reviews`, each row chained as a `review` entry by the
+/// connection that writes it) and the policy history (`policy_in_force`: one row each time a
+/// version came into force, so a version put back in force after another is seen twice);
+/// see [`migrate_7_to_8`].
+///
 /// Version 6 adds the alert outbox: `alert_outbox`, one row per alert (its key), written by the
 /// committer in the same transaction as the facts that raise it, its `revision` raised by
 /// every change and `pending` until every target has it; `alert_deliveries`, what each target
@@ -23,7 +28,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -58,6 +63,38 @@ const MIGRATE_5_TO_6: &str = "";
 
 /// From version 6 to 7: nothing to change; `SCHEMA` adds the access log.
 const MIGRATE_6_TO_7: &str = "";
+
+/// The tables of version 8: signed reviews and the policy history.
+const REVIEWS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    signed_ms INTEGER NOT NULL,
+    signer TEXT NOT NULL,
+    token TEXT NOT NULL,
+    role TEXT NOT NULL,
+    meaning TEXT NOT NULL,
+    clinic_id TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    head_seq INTEGER NOT NULL,
+    head_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_clinic ON reviews (clinic_id, from_ms);
+CREATE TABLE IF NOT EXISTS policy_in_force (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    from_ms INTEGER NOT NULL
+);
+";
+
+/// From version 7 to 8: the review and policy history tables, the history started from the
+/// versions recorded so far (each once, from when it was first loaded).
+fn migrate_7_to_8() -> String {
+    format!(
+        "{REVIEWS_SCHEMA} INSERT INTO policy_in_force (version, from_ms) \
+         SELECT version, loaded_ms FROM policy_versions ORDER BY loaded_ms, version;"
+    )
+}
 
 /// From version 4 to 5: `samples` rebuilt with `version` in its unique key (a table's
 /// constraint cannot be altered in place), ids kept.
@@ -250,6 +287,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         migrate_4_to_5(),
         MIGRATE_5_TO_6.to_owned(),
         MIGRATE_6_TO_7.to_owned(),
+        migrate_7_to_8(),
     ];
     let migration = if found == 0 {
         String::new()
@@ -257,7 +295,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         steps[(found - 1) as usize..].concat()
     };
     let samples = samples_table("samples");
-    conn.execute_batch(&format!("BEGIN; {migration} {samples} {SCHEMA}"))?;
+    conn.execute_batch(&format!(
+        "BEGIN; {migration} {samples} {SCHEMA} {REVIEWS_SCHEMA}"
+    ))?;
     if (1..4).contains(&found) {
         bound_quarantine(conn)?;
     }
@@ -412,6 +452,43 @@ mod tests {
                 [],
             )
             .expect("a second version of the same seq");
+    }
+
+    #[test]
+    fn a_version_7_journal_starts_its_policy_history_from_the_versions_it_recorded() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        drop(Writer::open(&path, Sync::Normal).expect("create"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "DROP TABLE reviews;
+             DROP TABLE policy_in_force;
+             INSERT INTO policy_versions (version, loaded_ms, text) VALUES
+                ('v-new', 2000, 'b = 2'), ('v-old', 1000, 'a = 1');
+             PRAGMA user_version = 7;",
+        )
+        .expect("version 7");
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        let history = writer.policy_history().expect("history");
+        let seen: Vec<_> = history
+            .iter()
+            .map(|p| (p.version.as_str(), p.from_ms, p.until_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [("v-old", 1000, Some(2000)), ("v-new", 2000, None)],
+            "in force until the next came in"
+        );
+        assert_eq!(history[0].text, "a = 1");
+        assert!(
+            writer
+                .reviews(None, None, None)
+                .expect("reviews")
+                .is_empty()
+        );
+        assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
     }
 
     #[test]

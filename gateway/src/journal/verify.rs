@@ -2,8 +2,9 @@
 //! audit chain.
 //!
 //! The chain's links are recomputed first. Then every closed session row, every final
-//! violation row and every chained cartridge event row must equal its chain entry, and every
-//! entry must have its row; every closed session's samples must match its digest, unless a
+//! violation row, every chained cartridge event row and every signed review must equal its
+//! chain entry, and every entry must have its row (a review's bound head must be an earlier
+//! entry of the chain); every closed session's samples must match its digest, unless a
 //! chained retention run (`pruned`) covers the session, which is then counted as unchecked.
 //! Open sessions are not final and not checked; a chained session whose row is open again
 //! (late data reopened it) is checked at its next close.
@@ -16,7 +17,7 @@ use super::{Reader, Result, rows, schema};
 use crate::audit::lines::DigestSample;
 use crate::audit::{
     self, AccessBatch, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation, Record, Scope,
-    Verification,
+    SignedReview, Verification,
 };
 use crate::sessions::Session;
 
@@ -34,6 +35,8 @@ struct Chained {
     pruned_before: Option<i64>,
     /// The access log's runs.
     access: Vec<(i64, AccessBatch)>,
+    /// Signed reviews by row id.
+    reviews: HashMap<i64, (i64, SignedReview)>,
 }
 
 impl Chained {
@@ -62,6 +65,9 @@ impl Chained {
                         .get_or_insert(cartridge_events_from_id);
                 }
                 Some(Record::Access(a)) => c.access.push((e.seq, a)),
+                Some(Record::Review(r)) => {
+                    c.reviews.insert(r.id, (e.seq, r));
+                }
                 None => {}
             }
         }
@@ -82,7 +88,7 @@ fn first_missing<'a, K: Eq + std::hash::Hash, V>(
 }
 
 /// A finding: the chain position it concerns (0 for a row with no entry) and what is wrong.
-type Broken = Option<(i64, String)>;
+pub(super) type Broken = Option<(i64, String)>;
 
 impl Reader {
     /// The chain's first scope record, if a gateway wrote one.
@@ -166,7 +172,10 @@ impl Reader {
             None => match self.check_violations(&chained)? {
                 None => match self.check_cartridge_events(&chained)? {
                     None => match self.check_access_log(&chained)? {
-                        None => self.check_digests(&chained, &mut v)?,
+                        None => match self.check_reviews(&chained.reviews, &entries)? {
+                            None => self.check_digests(&chained, &mut v)?,
+                            broken => broken,
+                        },
                         broken => broken,
                     },
                     broken => broken,

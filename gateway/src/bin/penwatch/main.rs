@@ -3,6 +3,7 @@
 mod feed;
 mod output;
 mod report;
+mod review;
 mod verify_export;
 
 use std::path::PathBuf;
@@ -19,7 +20,8 @@ use tonic::{Code, Status};
 use output::Out;
 
 /// PenWatch command line: fleet, sessions, violations, cartridges, operators, quarantine,
-/// policy, depth-log export and audit-chain verification, from a running gateway's gRPC API.
+/// policy and its history, depth-log export, audit-chain verification and review signatures,
+/// from a running gateway's gRPC API.
 ///
 /// Output is a table for people, or JSON with --json (one object per line for --follow).
 /// Times are RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20, UTC), or a duration
@@ -160,11 +162,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         before: i64,
     },
-    /// The policy in force, or check a candidate file with --validate (exit 1 if invalid).
+    /// The policy in force; every version ever in force with --history; or check a
+    /// candidate file with --validate (exit 1 if invalid).
     Policy {
         /// Policy file to validate without applying it (admin).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "history")]
         validate: Option<PathBuf>,
+        /// Every version that was in force, with when it came into and went out of force.
+        #[arg(long)]
+        history: bool,
+        /// With --history, each version's full text (reviewer, admin).
+        #[arg(long, requires = "history")]
+        text: bool,
+    },
+    /// Review signatures (21 CFR 11.50): sign a clinic's records for a period, or list them.
+    Review {
+        #[command(subcommand)]
+        command: review::ReviewCommand,
     },
     /// Depth log (sessions, violations, optionally samples) to stdout, checked against the
     /// audit chain; the chain head goes to stderr. Exit 1 if the chain does not verify.
@@ -407,11 +421,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             out.access_log(&r);
         }
-        Command::Policy { validate: None } => {
+        Command::Policy {
+            history: true,
+            text,
+            ..
+        } => {
+            let r = c
+                .list_policy_versions(pb::ListPolicyVersionsRequest {})
+                .await?
+                .into_inner();
+            out.policy_history(&r.versions, text);
+        }
+        Command::Policy { validate: None, .. } => {
             out.policy(&c.get_policy(pb::GetPolicyRequest {}).await?.into_inner());
         }
         Command::Policy {
             validate: Some(path),
+            ..
         } => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
@@ -485,6 +511,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 )));
             }
         }
+        Command::Review { command } => review::run(&mut c, &out, command).await?,
         Command::Verify => {
             let r = c
                 .verify_audit_chain(pb::VerifyRequest {})

@@ -32,6 +32,7 @@ fn print(o: &Outcome, json: bool) {
             .collect();
         let out = json!({"ok": o.ok(), "lines": s.lines, "sessions": s.sessions,
             "violations": s.violations, "cartridge_events": s.cartridge_events,
+            "reviews": s.reviews, "policy_versions": s.policy_versions,
             "samples": s.samples, "chain_entries": s.chain_entries, "head_seq": head_seq,
             "head": head_hash, "open_sessions": s.open_sessions, "uncovered": s.uncovered,
             "digests_unchecked": s.digests_unchecked, "failures": failures});
@@ -47,13 +48,14 @@ fn print(o: &Outcome, json: bool) {
         println!("{at}: {}", escape_controls(&f.why));
     }
     println!(
-        "{}: {} sessions, {} violations, {} cartridge events, {} samples against {} chain \
-         entries; {head}",
+        "{}: {} sessions, {} violations, {} cartridge events, {} samples, {} review signatures \
+         against {} chain entries; {head}",
         if o.ok() { "OK" } else { "FAILED" },
         s.sessions,
         s.violations,
         s.cartridge_events,
         s.samples,
+        s.reviews,
         s.chain_entries,
     );
     if s.open_sessions + s.uncovered > 0 {
@@ -61,6 +63,13 @@ fn print(o: &Outcome, json: bool) {
             "not covered by the chain: {} open sessions, {} other lines (what belongs to open \
              sessions, cartridge events from before the chain covered them)",
             s.open_sessions, s.uncovered
+        );
+    }
+    if s.policy_versions > 0 {
+        println!(
+            "{} policy versions listed (journaled, not chained: each verdict's policy version is \
+             in its session's digest)",
+            s.policy_versions
         );
     }
     if s.digests_unchecked > 0 {

@@ -327,10 +327,11 @@ fn operators(h: &mut String, operators: &[pb::OperatorSummary]) {
 fn policies(h: &mut String, r: &Report) {
     h.push_str("<h2>Policy versions</h2>");
     for p in &r.policies {
-        let loaded = p
-            .loaded_ms
-            .map(|ms| format!(", loaded {}", when(ms)))
-            .unwrap_or_default();
+        let loaded = match p.in_force {
+            Some((from, Some(until))) => format!(", in force {} → {}", when(from), when(until)),
+            Some((from, None)) => format!(", in force since {}", when(from)),
+            None => String::new(),
+        };
         let _ = write!(
             h,
             "<h3>Version <span class=\"hash\">{}</span>{loaded}</h3>",
@@ -342,8 +343,8 @@ fn policies(h: &mut String, r: &Report) {
                 let _ = write!(h, "<pre>{}</pre>", lines(text));
             }
             None => h.push_str(
-                "<p class=\"note\">Named by this period's verdicts; no longer in force, and its \
-                 text is not served by this gateway.</p>",
+                "<p class=\"note\">Named by this period's verdicts; this gateway's policy \
+                 history does not hold it.</p>",
             ),
         }
     }
@@ -357,16 +358,23 @@ fn signatures(h: &mut String, r: &Report) {
     }
     h.push_str(
         "<table id=\"signatures\"><tr><th>Signer (printed name)</th><th>Meaning</th>\
-         <th>Signed</th><th>Chain head signed</th></tr>",
+         <th>Signed</th><th>Period signed</th><th>Token (role)</th><th>Chain head signed</th></tr>",
     );
     for s in &r.signatures {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"hash\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} {} → {}</td><td>{} ({})</td>\
+             <td class=\"hash\">{} {}</td></tr>",
             t(&s.signer),
             t(&s.meaning),
             when(s.signed_ms),
-            t(&s.chain_head)
+            t(&s.clinic_id),
+            when(s.from_ms),
+            when(s.until_ms),
+            t(&s.token_name),
+            t(&s.role),
+            s.head_seq,
+            t(&s.head_hash)
         );
     }
     h.push_str("</table>");
@@ -375,7 +383,7 @@ fn signatures(h: &mut String, r: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{PolicyVersion, Signature};
+    use crate::report::PolicyVersion;
 
     fn report() -> Report {
         let evidence = pb::Evidence {
@@ -404,7 +412,7 @@ mod tests {
             sessions: vec![session],
             policies: vec![PolicyVersion {
                 version: "p1".into(),
-                loaded_ms: Some(1),
+                in_force: Some((1, None)),
                 text: Some("[zones.c01]\nperiorbital = 0.5 # <b>".into()),
             }],
             ..Report::default()
@@ -433,13 +441,16 @@ mod tests {
         assert!(html.contains("0.70 mm") && html.contains("0.20 mm"));
         assert!(html.contains("<svg class=\"chart\""));
         assert!(html.contains("No review signatures recorded for this period"));
-        r.signatures.push(Signature {
+        r.signatures.push(pb::ReviewSignature {
             signer: "Dr A <b>".into(),
             meaning: "approved".into(),
             signed_ms: 1,
-            chain_head: "ab".into(),
+            head_seq: 7,
+            head_hash: "ab".into(),
+            ..pb::ReviewSignature::default()
         });
         let html = render(&r);
         assert!(html.contains("Dr A &lt;b&gt;") && html.contains("approved"));
+        assert!(html.contains("7 ab"), "{html}");
     }
 }

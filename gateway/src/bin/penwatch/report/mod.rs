@@ -17,28 +17,16 @@ const CHART_POINTS: u32 = 600;
 /// Sessions asked for per page.
 const PAGE: u32 = 1000;
 
-/// A policy version in force during the period.
+/// A policy version in force during the period, or named by its verdicts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyVersion {
     /// Version id (a hash of its text).
     pub version: String,
-    /// When the gateway loaded it, Unix ms (unknown for a version no longer in force).
-    pub loaded_ms: Option<i64>,
-    /// Its text ("" for the built-in defaults); `None` when the gateway no longer serves it.
+    /// When it came into force and went out of force (`None`: in force now), Unix ms; `None`
+    /// for a version the verdicts name but the gateway's history does not hold.
+    pub in_force: Option<(i64, Option<i64>)>,
+    /// Its text ("" for the built-in defaults); `None` when the gateway does not serve it.
     pub text: Option<String>,
-}
-
-/// A review signature over the period (21 CFR 11.50: printed name, time, meaning).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Signature {
-    /// The signer's printed name.
-    pub signer: String,
-    /// What the signature means: "reviewed", "approved", ….
-    pub meaning: String,
-    /// When it was signed, Unix ms.
-    pub signed_ms: i64,
-    /// The chain head it is bound to.
-    pub chain_head: String,
 }
 
 /// Everything the report shows.
@@ -62,8 +50,9 @@ pub struct Report {
     pub operators: Vec<pb::OperatorSummary>,
     /// Policy versions that judged the period's violations, and the one in force.
     pub policies: Vec<PolicyVersion>,
-    /// Review signatures over the period.
-    pub signatures: Vec<Signature>,
+    /// Review signatures (21 CFR 11.50: printed name, time, meaning) whose period overlaps
+    /// the report's, newest first.
+    pub signatures: Vec<pb::ReviewSignature>,
 }
 
 /// Reads the report's data for `clinic` over `[from_ms, until_ms)` from the gateway.
@@ -127,25 +116,60 @@ pub async fn gather(
         .await?
         .into_inner()
         .operators;
-    let current = c.get_policy(pb::GetPolicyRequest {}).await?.into_inner();
+    let history = c
+        .list_policy_versions(pb::ListPolicyVersionsRequest {})
+        .await?
+        .into_inner()
+        .versions;
+    let signatures = c
+        .list_reviews(pb::ListReviewsRequest {
+            clinic_ids: vec![clinic.to_owned()],
+            from_ms,
+            until_ms,
+            limit: 1000,
+        })
+        .await?
+        .into_inner()
+        .reviews;
     Ok(Report {
         clinic: clinic.to_owned(),
         from_ms,
         until_ms,
         generated_ms: now_ms,
         verification,
-        policies: policy_versions(&sessions, &current),
+        policies: policy_versions(&sessions, &history, from_ms, until_ms),
         sessions,
         timelines,
         operators,
-        signatures: signatures(),
+        signatures,
     })
 }
 
-/// The policy versions the period's verdicts name, with the one in force now (with its
-/// text); the others' text is not served by the gateway yet.
-pub fn policy_versions(sessions: &[pb::Session], current: &pb::PolicyInfo) -> Vec<PolicyVersion> {
-    let mut named: BTreeSet<&str> = sessions
+/// The policy versions in force during `[from_ms, until_ms)`, in the order they came into
+/// force, then any other version the period's verdicts name.
+pub fn policy_versions(
+    sessions: &[pb::Session],
+    history: &[pb::PolicyVersion],
+    from_ms: i64,
+    until_ms: i64,
+) -> Vec<PolicyVersion> {
+    let entry = |p: &pb::PolicyVersion| PolicyVersion {
+        version: p.version.clone(),
+        in_force: Some((
+            p.in_force_from_ms,
+            (p.in_force_until_ms > 0).then_some(p.in_force_until_ms),
+        )),
+        text: Some(p.text.clone()),
+    };
+    let mut out: Vec<PolicyVersion> = history
+        .iter()
+        .filter(|p| {
+            p.in_force_from_ms < until_ms
+                && (p.in_force_until_ms == 0 || p.in_force_until_ms > from_ms)
+        })
+        .map(entry)
+        .collect();
+    let named: BTreeSet<&str> = sessions
         .iter()
         .filter_map(|s| s.evidence.as_ref())
         .flat_map(|e| {
@@ -154,21 +178,18 @@ pub fn policy_versions(sessions: &[pb::Session], current: &pb::PolicyInfo) -> Ve
         })
         .filter(|v| !v.is_empty())
         .collect();
-    named.remove(current.version.as_str());
-    std::iter::once(PolicyVersion {
-        version: current.version.clone(),
-        loaded_ms: Some(current.loaded_ms),
-        text: Some(current.text.clone()),
-    })
-    .chain(named.into_iter().map(|v| PolicyVersion {
-        version: v.to_owned(),
-        loaded_ms: None,
-        text: None,
-    }))
-    .collect()
-}
-
-/// The review signatures over the period: none are recorded by this gateway yet.
-pub fn signatures() -> Vec<Signature> {
-    Vec::new()
+    for v in named {
+        if out.iter().any(|p| p.version == v) {
+            continue;
+        }
+        out.push(match history.iter().rfind(|p| p.version == v) {
+            Some(p) => entry(p),
+            None => PolicyVersion {
+                version: v.to_owned(),
+                in_force: None,
+                text: None,
+            },
+        });
+    }
+    out
 }
