@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -321,10 +321,23 @@ pub struct Forwarder {
     writer: Writer,
     metrics: Arc<Metrics>,
     failures: u32,
+    /// Delays before retrying a temporary error, restarted after each success.
+    backoff: ExponentialBackoff,
 }
 
 /// First retry delay of a temporary error.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
+
+/// Exponential delays from [`BACKOFF_BASE`] doubling up to `retry_max_s`, with jitter, never
+/// giving up (the journal keeps the backlog).
+fn backoff(config: &InfluxConfig) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_BASE)
+        .with_max_delay(Duration::from_secs(config.retry_max_s))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
 impl Forwarder {
     /// Opens its own journal connection and builds the HTTP client.
@@ -339,6 +352,7 @@ impl Forwarder {
             writer: Writer::new(config)?,
             metrics,
             failures: 0,
+            backoff: backoff(config),
         })
     }
 
@@ -460,6 +474,7 @@ impl Forwarder {
                         tracing::info!(failures = self.failures, "InfluxDB writes succeed again");
                     }
                     self.failures = 0;
+                    self.backoff = backoff(&self.config);
                     self.metrics.sink_up.set(1);
                     return Ok(Ok(()));
                 }
@@ -492,7 +507,7 @@ impl Forwarder {
                 } => {
                     let wait = retry_after
                         .map(|d| d.min(Duration::from_secs(3600)))
-                        .unwrap_or_else(|| self.backoff());
+                        .unwrap_or_else(|| self.next_delay());
                     tracing::warn!(kind, error = %detail, attempt = self.failures, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
                     wait
                 }
@@ -504,13 +519,11 @@ impl Forwarder {
         }
     }
 
-    /// Exponential backoff with jitter: half the capped delay plus a random part of the rest.
-    fn backoff(&self) -> Duration {
-        let cap = Duration::from_secs(self.config.retry_max_s);
-        let exp = BACKOFF_BASE.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
-        let d = exp.min(cap);
-        let half = d / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
+    /// The next retry delay (the cap, should the schedule ever end).
+    fn next_delay(&mut self) -> Duration {
+        self.backoff
+            .next()
+            .unwrap_or(Duration::from_secs(self.config.retry_max_s))
     }
 
     /// Writes one `device_status` point per device (dropped, not retried, if the write fails:
