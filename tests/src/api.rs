@@ -284,6 +284,29 @@ impl Setup {
         }
     }
 
+    /// Runs the `penwatch` command line against this gateway with `token`.
+    pub fn penwatch(&self, token: &str, args: &[&str]) -> std::process::Output {
+        let cli = crate::binary("penwatch").expect("penwatch built");
+        std::process::Command::new(cli)
+            .args(args)
+            .env("PENWATCH_GATEWAY", &self.api)
+            .env("PENWATCH_TOKEN", token)
+            .output()
+            .expect("run penwatch")
+    }
+
+    /// Runs the `penwatch` command line as [`Setup::penwatch`] does, asserting it succeeds;
+    /// its standard output.
+    pub fn penwatch_ok(&self, token: &str, args: &[&str]) -> String {
+        let out = self.penwatch(token, args);
+        assert!(
+            out.status.success(),
+            "penwatch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+
     /// A client of the API, once it answers.
     pub async fn client(&self) -> PenWatchClient<Channel> {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -2,29 +2,11 @@
 //! sessions and violations, export times readable beside the Unix ms, and "no token" when
 //! there is none.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use penwatch_proto::v1::DeviceClass;
 use penwatch_tests::api::{REVIEWER, Setup};
 use serde_json::Value;
-
-/// Runs `penwatch` against the setup's gateway as the reviewer; asserts success.
-fn penwatch(setup: &Setup, args: &[&str]) -> String {
-    let out: Output =
-        std::process::Command::new(penwatch_tests::binary("penwatch").expect("built"))
-            .args(args)
-            .env("PENWATCH_GATEWAY", &setup.api)
-            .env("PENWATCH_TOKEN", REVIEWER)
-            .output()
-            .expect("run penwatch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn is_rfc3339_millis(s: &str) -> bool {
@@ -59,7 +41,7 @@ async fn cli_tables_show_unknown_operators_csv_has_rfc3339_time_columns_and_no_t
     // Received is not yet committed: wait until the last session is closed in the journal.
     let deadline = Instant::now() + Duration::from_secs(20);
     let closed = || {
-        serde_json::from_str::<Vec<Value>>(&penwatch(&setup, &["sessions", "--json"]))
+        serde_json::from_str::<Vec<Value>>(&setup.penwatch_ok(REVIEWER, &["sessions", "--json"]))
             .expect("JSON")
             .iter()
             .any(|s| s["session_id"] == "s-c1" && s["state"] == "closed")
@@ -69,23 +51,24 @@ async fn cli_tables_show_unknown_operators_csv_has_rfc3339_time_columns_and_no_t
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let sessions = penwatch(&setup, &["sessions"]);
+    let sessions = setup.penwatch_ok(REVIEWER, &["sessions"]);
     assert!(sessions.contains("op-temp?"), "{sessions}");
     assert!(!sessions.contains("op-c01-1?"), "{sessions}");
     assert!(
         sessions.contains("? operator unknown to the policy"),
         "{sessions}"
     );
-    let violations = penwatch(&setup, &["violations"]);
+    let violations = setup.penwatch_ok(REVIEWER, &["violations"]);
     assert!(violations.contains("op-temp?"), "{violations}");
     assert!(!violations.contains("op-c01-1?"), "{violations}");
     let json: Vec<Value> =
-        serde_json::from_str(&penwatch(&setup, &["violations", "--json"])).expect("JSON");
+        serde_json::from_str(&setup.penwatch_ok(REVIEWER, &["violations", "--json"]))
+            .expect("JSON");
     for v in &json {
         assert_eq!(v["unknown_operator"], v["operator_id"] == "op-temp", "{v}");
     }
 
-    let csv = penwatch(&setup, &["export", "--format", "csv", "--samples"]);
+    let csv = setup.penwatch_ok(REVIEWER, &["export", "--format", "csv", "--samples"]);
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let headers = reader.headers().expect("header").clone();
     let column = |name: &str| {

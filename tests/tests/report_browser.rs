@@ -4,7 +4,7 @@
 //! and the PDF.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use penwatch_proto::v1::{DeviceClass, Zone};
 use penwatch_tests::api::{REVIEWER, Setup};
@@ -23,16 +23,6 @@ qualification = "clinician"
 [zones.c01]
 periorbital = 0.5
 "#;
-
-fn penwatch(setup: &Setup, args: &[&str]) -> Output {
-    let cli = penwatch_tests::binary("penwatch").expect("penwatch built");
-    Command::new(cli)
-        .args(args)
-        .env("PENWATCH_GATEWAY", &setup.api)
-        .env("PENWATCH_TOKEN", REVIEWER)
-        .output()
-        .expect("run penwatch")
-}
 
 /// Headless Chromium on `page` with these extra arguments, in a profile of its own, with
 /// nothing to fetch; stdout.
@@ -107,8 +97,8 @@ async fn a_reviewer_reads_the_period_report_in_a_browser() {
         )
         .await;
     setup.wait_committed();
-    let signed = penwatch(
-        &setup,
+    let signed = setup.penwatch(
+        REVIEWER,
         &[
             "review",
             "sign",
@@ -130,8 +120,8 @@ async fn a_reviewer_reads_the_period_report_in_a_browser() {
         String::from_utf8_lossy(&signed.stderr)
     );
 
-    let out = penwatch(
-        &setup,
+    let out = setup.penwatch(
+        REVIEWER,
         &[
             "report",
             "--clinic",

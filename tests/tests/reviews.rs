@@ -21,22 +21,6 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Runs `penwatch` against the setup's gateway with `token`; asserts success.
-fn penwatch(setup: &Setup, token: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(penwatch_tests::binary("penwatch").expect("built"))
-        .args(args)
-        .env("PENWATCH_GATEWAY", &setup.api)
-        .env("PENWATCH_TOKEN", token)
-        .output()
-        .expect("run penwatch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
-
 fn sign(clinic: &str, meaning: &str, from_ms: i64, until_ms: i64) -> pb::SignReviewRequest {
     pb::SignReviewRequest {
         clinic_id: clinic.into(),
@@ -252,8 +236,7 @@ async fn a_reviewer_signs_a_period_and_the_signature_is_listed_verified_and_expo
     );
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), &jsonl).expect("write export");
-    let verified = penwatch(
-        &setup,
+    let verified = setup.penwatch_ok(
         REVIEWER,
         &["verify-export", &file.path().display().to_string()],
     );
@@ -296,7 +279,7 @@ async fn a_reviewer_signs_a_period_and_the_signature_is_listed_verified_and_expo
     assert_eq!(&review[column("meaning")], "reviewed");
     assert!(review[column("signed")].ends_with('Z'));
 
-    let table = penwatch(&setup, REVIEWER, &["review", "list", "--clinic", "c01"]);
+    let table = setup.penwatch_ok(REVIEWER, &["review", "list", "--clinic", "c01"]);
     assert!(table.contains("PRINTED NAME"), "{table}");
     let row = table.lines().nth(1).expect("a row");
     for shown in [
@@ -311,8 +294,7 @@ async fn a_reviewer_signs_a_period_and_the_signature_is_listed_verified_and_expo
         !table.contains("reviewed"),
         "c02's signature is not listed: {table}"
     );
-    let out = penwatch(
-        &setup,
+    let out = setup.penwatch_ok(
         ADMIN,
         &[
             "review",
@@ -452,7 +434,7 @@ async fn every_policy_version_in_force_is_kept_with_its_text_and_its_time_in_for
     assert_eq!(exported.len(), 3, "{exported:?}");
     assert_eq!(exported[1]["policy_text"], second_text.as_str());
 
-    let table = penwatch(&setup, REVIEWER, &["policy", "--history", "--text"]);
+    let table = setup.penwatch_ok(REVIEWER, &["policy", "--history", "--text"]);
     assert!(table.contains("in force now"), "{table}");
     assert!(table.contains("op-c01-2"), "the texts: {table}");
     assert_eq!(table.matches("--- policy version").count(), 3, "{table}");

@@ -8,23 +8,6 @@ use penwatch_proto::v1 as pb;
 use penwatch_proto::v1::{DeviceClass, Zone};
 use penwatch_tests::api::{REVIEWER, Setup, req};
 
-/// Runs `penwatch` against the setup's gateway as the reviewer; stdout of a successful run.
-fn penwatch(setup: &Setup, args: &[&str]) -> String {
-    let cli = penwatch_tests::binary("penwatch").expect("penwatch built");
-    let out = std::process::Command::new(cli)
-        .args(args)
-        .env("PENWATCH_GATEWAY", &setup.api)
-        .env("PENWATCH_TOKEN", REVIEWER)
-        .output()
-        .expect("run penwatch");
-    assert!(
-        out.status.success(),
-        "penwatch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 /// Every violation the API lists, by session id.
 async fn violations(setup: &Setup) -> BTreeMap<String, pb::Evidence> {
     let mut c = setup.client().await;
@@ -119,7 +102,8 @@ periorbital = 0.5
     );
 
     let json: serde_json::Value =
-        serde_json::from_str(&penwatch(&setup, &["violations", "--json"])).expect("JSON");
+        serde_json::from_str(&setup.penwatch_ok(REVIEWER, &["violations", "--json"]))
+            .expect("JSON");
     let cli = &json[0]["evidence"];
     assert_eq!(cli["peak_depth_mm"], 0.7);
     assert_eq!(cli["limit_mm"], 0.5);
@@ -127,7 +111,7 @@ periorbital = 0.5
     assert_eq!(cli["other_excursions"][0]["binding_rule"], "operator");
     assert_eq!(cli["other_excursions"][0]["peak_depth_mm"], 1.1);
 
-    let export = penwatch(&setup, &["export", "--format", "jsonl"]);
+    let export = setup.penwatch_ok(REVIEWER, &["export", "--format", "jsonl"]);
     let exported: serde_json::Value = export
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
@@ -139,7 +123,7 @@ periorbital = 0.5
     assert_eq!(exported["other_excursions"][0]["limit_mm"], 1.0);
     assert_eq!(exported["other_excursions"][0]["binding_rule"], "operator");
 
-    let text = penwatch(&setup, &["session", "pen-b", "s-1"]);
+    let text = setup.penwatch_ok(REVIEWER, &["session", "pen-b", "s-1"]);
     assert!(
         text.contains("worst excursion: peak 0.70 mm over a 0.50 mm limit (zone), 0.20 mm over"),
         "{text}"
@@ -224,7 +208,7 @@ jurisdiction = "scotland"
     );
     assert!(close(s3.excess_mm, 0.25));
 
-    let text = penwatch(&setup, &["violations"]);
+    let text = setup.penwatch_ok(REVIEWER, &["violations"]);
     let rows: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("scotland_2026"))
