@@ -96,12 +96,18 @@ impl App {
         }
     }
 
-    /// Flags the violation's session as exceeded, with its evidence.
+    /// Flags the violation's session as exceeded, with its evidence; one an amendment raised
+    /// (late messages) marks the session amended and leaves its closed record as it was.
     pub(super) fn mark_exceeded(&mut self, v: &Violation) {
         if let Some(s) = self
             .sessions
             .get_mut(&(v.device_id.clone(), v.session_id.clone()))
         {
+            if v.amendment > 0 {
+                s.amendments = s.amendments.max(v.amendment);
+                s.exceeded_by_amendment |= !s.exceeded;
+                return;
+            }
             s.exceeded = true;
             if let Some(e) = &v.evidence {
                 s.max_depth_mm = s.max_depth_mm.max(e.peak_depth_mm);

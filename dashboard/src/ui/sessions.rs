@@ -20,7 +20,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let ops = app.shows_operators();
     let mut columns: Vec<Column> = vec![
         col("Verdict", 10, 0),
-        col("State", 5, 1),
+        col("State", 7, 1),
         col("Session", 12, 0).grow(20),
         col("Device", 12, 0).grow(20),
         col("Clinic", 6, 4),
@@ -64,6 +64,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 pub fn verdict(s: &Session) -> Cell<'static> {
     if s.exceeded {
         Cell::from(theme::EXCEEDED).style(theme::DANGER)
+    } else if s.exceeded_by_amendment {
+        Cell::from(theme::EXCEEDED_LATE).style(theme::DANGER)
     } else if s.samples == 0 && s.strokes == 0 && s.state == "open" {
         Cell::from("")
     } else {
@@ -90,6 +92,8 @@ fn row(s: &Session, ops: bool) -> Vec<Cell<'static>> {
     };
     let state = if s.state == "open" {
         Cell::from("live").style(theme::OK)
+    } else if s.amendments > 0 {
+        Cell::from(format!("ended{}", theme::AMENDED)).style(theme::WARN)
     } else {
         Cell::from("ended").style(theme::DIM)
     };

@@ -54,7 +54,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
     let e = v.evidence.clone().unwrap_or_default();
-    let state = if v.r#final {
+    let state = if v.amendment > 0 {
+        Cell::from(format!("late{}{}", theme::AMENDED, v.amendment)).style(theme::DANGER)
+    } else if v.r#final && v.session_amendments > 0 {
+        Cell::from(format!("final{}", theme::AMENDED)).style(theme::WARN)
+    } else if v.r#final {
         Cell::from("final").style(theme::DIM)
     } else {
         Cell::from("OPEN").style(theme::DANGER)

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::types::{Alert, Kind, Severity};
+use crate::audit::Amendment;
 use crate::cartridges::Cartridge;
 use crate::fleet::Device;
 use crate::sessions::Session;
@@ -68,6 +69,24 @@ pub fn violation(s: &Session, now_ms: i64, closed_ms: Option<i64>) -> Option<Ale
         }),
         ..session_alert(Kind::Violation, Severity::Critical, s, summary)
     })
+}
+
+/// A violation raised or grown by an amendment of a closed session (late messages): the
+/// session's violation alert (same key), marked with the amendment; `None` without evidence.
+pub fn amended_violation(s: &Session, a: &Amendment, now_ms: i64) -> Option<Alert> {
+    let mut alert = violation(s, now_ms, Some(now_ms))?;
+    alert.summary = format!(
+        "amendment {} ({}): {}",
+        a.number,
+        a.reason.replace('_', " "),
+        alert.summary
+    );
+    if let Some(details) = alert.details.as_object_mut() {
+        details.insert("amendment".to_owned(), json!(a.number));
+        details.insert("amendment_reason".to_owned(), json!(a.reason));
+        details.insert("new_violation".to_owned(), json!(a.new_violation));
+    }
+    Some(alert)
 }
 
 /// A session by an operator the policy does not know; `None` for a known one.

@@ -1,9 +1,10 @@
-//! Depth log export: sessions, their violations and (on request) their samples, oldest
-//! session first, as CSV or JSON lines, in chunks, read from one snapshot of the journal
+//! Depth log export: sessions, their violations, their amendments (late messages after the
+//! session closed, each a row of its own after the record it amends) and (on request) their
+//! samples, oldest session first, as CSV or JSON lines, in chunks, read from one snapshot of the journal
 //! after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `sample`) and columns that do not apply to it are empty; every
+//! (`session`, `violation`, `amendment`, `sample`) and columns that do not apply to it are empty; every
 //! Unix ms time column has an RFC 3339 one beside it (`started_ms`, `started`); a text
 //! cell a spreadsheet would run as a formula gets a leading `'`. A JSON line carries only the
 //! fields of its record, exactly.
@@ -14,7 +15,9 @@ use tonic::Status;
 
 use super::auth::Caller;
 use crate::audit::Verification;
-use crate::journal::queries::{Order, SampleRow, Selection, StoredSession, StoredViolation};
+use crate::journal::queries::{
+    Order, SampleRow, Selection, StoredAmendment, StoredSession, StoredViolation,
+};
 use crate::journal::{self, Reader};
 use crate::sessions::Excursion;
 
@@ -98,6 +101,15 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cartridge_strokes",
     "zone",
     "policy_version",
+    "amendments",
+    "amendment",
+    "amendment_reason",
+    "amends_audit_seq",
+    "audit_seq",
+    "committed_ms",
+    "committed",
+    "ended",
+    "new_violation",
 ];
 
 /// The CSV columns that carry a Unix ms time of another column as RFC 3339 (UTC,
@@ -110,6 +122,7 @@ fn rfc3339_of(column: &str) -> Option<&'static str> {
         "last_above" => "last_above_ms",
         "timestamp" => "timestamp_ms",
         "received" => "received_ms",
+        "committed" => "committed_ms",
         _ => return None,
     })
 }
@@ -160,7 +173,58 @@ fn session_record(s: &StoredSession, caller: &Caller) -> Record {
             "samples_digest",
             s.samples_digest.clone().unwrap_or_default().into(),
         ),
+        ("amendments", s.amendments.into()),
     ]
+}
+
+fn amendment_record(s: &StoredSession, a: &StoredAmendment, caller: &Caller) -> Record {
+    let (x, record) = (&a.amendment, &s.session);
+    let mut out = vec![
+        ("record", "amendment".into()),
+        ("session_id", x.session_id.clone().into()),
+        ("device_id", x.device_id.clone().into()),
+        ("clinic_id", x.clinic_id.clone().into()),
+        (
+            "operator_id",
+            caller.operator(&x.clinic_id, &x.operator_id).into(),
+        ),
+        ("device_class", x.device_class.clone().into()),
+        ("cartridge_id", record.cartridge_id.clone().into()),
+        ("started_ms", x.started_ms.into()),
+        ("last_ms", x.last_ms.into()),
+        ("samples", x.messages.into()),
+        ("strokes", x.strokes.into()),
+        ("max_depth_mm", x.max_depth_mm.into()),
+        ("exceeded", x.exceeded.into()),
+        ("samples_digest", x.samples_digest.clone().into()),
+        ("amendment", x.number.into()),
+        ("amendment_reason", x.reason.clone().into()),
+        ("amends_audit_seq", x.amends.into()),
+        ("audit_seq", a.audit_seq.into()),
+        ("committed_ms", x.committed_ms.into()),
+        ("ended", x.ended.into()),
+        ("new_violation", x.new_violation.into()),
+    ];
+    if let Some(e) = x.violation.as_ref().filter(|_| x.violation_changed) {
+        let w = &e.worst;
+        out.extend([
+            ("limit_mm", w.limit_mm.into()),
+            ("binding_rule", w.binding.clone().into()),
+            ("peak_depth_mm", w.peak_depth_mm.into()),
+            ("excess_mm", w.excess_mm.into()),
+            ("first_above_ms", w.first_above_ms.into()),
+            ("last_above_ms", w.last_above_ms.into()),
+            ("strokes_above", w.strokes_above.into()),
+            ("samples_above", w.samples_above.into()),
+            (
+                "other_excursions",
+                Value::Array(e.others.iter().map(excursion).collect()),
+            ),
+            ("unlisted_excursions", e.unlisted.into()),
+            ("policy_version", w.policy_version.clone().into()),
+        ]);
+    }
+    out
 }
 
 fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
@@ -190,6 +254,7 @@ fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
         ("unlisted_excursions", v.evidence.unlisted.into()),
         ("final", v.final_.into()),
         ("policy_version", e.policy_version.clone().into()),
+        ("amendment", v.amendment.into()),
     ]
 }
 
@@ -385,10 +450,16 @@ fn export_snapshot(
         after = Some(last.cursor());
         for s in &page {
             out.write(session_record(s, caller))?;
-            if s.session.exceeded()
-                && let Some(v) = j.session_violation(&s.session.device_id, &s.session.session_id)?
+            let (device, session) = (&s.session.device_id, &s.session.session_id);
+            if (s.session.exceeded() || s.exceeded_by_amendment)
+                && let Some(v) = j.session_violation(device, session)?
             {
                 out.write(violation_record(&v, caller))?;
+            }
+            if s.amendments > 0 {
+                for a in j.amendments(device, session)? {
+                    out.write(amendment_record(s, &a, caller))?;
+                }
             }
             if include_samples {
                 let mut stopped = false;

@@ -21,12 +21,17 @@ pub(super) const SAMPLE_COLUMNS: &str = "device_id, seq, clinic_id, device_class
 /// The columns of `sessions`, in the order [`super::Batch`] binds them.
 pub(super) const SESSION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \
     device_class, started_ms, last_ms, exceeded, state, close_reason, samples_digest, record, \
-    min_seq, max_seq, max_depth_mm";
+    min_seq, max_seq, max_depth_mm, audit_seq";
 
 /// The columns of `violations`, in the order [`super::Batch`] binds them.
 pub(super) const VIOLATION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \
     device_class, limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above, \
-    samples_above, policy_version, final";
+    samples_above, policy_version, final, amendment";
+
+/// The columns of `amendments`, in the order [`super::Batch`] binds them.
+pub(super) const AMENDMENT_COLUMNS: &str = "device_id, session_id, number, audit_seq, \
+    amends_seq, reason, committed_ms, messages, last_sample_id, max_depth_mm, exceeded, \
+    new_violation, record";
 
 /// `?1, ?2, …, ?n`.
 pub(super) fn placeholders(n: usize) -> String {
@@ -147,29 +152,31 @@ const DIGEST_LINE: &str = "device_id || '|' || seq || '|' || ts_ms || '|' || eve
     printf('%.6f', permitted_mm) || '|' || binding || '|' || exceeded || '|' || policy_version \
     || IIF(version > 0, '|v' || version, '')";
 
-/// Digest over a session's samples within the `seq` range `seqs` with a journal id up to
-/// `upto`: how many there were, the highest journal id among them and the digest. The range
-/// is a superset of the session's samples, looked up through the `(device_id, seq)` index,
-/// then filtered by session.
+/// Digest over a session's samples within the `seq` range `seqs` with a journal id in
+/// `ids` (above the first, up to the second): how many there were, the highest journal id
+/// among them and the digest. The range is a superset of the session's samples, looked up
+/// through the `(device_id, seq)` index, then filtered by session.
 pub(super) fn samples_digest(
     conn: &Connection,
     device_id: &str,
     session_id: &str,
     seqs: (u64, u64),
-    upto: i64,
+    ids: (i64, i64),
 ) -> Result<(u64, i64, String)> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, {DIGEST_LINE} AS line FROM samples WHERE device_id = ?1 \
-         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id <= ?3 ORDER BY seq, version"
+         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id > ?6 AND id <= ?3 \
+         ORDER BY seq, version"
     ))?;
     let mut digest = SampleDigest::default();
     let (mut n, mut last_id) = (0, 0);
     let mut rows = stmt.query(params![
         device_id,
         session_id,
-        upto,
-        seqs.0 as i64,
-        seqs.1.min(i64::MAX as u64) as i64
+        ids.1,
+        seqs.0.min(i64::MAX as u64) as i64,
+        seqs.1.min(i64::MAX as u64) as i64,
+        ids.0
     ])?;
     while let Some(row) = rows.next()? {
         last_id = last_id.max(row.get::<_, i64>("id")?);
@@ -183,8 +190,8 @@ pub(super) fn samples_digest(
     Ok((n, last_id, digest.finish()))
 }
 
-/// Appends a record to the audit chain inside the caller's transaction; returns its hash.
-pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<String> {
+/// Appends a record to the audit chain inside the caller's transaction; returns its position.
+pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<i64> {
     let (kind, body) = (record.kind(), record.body()?);
     let prev: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
@@ -196,5 +203,5 @@ pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<
         "INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![seq, kind, body, prev_hash, hash])?;
-    Ok(hash)
+    Ok(seq)
 }

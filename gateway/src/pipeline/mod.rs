@@ -52,6 +52,8 @@ pub struct Outcome {
     pub quarantined: u64,
     /// Sessions closed.
     pub closed: u64,
+    /// Closed sessions amended by late messages.
+    pub amended: u64,
 }
 
 /// Live state plus the journal.
@@ -208,6 +210,7 @@ impl Pipeline {
                 work.closed(closed, committed_ms);
             }
         }
+        out.amended = self.state.amend(&tx, &mut work, committed_ms)?;
         self.state.write(&tx, &mut work, committed_ms, flush_all)?;
         tx.commit()?;
         for e in work.events {
