@@ -19,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let ops = app.shows_operators();
     let mut columns: Vec<Column> = vec![
         col("Last above", 11, 0),
-        col("State", 6, 2),
+        col("State", 7, 2),
         col("Session", 12, 0).grow(20),
         col("Device", 12, 0).grow(20),
         col("Clinic", 6, 3),
