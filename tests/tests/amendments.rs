@@ -9,7 +9,7 @@ use penwatch_gateway::journal::Reader;
 use penwatch_proto::v1 as pb;
 use penwatch_proto::v1::{DeviceClass, Event, Telemetry, Zone};
 use penwatch_tests::alerting::WebhookReceiver;
-use penwatch_tests::api::{REVIEWER, Setup, req};
+use penwatch_tests::api::{REVIEWER, Setup, export, export_req, req};
 use penwatch_tests::{InfluxV1, http_get, http_status};
 use serde_json::Value;
 
@@ -120,6 +120,22 @@ async fn session_detail(setup: &Setup, session: &str) -> pb::SessionDetail {
     .await
     .expect("session")
     .into_inner()
+}
+
+/// Runs `penwatch` against the setup's gateway as the reviewer; stdout of a successful run.
+fn penwatch(setup: &Setup, args: &[&str]) -> String {
+    let out = std::process::Command::new(penwatch_tests::binary("penwatch").expect("built"))
+        .args(args)
+        .env("PENWATCH_GATEWAY", &setup.api)
+        .env("PENWATCH_TOKEN", REVIEWER)
+        .output()
+        .expect("run penwatch");
+    assert!(
+        out.status.success(),
+        "penwatch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 fn verifies(setup: &Setup) {
