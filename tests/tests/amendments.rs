@@ -243,6 +243,40 @@ async fn a_late_sample_after_session_end_is_one_amendment_not_a_second_record() 
     );
     verifies(&setup);
 
+    // The command line shows the record and, under it, its amendment.
+    let shown = penwatch(&setup, &["session", "pen-a", "s-1"]);
+    assert!(
+        shown.contains("AMENDMENT 1 (late after end")
+            && shown.contains("NEW VIOLATION: peak 1.40 mm over a 1.00 mm limit"),
+        "{shown}"
+    );
+    let listed = penwatch(&setup, &["violations"]);
+    assert!(listed.contains("closed, by amendment 1"), "{listed}");
+
+    // The export: the session row as recorded, its violation (raised by amendment 1) and the
+    // amendment's own row.
+    let (csv, last) = export(&mut c, req(export_req(None, "csv", false), REVIEWER)).await;
+    assert!(last.chain_ok);
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().expect("header").clone();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("row")).collect();
+    let kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (&r[col("record")], &r[col("amendment")]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("session", ""), ("violation", "1"), ("amendment", "1")],
+        "{csv}"
+    );
+    let amendment = &rows[2];
+    assert_eq!(&amendment[col("amendment_reason")], "late_after_end");
+    assert_eq!(&amendment[col("peak_depth_mm")], "1.4");
+    assert_eq!(&amendment[col("new_violation")], "true");
+    assert_eq!(&rows[0][col("amendments")], "1");
+    assert_eq!(&rows[0][col("exceeded")], "false");
+
     // The alert carries the amendment.
     wait(&setup, "the amended violation's alert", || {
         webhook
