@@ -424,6 +424,37 @@ mod tests {
     }
 
     #[test]
+    fn an_amendment_chains_as_its_own_kind_and_reads_back() {
+        let body = r#"{"session_id":"s","device_id":"pen","clinic_id":"c01","operator_id":"op",
+            "device_class":"salon","number":1,"amends":3,"reason":"late_after_end",
+            "committed_ms":9,"messages":1,"first_seq":5,"last_seq":5,"after_sample_id":4,
+            "last_sample_id":5,"samples_digest":"d","started_ms":1,"last_ms":5,"strokes":600,
+            "max_depth_mm":0.8,"exceeded":false,"ended":true,"new_violation":false,
+            "violation_changed":false}"#;
+        let record = Record::parse("amendment", body)
+            .expect("parses")
+            .expect("a known kind");
+        assert_eq!(record.kind(), "amendment");
+        let Record::Amendment(a) = &record else {
+            panic!("an amendment");
+        };
+        assert_eq!((a.number, a.amends, a.violation.as_ref()), (1, 3, None));
+        let chained = record.body().expect("body");
+        assert!(!chained.contains("violation\":null"), "{chained}");
+        assert_eq!(
+            Record::parse("amendment", &chained).expect("parses"),
+            Some(record)
+        );
+        assert_eq!(
+            (
+                AmendReason::after("ended").as_str(),
+                AmendReason::after("inactive").as_str()
+            ),
+            ("late_after_end", "replay_after_inactive")
+        );
+    }
+
+    #[test]
     fn a_final_violation_chains_every_excursion_and_an_older_one_still_reads() {
         let body = r#"{"session_id":"s","device_id":"pen","clinic_id":"c01","operator_id":"op",
             "device_class":"medical","limit_mm":0.5,"binding":"zone","peak_depth_mm":0.7,

@@ -271,6 +271,38 @@ mod tests {
     }
 
     #[test]
+    fn a_violation_raised_by_an_amendment_is_the_sessions_alert_marked_with_it() {
+        let a: Amendment = serde_json::from_value(json!({
+            "session_id": "s1", "device_id": "pen", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "home", "number": 2, "amends": 7, "reason": "late_after_end",
+            "committed_ms": 9, "messages": 1, "first_seq": 5, "last_seq": 5,
+            "after_sample_id": 4, "last_sample_id": 5, "samples_digest": "d", "started_ms": 1,
+            "last_ms": 5, "strokes": 30, "max_depth_mm": 0.8, "exceeded": true, "ended": true,
+            "new_violation": true, "violation_changed": true
+        }))
+        .expect("amendment");
+        let alert = amended_violation(&session(true), &a, 9).expect("raised");
+        assert_eq!(alert.key, "violation/pen/s1", "the session's own alert");
+        assert_eq!(alert.ends_ms, Some(9));
+        assert!(
+            alert
+                .summary
+                .starts_with("amendment 2 (late after end): pen pen"),
+            "{}",
+            alert.summary
+        );
+        assert_eq!(
+            (
+                &alert.details["amendment"],
+                &alert.details["amendment_reason"],
+                &alert.details["new_violation"]
+            ),
+            (&json!(2), &json!("late_after_end"), &json!(true))
+        );
+        assert_eq!(amended_violation(&session(false), &a, 9), None);
+    }
+
+    #[test]
     fn an_unknown_operator_is_named_in_its_alert() {
         let a = unknown_operator(&session(false), 5).expect("raised");
         assert_eq!(a.key, "unknown_operator/pen/s1");

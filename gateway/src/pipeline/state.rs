@@ -751,3 +751,95 @@ fn refold(samples: &[(Reading, Verdict)]) -> Option<Session> {
     }
     Some(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::{Evidence, Excursion};
+
+    fn excursion(peak: f64) -> Evidence {
+        Evidence::new(Excursion {
+            limit_mm: 1.0,
+            binding: "class".into(),
+            peak_depth_mm: peak,
+            excess_mm: peak - 1.0,
+            first_above_ms: 5,
+            last_above_ms: 5,
+            strokes_above: 120,
+            samples_above: 1,
+            policy_version: "p".into(),
+        })
+    }
+
+    fn session(violation: Option<Evidence>) -> Session {
+        let mut s: Session = serde_json::from_value(serde_json::json!({
+            "session_id": "s1", "device_id": "pen", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "salon", "cartridge_id": "cart", "cartridge_model": "N12",
+            "started_ms": 1, "last_ms": 4, "samples": 2, "strokes": 480, "max_depth_mm": 0.8,
+            "permitted_mm": 1.0, "binding": "class", "zones": [], "unknown_operator": false,
+            "unregistered_device": false, "class_mismatch": false, "ended": true,
+            "violation": null, "last_seq": 4, "last_strokes": 480
+        }))
+        .expect("session");
+        s.violation = violation;
+        s
+    }
+
+    fn added() -> Added {
+        Added {
+            messages: 1,
+            seqs: (5, 5),
+            last_id: 12,
+            digest: "d".into(),
+        }
+    }
+
+    fn closed(record: Session, amendments: u64, evidence: Option<Evidence>) -> ClosedRecord {
+        ClosedRecord {
+            session: record,
+            close_reason: "ended".into(),
+            audit_seq: 3,
+            covered_id: 10,
+            amendments,
+            evidence,
+        }
+    }
+
+    #[test]
+    fn a_late_violation_on_a_session_that_had_none_is_a_new_violation_of_the_next_amendment() {
+        let mut now = session(Some(excursion(1.4)));
+        now.max_depth_mm = 1.4;
+        now.last_ms = 5;
+        let a = amendment(&closed(session(None), 0, None), &now, added(), 9);
+        assert_eq!((a.number, a.amends, a.after_sample_id), (1, 3, 10));
+        assert_eq!((a.first_seq, a.last_seq, a.last_sample_id), (5, 5, 12));
+        assert_eq!(a.reason, "late_after_end");
+        assert!(a.new_violation && a.violation_changed && a.exceeded);
+        assert_eq!((a.started_ms, a.last_ms, a.max_depth_mm), (1, 5, 1.4));
+    }
+
+    #[test]
+    fn late_data_that_grows_a_violation_changes_it_without_raising_a_new_one() {
+        let record = session(Some(excursion(1.2)));
+        let now = session(Some(excursion(1.5)));
+        let a = amendment(
+            &closed(record.clone(), 1, Some(excursion(1.3))),
+            &now,
+            added(),
+            9,
+        );
+        assert_eq!(a.number, 2);
+        assert!(!a.new_violation && a.violation_changed);
+        let same = amendment(&closed(record, 1, Some(excursion(1.5))), &now, added(), 9);
+        assert!(!same.new_violation && !same.violation_changed);
+    }
+
+    #[test]
+    fn a_session_closed_for_inactivity_is_amended_by_a_replay() {
+        let mut c = closed(session(None), 0, None);
+        c.close_reason = "inactive".into();
+        let a = amendment(&c, &session(None), added(), 9);
+        assert_eq!(a.reason, "replay_after_inactive");
+        assert!(!a.new_violation && !a.violation_changed);
+    }
+}

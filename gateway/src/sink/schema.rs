@@ -400,6 +400,42 @@ mod tests {
     }
 
     #[test]
+    fn an_amendment_is_a_point_of_its_own_not_a_second_session_point() {
+        let body = serde_json::json!({
+            "session_id": "s-1", "device_id": "pen-1", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "salon", "number": 1, "amends": 4, "reason": "replay_after_inactive",
+            "committed_ms": 9, "messages": 3, "first_seq": 5, "last_seq": 7,
+            "after_sample_id": 4, "last_sample_id": 7, "samples_digest": "d", "started_ms": 1000,
+            "last_ms": 7000, "strokes": 840, "max_depth_mm": 1.2, "exceeded": true, "ended": true,
+            "new_violation": true, "violation_changed": true,
+            "violation": {"limit_mm": 1.0, "binding": "class", "peak_depth_mm": 1.2,
+                "excess_mm": 0.2, "first_above_ms": 5000, "last_above_ms": 5000,
+                "strokes_above": 120, "samples_above": 1, "policy_version": "p1"}
+        });
+        let p = audit(
+            &AuditRecord {
+                seq: 6,
+                record: Record::parse("amendment", &body.to_string()).expect("parses"),
+            },
+            Precision::Ns,
+        )
+        .expect("amendment");
+        assert_eq!(p.measurement, "pen_session_amendment");
+        assert_eq!(p.time, 1_000_000_006);
+        assert!(p.tags.contains(&("reason", "replay_after_inactive".into())));
+        for field in [
+            ("amendment", Field::I(1)),
+            ("amends_audit_seq", Field::I(4)),
+            ("messages", Field::I(3)),
+            ("new_violation", Field::B(true)),
+            ("peak_depth_mm", Field::F(1.2)),
+            ("audit_seq", Field::I(6)),
+        ] {
+            assert!(p.fields.contains(&field), "{field:?} in {:?}", p.fields);
+        }
+    }
+
+    #[test]
     fn audit_entries_map_to_sessions_and_violations() {
         let body = serde_json::json!({
             "session_id": "s-1", "device_id": "pen-1", "clinic_id": "c01", "operator_id": "op",
