@@ -64,12 +64,17 @@ const MIGRATE_5_TO_6: &str = "";
 /// From version 6 to 7: nothing to change; `SCHEMA` adds the access log.
 const MIGRATE_6_TO_7: &str = "";
 
-/// From version 7 to 8: the new columns (`SCHEMA` adds the `amendments` table). Closed sessions
-/// of older journals keep a NULL `audit_seq`; their entry is looked up in the chain when late
-/// data first amends one.
+/// From version 7 to 8: the new columns (`SCHEMA` adds the `amendments` table), and each closed
+/// session's chain position from its latest `session` entry, found in one pass over the chain.
 const MIGRATE_7_TO_8: &str = "
 ALTER TABLE sessions ADD COLUMN audit_seq INTEGER;
 ALTER TABLE violations ADD COLUMN amendment INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET audit_seq = chained.seq
+FROM (SELECT json_extract(body, '$.device_id') AS device_id,
+        json_extract(body, '$.session_id') AS session_id, MAX(seq) AS seq
+      FROM audit_chain WHERE kind = 'session' GROUP BY 1, 2) AS chained
+WHERE sessions.state = 'closed' AND sessions.device_id = chained.device_id
+    AND sessions.session_id = chained.session_id;
 ";
 
 /// From version 4 to 5: `samples` rebuilt with `version` in its unique key (a table's
@@ -465,6 +470,12 @@ mod tests {
             "INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
                 started_ms, last_ms, exceeded, state, record)
              VALUES ('pen', 's', 'c', 'op', 'home', 1, 2, 1, 'closed', '{}');
+             INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
+                started_ms, last_ms, exceeded, state, record)
+             VALUES ('pen', 'open', 'c', 'op', 'home', 1, 2, 0, 'open', '{}');
+             INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES
+                (4, 'session', '{\"device_id\":\"pen\",\"session_id\":\"s\"}', '', ''),
+                (5, 'session', '{\"device_id\":\"pen\",\"session_id\":\"other\"}', '', '');
              INSERT INTO violations (device_id, session_id, clinic_id, operator_id, device_class,
                 limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above,
                 samples_above, policy_version, final)
@@ -483,7 +494,20 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .expect("kept");
-        assert_eq!((audit_seq, amendment), (None, 0));
+        assert_eq!(
+            (audit_seq, amendment),
+            (Some(4), 0),
+            "the closed session's chain position is found"
+        );
+        let open: Option<i64> = writer
+            .conn
+            .query_row(
+                "SELECT audit_seq FROM sessions WHERE session_id = 'open'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("open session");
+        assert_eq!(open, None);
         let amendments: i64 = writer
             .conn
             .query_row("SELECT COUNT(*) FROM amendments", [], |r| r.get(0))
