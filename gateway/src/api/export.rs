@@ -441,7 +441,7 @@ fn export_snapshot(
     caller: &Caller,
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
 ) -> Result<Outcome, ExportError> {
-    let verification = j.verify()?;
+    let verification = j.verify_within()?;
     let mut out = Encoder::new(format)?;
     let mut after = None;
     loop {

@@ -178,8 +178,15 @@ impl Reader {
         body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
     }
 
-    /// Recomputes the audit chain and checks every final row against it (see the module).
+    /// Recomputes the audit chain and checks every final row against it (see the module), in
+    /// one read transaction: a gateway writing beside it (the committer, the access log) is
+    /// not seen half-way.
     pub fn verify(&self) -> Result<Verification> {
+        self.snapshot(Reader::verify_within)
+    }
+
+    /// [`Reader::verify`] inside the caller's read transaction ([`Reader::snapshot`]).
+    pub fn verify_within(&self) -> Result<Verification> {
         let entries = self
             .conn
             .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit_chain ORDER BY seq")?
