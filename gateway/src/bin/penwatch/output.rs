@@ -222,14 +222,15 @@ fn amendment_json(a: &pb::Amendment) -> Value {
 /// One amendment, as a line a reviewer reads under the record it amends.
 fn amendment_line(a: &pb::Amendment) -> String {
     let mut line = format!(
-        "AMENDMENT {} ({}, chain entry {} amends entry {}), committed {}: {} late messages \
-         (seq {}–{}), max {} mm, {} strokes{}",
+        "AMENDMENT {} ({}, chain entry {} amends entry {}), committed {}: {} late message{} \
+         (seq {}–{}), session now max {} mm, {} strokes{}",
         a.number,
         a.reason.replace('_', " "),
         a.audit_seq,
         a.amends_audit_seq,
         time(a.committed_ms),
         a.messages,
+        if a.messages == 1 { "" } else { "s" },
         a.first_seq,
         a.last_seq,
         mm(a.max_depth_mm),
@@ -863,6 +864,49 @@ mod tests {
         assert!(!out.chars().any(text::is_control), "{out:?}");
         let back: Value = serde_json::from_str(&out).expect("still JSON");
         assert_eq!(back, v, "the same value");
+    }
+
+    #[test]
+    fn an_amendment_line_says_what_it_amends_why_and_what_it_found() {
+        let a = pb::Amendment {
+            number: 2,
+            reason: "replay_after_inactive".into(),
+            amends_audit_seq: 5,
+            audit_seq: 9,
+            messages: 3,
+            first_seq: 51,
+            last_seq: 53,
+            max_depth_mm: 1.2,
+            strokes: 840,
+            ended: true,
+            new_violation: true,
+            violation_changed: true,
+            evidence: Some(pb::Evidence {
+                peak_depth_mm: 1.2,
+                limit_mm: 1.0,
+                binding_rule: "class".into(),
+                excess_mm: 0.2,
+                ..pb::Evidence::default()
+            }),
+            ..pb::Amendment::default()
+        };
+        let line = amendment_line(&a);
+        assert!(
+            line.starts_with("AMENDMENT 2 (replay after inactive, chain entry 9 amends entry 5)"),
+            "{line}"
+        );
+        assert!(line.contains("3 late messages (seq 51–53)"), "{line}");
+        assert!(
+            line.contains("NEW VIOLATION: peak 1.20 mm over a 1.00 mm limit (class)"),
+            "{line}"
+        );
+        let quiet = amendment_line(&pb::Amendment {
+            messages: 1,
+            violation_changed: false,
+            ..a
+        });
+        assert!(quiet.contains("1 late message (seq"), "{quiet}");
+        assert!(!quiet.contains("VIOLATION"), "{quiet}");
     }
 
     #[test]
