@@ -277,6 +277,27 @@ async fn a_late_sample_after_session_end_is_one_amendment_not_a_second_record() 
     assert_eq!(&amendment[col("new_violation")], "true");
     assert_eq!(&rows[0][col("amendments")], "1");
     assert_eq!(&rows[0][col("exceeded")], "false");
+    // With samples: the record's, then the amendment's, marked with it.
+    let (csv, _) = export(&mut c, req(export_req(None, "csv", true), REVIEWER)).await;
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("row")).collect();
+    let samples: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| &r[col("record")] != "session" && &r[col("record")] != "violation")
+        .map(|r| (&r[col("record")], &r[col("seq")], &r[col("amendment")]))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            ("sample", "1", ""),
+            ("sample", "2", ""),
+            ("sample", "3", ""),
+            ("sample", "4", ""),
+            ("amendment", "", "1"),
+            ("sample", "5", "1")
+        ],
+        "{csv}"
+    );
 
     // The alert carries the amendment.
     wait(&setup, "the amended violation's alert", || {

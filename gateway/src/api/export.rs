@@ -1,6 +1,7 @@
-//! Depth log export: sessions, their violations, their amendments (late messages after the
-//! session closed, each a row of its own after the record it amends) and (on request) their
-//! samples, oldest session first, as CSV or JSON lines, in chunks, read from one snapshot of the journal
+//! Depth log export: sessions, their violations, (on request) their samples, then their
+//! amendments (late messages after the session closed, each a row of its own after the record
+//! it amends, followed on request by the samples it added, which carry its number), oldest
+//! session first, as CSV or JSON lines, in chunks, read from one snapshot of the journal
 //! after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
@@ -433,6 +434,58 @@ pub fn export(
     })?
 }
 
+/// Sample rows written as they are read, handed out a chunk at a time; those an amendment
+/// added carry its number.
+struct Samples<'a> {
+    out: &'a mut Encoder,
+    caller: &'a Caller,
+    emit: &'a mut dyn FnMut(Vec<u8>) -> bool,
+    amendment: u64,
+    stopped: bool,
+    failed: Option<csv::Error>,
+}
+
+impl<'a> Samples<'a> {
+    fn new(
+        out: &'a mut Encoder,
+        caller: &'a Caller,
+        emit: &'a mut dyn FnMut(Vec<u8>) -> bool,
+        amendment: u64,
+    ) -> Self {
+        Samples {
+            out,
+            caller,
+            emit,
+            amendment,
+            stopped: false,
+            failed: None,
+        }
+    }
+
+    fn write(&mut self, row: &SampleRow) {
+        let mut record = sample_record(row, self.caller);
+        if self.amendment > 0 {
+            record.push(("amendment", self.amendment.into()));
+        }
+        if self.failed.is_none()
+            && let Err(e) = self.out.write(record)
+        {
+            self.failed = Some(e);
+        }
+        if self.out.len() >= CHUNK_BYTES && !self.stopped {
+            self.stopped = !(self.emit)(self.out.take());
+        }
+    }
+
+    /// Whether `emit` asked to stop; the first write error, if any.
+    fn finish(self) -> Result<bool, ExportError> {
+        match self.failed {
+            Some(e) => Err(e.into()),
+            None => Ok(self.stopped),
+        }
+    }
+}
+
 fn export_snapshot(
     j: &Reader,
     sel: &Selection,
@@ -456,30 +509,30 @@ fn export_snapshot(
             {
                 out.write(violation_record(&v, caller))?;
             }
+            if include_samples {
+                let mut samples = Samples::new(&mut out, caller, emit, 0);
+                j.for_each_sample(device, session, |row| {
+                    samples.write(&row);
+                    Ok(())
+                })?;
+                if samples.finish()? {
+                    return Ok(None);
+                }
+            }
             if s.amendments > 0 {
                 for a in j.amendments(device, session)? {
                     out.write(amendment_record(s, &a, caller))?;
-                }
-            }
-            if include_samples {
-                let mut stopped = false;
-                let mut failed = None;
-                j.for_each_sample(&s.session.device_id, &s.session.session_id, |row| {
-                    if failed.is_none()
-                        && let Err(e) = out.write(sample_record(&row, caller))
-                    {
-                        failed = Some(e);
+                    if include_samples {
+                        let number = a.amendment.number;
+                        let mut samples = Samples::new(&mut out, caller, emit, number);
+                        j.for_each_amended_sample(&a.amendment, |row| {
+                            samples.write(&row);
+                            Ok(())
+                        })?;
+                        if samples.finish()? {
+                            return Ok(None);
+                        }
                     }
-                    if out.len() >= CHUNK_BYTES && !stopped {
-                        stopped = !emit(out.take());
-                    }
-                    Ok(())
-                })?;
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
-                if stopped {
-                    return Ok(None);
                 }
             }
             if out.len() >= CHUNK_BYTES && !emit(out.take()) {

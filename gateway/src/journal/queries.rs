@@ -320,6 +320,12 @@ const SESSION_SEQS: &str = "\
     (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions \
      WHERE device_id = ?1 AND session_id = ?2)";
 
+/// The journal ids of session `(?1, ?2)`'s record: up to the first amendment's (messages
+/// journaled after the session closed belong to its amendments).
+const RECORD_IDS: &str = "id <= IFNULL((SELECT json_extract(record, '$.after_sample_id') \
+    FROM amendments WHERE device_id = ?1 AND session_id = ?2 AND number = 1), \
+    9223372036854775807)";
+
 /// What a listing reads of a session (with its amendments' count and whether one found it
 /// exceeded).
 static STORED_SESSION: LazyLock<String> = LazyLock::new(|| {
@@ -429,6 +435,22 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
     })
 }
 
+/// Hands each `samples` row (selected with `id` and [`SAMPLE_COLUMNS`]) to `f`.
+fn each_sample(
+    mut rows: rusqlite::Rows<'_>,
+    mut f: impl FnMut(SampleRow) -> Result<()>,
+) -> Result<()> {
+    while let Some(row) = rows.next()? {
+        let (reading, verdict) = rows::sample(row)?;
+        f(SampleRow {
+            reading,
+            verdict,
+            received_ms: row.get("received_ms")?,
+        })?;
+    }
+    Ok(())
+}
+
 fn paged_args(mut args: Vec<Value>, after: Option<&Cursor>, limit: u32) -> Vec<Value> {
     if let Some(c) = after {
         args.push(Value::Integer(c.started_ms));
@@ -514,7 +536,8 @@ impl Reader {
     pub fn timeline(&self, device_id: &str, session_id: &str) -> Result<Vec<TimelinePoint>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT ts_ms, depth_mm, permitted_mm, session_strokes, zone, exceeded FROM samples \
-             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} ORDER BY seq, version"
+             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} \
+             AND {RECORD_IDS} ORDER BY seq, version"
         ))?;
         let rows = stmt.query_map(params![device_id, session_id], |r| {
             Ok(TimelinePoint {
@@ -618,27 +641,41 @@ impl Reader {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Hands each sample of a session to `f`, in `seq` order.
+    /// Hands each sample of a session's record (not those of its amendments) to `f`, in `seq`
+    /// order.
     pub fn for_each_sample(
         &self,
         device_id: &str,
         session_id: &str,
-        mut f: impl FnMut(SampleRow) -> Result<()>,
+        f: impl FnMut(SampleRow) -> Result<()>,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND session_id = ?2 \
-             AND seq BETWEEN {SESSION_SEQS} ORDER BY seq, version"
+             AND seq BETWEEN {SESSION_SEQS} AND {RECORD_IDS} ORDER BY seq, version"
         ))?;
-        let mut rows = stmt.query(params![device_id, session_id])?;
-        while let Some(row) = rows.next()? {
-            let (reading, verdict) = rows::sample(row)?;
-            f(SampleRow {
-                reading,
-                verdict,
-                received_ms: row.get("received_ms")?,
-            })?;
-        }
-        Ok(())
+        let rows = stmt.query(params![device_id, session_id])?;
+        each_sample(rows, f)
+    }
+
+    /// Hands each message an amendment added to `f`, in `seq` order.
+    pub fn for_each_amended_sample(
+        &self,
+        a: &crate::audit::Amendment,
+        f: impl FnMut(SampleRow) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND session_id = ?2 \
+             AND seq BETWEEN ?3 AND ?4 AND id > ?5 AND id <= ?6 ORDER BY seq, version"
+        ))?;
+        let rows = stmt.query(params![
+            a.device_id,
+            a.session_id,
+            a.first_seq.min(i64::MAX as u64) as i64,
+            a.last_seq.min(i64::MAX as u64) as i64,
+            a.after_sample_id,
+            a.last_sample_id
+        ])?;
+        each_sample(rows, f)
     }
 
     /// Number of quarantined messages kept.
