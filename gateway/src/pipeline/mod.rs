@@ -523,6 +523,10 @@ mod tests {
         ];
         let out = p.commit(&late.clone().map(inflight)).expect("late batch");
         assert_eq!((out.accepted, out.closed, out.amended), (3, 0, 1));
+        assert_eq!(
+            p.state.devices["pen-1"].session_id, "",
+            "the pen is not put back in the closed session"
+        );
         let again = p.commit(&late.map(inflight)).expect("redelivered");
         assert_eq!((again.duplicates, again.amended), (3, 0));
         let out = p
@@ -554,5 +558,21 @@ mod tests {
         assert_eq!(a, [(1, 3, 4, 6, true), (2, 1, 7, 7, false)]);
         let v = reader.verify().expect("verify");
         assert!(v.ok(), "{:?}", v.first_broken);
+
+        // After a restart, late data still amends it, numbered on.
+        drop(p);
+        let mut p = pipeline(&path);
+        let out = p
+            .commit(&[inflight(reading(8, Event::Sample, 0.5))])
+            .expect("after a restart");
+        assert_eq!((out.closed, out.amended), (0, 1));
+        let numbers: Vec<u64> = reader
+            .amendments("pen-1", "s-1")
+            .expect("amendments")
+            .iter()
+            .map(|a| a.amendment.number)
+            .collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert!(reader.verify().expect("verify").ok());
     }
 }

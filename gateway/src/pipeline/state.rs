@@ -289,6 +289,19 @@ impl LiveState {
         }
         if !r.session_id.is_empty() {
             self.apply_session(tx, r, v, received_ms, conflicting, work)?;
+            // A late message of a closed session does not put its pen back in that session.
+            if !work.late.is_empty()
+                && work
+                    .late
+                    .contains_key(&(r.device_id.clone(), r.session_id.clone()))
+                && let Some(d) = self
+                    .devices
+                    .get_mut(&r.device_id)
+                    .filter(|d| d.session_id == r.session_id)
+            {
+                d.session_id.clear();
+                d.depth_mm = 0.0;
+            }
         }
         if !r.cartridge_id.is_empty() {
             self.apply_cartridge(tx, policy, r, received_ms, work)?;
