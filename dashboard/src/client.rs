@@ -161,7 +161,7 @@ impl Wanted {
                 session_id,
             } => self.open = Some((device_id, session_id)),
             Command::CloseSession => self.open = None,
-            Command::Bell => {}
+            Command::MoreSessions { .. } | Command::Bell => {}
         }
     }
 }
@@ -254,6 +254,9 @@ async fn connection(
         tokio::select! {
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { return Err(Failure::Closed) };
+                if let Command::MoreSessions { query, page_token } = &cmd {
+                    more_sessions(&mut api, tx, query, page_token).await?;
+                }
                 let reload = matches!(cmd, Command::Reload(_));
                 let reopen = matches!(cmd, Command::OpenSession { .. } | Command::CloseSession);
                 wanted.apply(cmd);
@@ -273,6 +276,28 @@ async fn connection(
             failure = fail_rx.recv() => return Err(failure.unwrap_or(Failure::Closed)),
         }
     }
+}
+
+/// Loads a further page of sessions.
+async fn more_sessions(
+    api: &mut Client,
+    tx: &mpsc::Sender<Msg>,
+    query: &Query,
+    page_token: &str,
+) -> Result<(), Failure> {
+    let page = call(
+        "ListSessions",
+        api.list_sessions(ListSessionsRequest {
+            filter: Some(query.filter_at(now_ms())),
+            page_size: PAGE,
+            page_token: page_token.to_owned(),
+        }),
+    )
+    .await;
+    if let Some(page) = optional(page)? {
+        send(tx, Msg::MoreSessions(page)).await?;
+    }
+    Ok(())
 }
 
 async fn load_lists(
@@ -300,7 +325,7 @@ async fn load_lists(
     )
     .await;
     if let Some(s) = optional(sessions)? {
-        send(tx, Msg::Sessions(s.sessions)).await?;
+        send(tx, Msg::Sessions(s)).await?;
     }
     let violations = call(
         "ListViolations",

@@ -2,8 +2,8 @@
 
 use penwatch_proto::v1::{
     Cartridge, CartridgeAggregate, DepthPoint, DeviceState, Evidence, Excursion,
-    ListCartridgesResponse, OperatorSummary, ReuseEvent, Session, SessionDetail, Violation,
-    WhoAmIResponse,
+    ListCartridgesResponse, ListSessionsResponse, OperatorSummary, ReuseEvent, Session,
+    SessionDetail, Violation, WhoAmIResponse,
 };
 
 use crate::app::{App, Msg};
@@ -306,6 +306,14 @@ pub fn detail() -> SessionDetail {
     }
 }
 
+/// A page of the session list.
+pub fn page(sessions: Vec<Session>, next_page_token: &str) -> ListSessionsResponse {
+    ListSessionsResponse {
+        sessions,
+        next_page_token: next_page_token.into(),
+    }
+}
+
 /// A connected dashboard with the whole fixture loaded, as `role`.
 pub fn app(role: &str) -> App {
     let mut app = App::new(NOW, false);
@@ -318,7 +326,7 @@ pub fn app(role: &str) -> App {
         }),
         Msg::Connected,
         Msg::Fleet(fleet()),
-        Msg::Sessions(ss.clone()),
+        Msg::Sessions(page(ss.clone(), "")),
         Msg::Violations(vec![
             violation(&ss[0], false),
             Violation {

@@ -1,32 +1,76 @@
 //! Text for times, depths and percentages, the same on every screen.
 
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
 /// Device-supplied text as shown: control characters escaped (ESC as `\u{1b}`), so the
 /// terminal shows them instead of obeying them.
 pub fn text(s: &str) -> String {
     penwatch_proto::text::escape_controls(s).into_owned()
 }
 
-/// `HH:MM:SS` (UTC) of a Unix ms time; `--:--:--` for 0.
-pub fn clock(ms: i64) -> String {
-    if ms <= 0 {
-        return "--:--:--".into();
-    }
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
+/// The time zone the dashboard shows times in: the system's (`TZ`, else `/etc/localtime`)
+/// by default, UTC with `--utc`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone(TimeZone);
 
-/// `MM-DD HH:MM` (UTC) of a Unix ms time; `-` for 0.
-pub fn date_time(ms: i64) -> String {
-    if ms <= 0 {
-        return "-".into();
+impl Zone {
+    /// Coordinated Universal Time.
+    pub fn utc() -> Self {
+        Zone(TimeZone::UTC)
     }
-    let (_, month, day) = civil_date(ms.div_euclid(86_400_000));
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60
-    )
+
+    /// The system's zone; UTC when it cannot be determined.
+    pub fn system() -> Self {
+        Zone(TimeZone::try_system().unwrap_or(TimeZone::UTC))
+    }
+
+    /// A zone by its IANA name.
+    #[cfg(test)]
+    pub(crate) fn named(name: &str) -> Self {
+        Zone(TimeZone::get(name).expect("a zone the tzdb has"))
+    }
+
+    /// The zone as the header names it at `ms`: its abbreviation, and its IANA name when that
+    /// says more (`CET Europe/Berlin`, `UTC`).
+    pub fn label(&self, ms: i64) -> String {
+        let abbreviation = self.at(ms).map(|z| z.strftime("%Z").to_string());
+        match (abbreviation, self.0.iana_name()) {
+            (Some(a), Some(name)) if a != name && name != "UTC" => format!("{a} {name}"),
+            (Some(a), _) => a,
+            (None, Some(name)) => name.to_owned(),
+            (None, None) => "UTC".to_owned(),
+        }
+    }
+
+    /// The zone's abbreviation at `ms` (`CEST`, `UTC`).
+    pub fn abbreviation(&self, ms: i64) -> String {
+        self.at(ms)
+            .map_or_else(|| "UTC".to_owned(), |z| z.strftime("%Z").to_string())
+    }
+
+    /// `HH:MM:SS` of a Unix ms time; `--:--:--` for 0.
+    pub fn clock(&self, ms: i64) -> String {
+        self.show(ms, "%H:%M:%S", "--:--:--")
+    }
+
+    /// `MM-DD HH:MM` of a Unix ms time; `-` for 0.
+    pub fn date_time(&self, ms: i64) -> String {
+        self.show(ms, "%m-%d %H:%M", "-")
+    }
+
+    fn show(&self, ms: i64, pattern: &str, none: &str) -> String {
+        match self.at(ms) {
+            Some(z) if ms > 0 => z.strftime(pattern).to_string(),
+            _ => none.to_owned(),
+        }
+    }
+
+    fn at(&self, ms: i64) -> Option<Zoned> {
+        Timestamp::from_millisecond(ms)
+            .ok()
+            .map(|t| t.to_zoned(self.0.clone()))
+    }
 }
 
 /// How long ago `ms` was at `now_ms`: `12s`, `5m`, `3h`, `2d`; `-` for 0.
@@ -40,6 +84,15 @@ pub fn ago(now_ms: i64, ms: i64) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86_400 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// An operator id as shown, with `?` when the policy does not know the operator.
+pub fn operator(id: &str, unknown: bool) -> String {
+    if unknown {
+        format!("{}?", text(id))
+    } else {
+        text(id)
     }
 }
 
@@ -66,33 +119,25 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn times_are_utc() {
+    fn times_show_in_the_chosen_zone_with_its_name() {
         // 2026-09-21T14:13:20Z
         let t = 1_790_000_000_000;
-        assert_eq!(clock(t), "14:13:20");
-        assert_eq!(date_time(t), "09-21 14:13");
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(20_513), (2026, 3, 1));
-        assert_eq!(clock(0), "--:--:--");
+        let utc = Zone::utc();
+        assert_eq!(utc.clock(t), "14:13:20");
+        assert_eq!(utc.date_time(t), "09-21 14:13");
+        assert_eq!(utc.label(t), "UTC");
+        assert_eq!(utc.clock(0), "--:--:--");
+        assert_eq!(utc.date_time(0), "-");
+        let berlin = Zone::named("Europe/Berlin");
+        assert_eq!(berlin.clock(t), "16:13:20");
+        assert_eq!(berlin.date_time(t), "09-21 16:13");
+        assert_eq!(berlin.label(t), "CEST Europe/Berlin");
+        assert_eq!(berlin.label(1_800_000_000_000), "CET Europe/Berlin");
     }
 
     #[test]

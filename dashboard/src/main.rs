@@ -9,6 +9,7 @@ use clap::Parser;
 use penwatch_dashboard::app::App;
 use penwatch_dashboard::client::{self, Settings, now_ms};
 use penwatch_dashboard::event_loop;
+use penwatch_dashboard::format::Zone;
 use penwatch_proto::client::{Connector, DEFAULT_GATEWAY};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -27,8 +28,8 @@ struct Args {
     /// PEM CA certificate to trust for an https:// gateway [default: the web PKI roots].
     #[arg(long, env = "PENWATCH_CA_CERT")]
     ca_cert: Option<PathBuf>,
-    /// TOML file with `gateway`, `token`, `ca_cert`, `bell` and `refresh_secs`; flags and
-    /// environment win.
+    /// TOML file with `gateway`, `token`, `ca_cert`, `bell`, `refresh_secs` and `utc`; flags
+    /// and environment win.
     #[arg(long, env = "PENWATCH_DASHBOARD_CONFIG")]
     config: Option<PathBuf>,
     /// Ring the terminal bell when a new violation arrives.
@@ -37,6 +38,9 @@ struct Args {
     /// Seconds between list reloads (sessions, violations, cartridges, operators).
     #[arg(long)]
     refresh_secs: Option<u64>,
+    /// Show times in UTC instead of the local time zone (`TZ`, else the system's).
+    #[arg(long)]
+    utc: bool,
 }
 
 /// The optional config file.
@@ -49,6 +53,8 @@ struct FileConfig {
     #[serde(default)]
     bell: bool,
     refresh_secs: Option<u64>,
+    #[serde(default)]
+    utc: bool,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
@@ -92,7 +98,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (msg_tx, msg_rx) = mpsc::channel(1024);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     runtime.spawn(client::run(settings, msg_tx, cmd_rx));
-    let app = App::new(now_ms(), bell);
+    let mut app = App::new(now_ms(), bell);
+    if !(args.utc || file.utc) {
+        app.zone = Zone::system();
+    }
     ratatui::run(|terminal| {
         let events = event_loop::spawn_terminal_events();
         runtime.block_on(event_loop::run(terminal, app, msg_rx, events, cmd_tx))

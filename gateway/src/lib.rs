@@ -5,7 +5,8 @@
 //! policy and state ([`policy`], [`sessions`], [`cartridges`], [`fleet`]), tied together by
 //! the committer ([`pipeline`]), which publishes what it committed as [`live`] events;
 //! [`config`], [`metrics`] and policy [`reload`] around it, all on one [`clock`].
-//! The gRPC [`api`] serves queries, live streams and the audit export.
+//! The gRPC [`api`] serves queries, live streams and the audit export; a [`review`] signs a
+//! clinic's records for a period.
 //! The [`sink`] forwards the journal to InfluxDB; [`retention`] keeps the journal bounded;
 //! [`alerts`] delivers what the committer raised to webhooks and Alertmanager.
 
@@ -25,6 +26,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod reload;
 pub mod retention;
+pub mod review;
 pub mod sessions;
 pub mod sink;
 pub mod source;

@@ -1,9 +1,11 @@
-//! Violation-stream latency: from publishing an over-depth sample to the broker until the
-//! `WatchViolations` stream delivers it, through a real mosquitto and gateway process.
+//! Violation latency: from publishing an over-depth sample to the broker until the
+//! `WatchViolations` stream delivers it, and until the violation alert reaches a webhook,
+//! through a real mosquitto and gateway process.
 //!
-//! One sample in flight at a time, every 20 ms, beside a background load from the simulator
-//! (`PENWATCH_BENCH_BACKGROUND_RATE` messages/s, default 3000; 0 for none); prints p50 / p99 /
-//! max. Run (builds the gateway first):
+//! Every 20 ms a new session starts and exceeds at once (one sample in flight at a time on the
+//! stream), beside a background load from the simulator (`PENWATCH_BENCH_BACKGROUND_RATE`
+//! messages/s, default 3000; 0 for none); the webhook receiver notes when each alert arrives.
+//! Prints p50 / p99 / max of both. Run (builds the gateway first):
 //!     cargo build --workspace --bins && cargo bench -p penwatch-tests --bench violation_latency --profile dev
 //! or with `--release` after `cargo build --release --workspace --bins`. Samples: env
 //! `PENWATCH_BENCH_SAMPLES` (default 500).
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use penwatch_proto::v1::pen_watch_client::PenWatchClient;
 use penwatch_proto::v1::{self as pb, DeviceClass, Event, Telemetry};
+use penwatch_tests::alerting::WebhookReceiver;
 use penwatch_tests::{Gateway, Mosquitto};
 use prost::Message;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -28,7 +31,7 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-fn sample(seq: u64, depth_mm: f64, event: Event) -> Telemetry {
+fn sample(seq: u64, session: &str, depth_mm: f64, event: Event) -> Telemetry {
     Telemetry {
         device_id: "pen-bench".into(),
         clinic_id: "c01".into(),
@@ -36,7 +39,7 @@ fn sample(seq: u64, depth_mm: f64, event: Event) -> Telemetry {
         model: "Pen-X".into(),
         firmware: "2.1.0".into(),
         operator_id: "op-bench".into(),
-        session_id: "s-bench".into(),
+        session_id: session.into(),
         cartridge_id: "cart-bench".into(),
         cartridge_model: "N12".into(),
         seq,
@@ -69,9 +72,15 @@ async fn main() -> anyhow::Result<()> {
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("gateway.toml");
+    let webhook = WebhookReceiver::start()?;
     std::fs::write(
         &config,
-        format!("[[api.tokens]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nrole = \"reviewer\"\n"),
+        format!(
+            "[[api.tokens]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nrole = \"reviewer\"\n\
+             [[alerts.webhooks]]\nname = \"bench\"\nurl = \"{}\"\n\
+             secret = \"bench-webhook-secret-0123456789\"\nkinds = [\"violation\"]\n",
+            webhook.url()
+        ),
     )?;
     let gateway = Gateway::start(
         &broker.url(),
@@ -96,13 +105,6 @@ async fn main() -> anyhow::Result<()> {
     let (mqtt, mut eventloop) = AsyncClient::new(options, 100);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let topic = "clinics/c01/pens/pen-bench/telemetry";
-    mqtt.publish(
-        topic,
-        QoS::AtLeastOnce,
-        false,
-        sample(1, 0.0, Event::SessionStart).encode_to_vec(),
-    )
-    .await?;
 
     // Background load: the simulator's load mode, paced, for the whole measurement.
     let background = match rate {
@@ -134,46 +136,94 @@ async fn main() -> anyhow::Result<()> {
     let load_started = Instant::now();
 
     let mut latencies = Vec::with_capacity(n as usize);
+    let mut published = Vec::with_capacity(n as usize);
     for i in 0..n {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let seq = i + 2;
+        let session = format!("s-bench-{i}");
+        let seq = 3 * i + 1;
+        mqtt.publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            sample(seq, &session, 0.0, Event::SessionStart).encode_to_vec(),
+        )
+        .await?;
         let started = Instant::now();
         mqtt.publish(
             topic,
             QoS::AtLeastOnce,
             false,
-            sample(seq, 1.5, Event::Sample).encode_to_vec(),
+            sample(seq + 1, &session, 1.5, Event::Sample).encode_to_vec(),
         )
         .await?;
+        published.push((format!("\"{session}\""), started));
         loop {
             let v = tokio::time::timeout(Duration::from_secs(10), violations.next())
                 .await
                 .context("no violation within 10 s")?
                 .context("stream ended")??;
-            let above = v.evidence.map_or(0, |e| e.samples_above);
-            if above == i + 1 {
+            if v.session_id == session {
                 latencies.push(started.elapsed());
                 break;
             }
-            if above > i + 1 {
-                bail!("violation stream ran ahead: {above} samples above after {i}");
-            }
         }
+        mqtt.publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            sample(seq + 2, &session, 0.0, Event::SessionEnd).encode_to_vec(),
+        )
+        .await?;
     }
+    let webhook_latencies = webhook_arrivals(&webhook, &published).await?;
     let background_rate = (gateway.metric("penwatch_messages_received_total") - received_before)
         / load_started.elapsed().as_secs_f64();
     if let Some(mut child) = background {
         let _ = child.kill();
         let _ = child.wait();
     }
-    latencies.sort();
-    println!(
-        "violation stream latency, publish -> receipt, {} samples, one every 20 ms, beside \
-         {background_rate:.0} msg/s of background load: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        latencies.len(),
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-    );
+    for (what, mut l) in [
+        ("violation stream (WatchViolations)", latencies),
+        ("violation alert at the webhook", webhook_latencies),
+    ] {
+        l.sort();
+        println!(
+            "{what}, publish -> receipt, {} violations, one every 20 ms, beside \
+             {background_rate:.0} msg/s of background load: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len(),
+            percentile(&l, 0.50).as_secs_f64() * 1e3,
+            percentile(&l, 0.99).as_secs_f64() * 1e3,
+            l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
     Ok(())
+}
+
+/// For each published violation (the session id as it appears in JSON, and when its sample
+/// was published), how long until its first alert reached the webhook.
+async fn webhook_arrivals(
+    webhook: &WebhookReceiver,
+    published: &[(String, Instant)],
+) -> anyhow::Result<Vec<Duration>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let received = webhook.received();
+        let firsts: Vec<Option<Duration>> = published
+            .iter()
+            .map(|(session, started)| {
+                received
+                    .iter()
+                    .find(|r| String::from_utf8_lossy(&r.body).contains(session.as_str()))
+                    .map(|r| r.at.saturating_duration_since(*started))
+            })
+            .collect();
+        let missing = firsts.iter().filter(|f| f.is_none()).count();
+        if missing == 0 {
+            return Ok(firsts.into_iter().flatten().collect());
+        }
+        if Instant::now() > deadline {
+            bail!("{missing} violation alerts never reached the webhook");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{HarnessError, Server, http_get, http_status};
 
@@ -60,6 +60,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     /// The body as sent.
     pub body: Vec<u8>,
+    /// When its body had arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -150,7 +152,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         reader.read_exact(&mut body)?;
         let delay = {
             let mut s = state.lock().expect("state");
-            s.received.push(Received { headers, body });
+            s.received.push(Received {
+                headers,
+                body,
+                at: Instant::now(),
+            });
             s.delay
         };
         std::thread::sleep(delay);

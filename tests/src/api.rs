@@ -86,6 +86,16 @@ fn write_config(dir: &Path, api: &str, sections: &str, policy_text: &str) -> (Pa
     (config, policy)
 }
 
+/// Who a published session is from.
+#[derive(Clone, Copy)]
+struct Pen<'a> {
+    clinic: &'a str,
+    device: &'a str,
+    class: DeviceClass,
+    operator: &'a str,
+    session: &'a str,
+}
+
 impl Setup {
     /// Starts the broker and the gateway (with [`POLICY`]), and connects the publisher.
     pub async fn start() -> Self {
@@ -162,9 +172,50 @@ impl Setup {
         session: &str,
         samples: &[(f64, pb::Zone)],
     ) {
+        let pen = Pen {
+            clinic,
+            device,
+            class,
+            operator,
+            session,
+        };
+        self.publish_session(&pen, samples, true).await;
+    }
+
+    /// Publishes the start of a session and the given depths each in its zone, and leaves it
+    /// open.
+    pub async fn open_session_in_zones(
+        &mut self,
+        clinic: &str,
+        device: &str,
+        class: DeviceClass,
+        operator: &str,
+        session: &str,
+        samples: &[(f64, pb::Zone)],
+    ) {
+        let pen = Pen {
+            clinic,
+            device,
+            class,
+            operator,
+            session,
+        };
+        self.publish_session(&pen, samples, false).await;
+    }
+
+    async fn publish_session(&mut self, pen: &Pen<'_>, samples: &[(f64, pb::Zone)], end: bool) {
+        let Pen {
+            clinic,
+            device,
+            class,
+            operator,
+            session,
+        } = *pen;
         let mut events = vec![(Event::SessionStart, 0.0, pb::Zone::Cheek)];
         events.extend(samples.iter().map(|(d, z)| (Event::Sample, *d, *z)));
-        events.push((Event::SessionEnd, 0.0, pb::Zone::Cheek));
+        if end {
+            events.push((Event::SessionEnd, 0.0, pb::Zone::Cheek));
+        }
         let mut strokes = 0;
         for (event, depth, zone) in events {
             let seq = self.seq.entry(device.to_owned()).or_insert(0);
@@ -214,6 +265,11 @@ impl Setup {
     /// The gateway (its metrics and log).
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// The policy file the gateway loads (rewrite it and send `HUP` to reload).
+    pub fn policy_path(&self) -> PathBuf {
+        self._dir.path().join("policy.toml")
     }
 
     /// The gateway process, to stop or restart it.

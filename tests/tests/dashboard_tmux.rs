@@ -160,7 +160,7 @@ async fn dashboard_shows_an_exceeded_session_flagged() {
     let dashboard = binary("penwatch-dashboard").expect("dashboard built");
     let tmux = Tmux::new();
     let command = format!(
-        "{} --gateway http://127.0.0.1:{} --token {TOKEN}; echo DASHBOARD-EXITED $?; sleep 30",
+        "TZ=Europe/Berlin {} --gateway http://127.0.0.1:{} --token {TOKEN}; echo DASHBOARD-EXITED $?; sleep 30",
         dashboard.display(),
         gateway.api_port()
     );
@@ -177,9 +177,11 @@ async fn dashboard_shows_an_exceeded_session_flagged() {
     ]);
     assert!(started.status.success(), "tmux: {started:?}");
 
-    // The pen's row: flagged, with its depth against the permitted depth.
+    // The pen's row: flagged, with the peak that earned the flag against its limit; times in
+    // local time, the header naming the zone.
     tmux.wait_for("the over-depth pen flagged on Fleet", deadline, |p| {
         p.contains("● live")
+            && p.contains("Europe/Berlin")
             && line_with(p, "pen-e2e-1", "▲ EXCEEDED").is_some_and(|l| l.contains("0.90/0.50"))
     });
 

@@ -104,6 +104,30 @@ fn a_config_error_is_printed_once_with_no_backtrace_even_with_rust_backtrace_set
 }
 
 #[test]
+fn a_shared_subscription_is_refused_at_start_with_why_and_what_to_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("journal.db").display().to_string();
+    let out = run(
+        "penwatch-gateway",
+        &[
+            "--journal",
+            &journal,
+            "--topic",
+            "$share/gw/clinics/+/pens/+/telemetry",
+            "check-config",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
+    one_error_line(
+        &out,
+        "mqtt.topics: \"$share/gw/clinics/+/pens/+/telemetry\" is a shared subscription",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Scaling out"), "{stderr}");
+}
+
+#[test]
 fn gateway_logs_written_to_a_file_have_no_escape_codes() {
     let broker = Mosquitto::start().expect("broker");
     let dir = tempfile::tempdir().expect("temp dir");

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use penwatch_proto::v1 as pb;
 use penwatch_proto::v1::DeviceClass;
-use penwatch_tests::api::{ADMIN, MAKER, MANAGER, REVIEWER, Setup, csv_sessions, req, set};
+use penwatch_tests::api::{
+    ADMIN, MAKER, MANAGER, REVIEWER, Setup, csv_sessions, filter, req, sessions_req, set,
+};
 use penwatch_tests::{Gateway, Mosquitto, free_port};
 use tokio_stream::StreamExt;
 
@@ -106,6 +108,90 @@ async fn live_streams_deliver_violations_and_samples_in_scope() {
         .expect("open")
         .expect("ok");
     assert!(!device.operator_id.contains("c0"), "{}", device.operator_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleet_shows_an_open_sessions_start_rule_zones_and_the_peak_that_flagged_it() {
+    let mut setup = Setup::start().await;
+    let mut c = setup.client().await;
+    let mut fleet = c
+        .watch_fleet(req(pb::WatchFleetRequest::default(), ADMIN))
+        .await
+        .expect("fleet")
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let samples = [
+        (0.5, pb::Zone::Cheek),
+        (1.3, pb::Zone::Cheek),
+        (0.4, pb::Zone::Forehead),
+    ];
+    setup
+        .open_session_in_zones(
+            "c02",
+            "pen-b",
+            DeviceClass::Medical,
+            "op-c02-1",
+            "s-open",
+            &samples,
+        )
+        .await;
+    setup.wait_committed();
+    // Open sessions' counters reach the journal at most once a second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let sessions = c
+        .list_sessions(req(sessions_req(filter(&["c02"], false)), ADMIN))
+        .await
+        .expect("sessions")
+        .into_inner()
+        .sessions;
+    let s = sessions
+        .iter()
+        .find(|s| s.session_id == "s-open")
+        .expect("the open session");
+    let e = s.evidence.clone().expect("it exceeded");
+    let want = |d: &pb::DeviceState| {
+        assert_eq!(d.session_id, "s-open");
+        assert!(d.exceeded);
+        assert_eq!(d.session_started_ms, s.started_ms);
+        assert_eq!(
+            (d.session_permitted_mm, d.session_rule.as_str()),
+            (s.permitted_mm, s.binding_rule.as_str())
+        );
+        assert_eq!(d.session_zones, s.zones);
+        assert_eq!(
+            (
+                d.session_peak_mm,
+                d.session_peak_limit_mm,
+                d.session_peak_rule.as_str()
+            ),
+            (e.peak_depth_mm, e.limit_mm, e.binding_rule.as_str())
+        );
+        assert!(
+            d.depth_mm < d.permitted_mm,
+            "the pen is back within its limit"
+        );
+    };
+    let listed = c
+        .list_devices(req(pb::ListDevicesRequest::default(), ADMIN))
+        .await
+        .expect("devices")
+        .into_inner()
+        .devices;
+    want(
+        listed
+            .iter()
+            .find(|d| d.device_id == "pen-b")
+            .expect("pen-b"),
+    );
+    let mut last = None;
+    while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_millis(500), fleet.next()).await
+    {
+        if d.device_id == "pen-b" {
+            last = Some(d);
+        }
+    }
+    want(&last.expect("pen-b on the fleet stream"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

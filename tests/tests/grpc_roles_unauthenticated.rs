@@ -166,5 +166,28 @@ async fn every_rpc_refuses_a_missing_or_unknown_token() {
             code(c.verify_audit_chain(maybe(token, pb::VerifyRequest {}))).await,
             expect
         );
+        assert_eq!(
+            code(c.sign_review(maybe(
+                token,
+                pb::SignReviewRequest {
+                    clinic_id: "c01".into(),
+                    from_ms: 1,
+                    until_ms: 2,
+                    meaning: "approved".into(),
+                    signer: "Someone".into(),
+                    head_hash: String::new(),
+                }
+            )))
+            .await,
+            expect
+        );
+        assert_eq!(
+            code(c.list_reviews(maybe(token, pb::ListReviewsRequest::default()))).await,
+            expect
+        );
+        assert_eq!(
+            code(c.list_policy_versions(maybe(token, pb::ListPolicyVersionsRequest {}))).await,
+            expect
+        );
     }
 }

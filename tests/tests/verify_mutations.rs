@@ -1,13 +1,16 @@
 //! `verify` covers every row the API, CLI, dashboard and export serve as final: on a copy of a
 //! journal written by the gateway from the simulator's traffic, every deletion, edit and flip
-//! of a sample, session, violation, cartridge event or chain entry is caught.
+//! of a sample, session, violation, cartridge event, access log entry, review signature or
+//! chain entry is caught.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use penwatch_proto::v1 as pb;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{Scenario, SimConfig};
+use penwatch_tests::api::{REVIEWER, req};
 use penwatch_tests::{Gateway, Mosquitto, binary, fleet_pens};
 
 const SEED: u64 = 23;
@@ -19,8 +22,25 @@ async fn journal(dir: &Path) -> PathBuf {
     let policy = dir.join("policy.toml");
     let fleet = Fleet::generate(SEED, 3, 3);
     std::fs::write(&policy, penwatch_sim::policy::policy_toml(&fleet)).expect("policy");
-    let mut gateway = Gateway::start_on(&broker, dir, &["--policy", &policy.display().to_string()])
-        .expect("gateway");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\n[[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n"
+        ),
+    )
+    .expect("config");
+    let mut gateway = Gateway::start_on(
+        &broker,
+        dir,
+        &[
+            "--policy",
+            &policy.display().to_string(),
+            "--config",
+            &config.display().to_string(),
+        ],
+    )
+    .expect("gateway");
     let truth = penwatch_sim::run(
         SimConfig {
             broker: broker.url().parse().expect("broker url"),
@@ -58,6 +78,23 @@ async fn journal(dir: &Path) -> PathBuf {
         .await;
     assert!(refused.is_err(), "no token, no sessions");
     let journal = gateway.journal_path();
+    // A signed review of one clinic's day.
+    let clinic: String = rusqlite::Connection::open(&journal)
+        .and_then(|c| c.query_row("SELECT clinic_id FROM sessions LIMIT 1", [], |r| r.get(0)))
+        .expect("a clinic");
+    api.sign_review(req(
+        pb::SignReviewRequest {
+            clinic_id: clinic,
+            from_ms: 1_795_132_800_000,
+            until_ms: 1_795_219_200_000,
+            meaning: "approved".into(),
+            signer: "Dr Ann Example".into(),
+            head_hash: String::new(),
+        },
+        REVIEWER,
+    ))
+    .await
+    .expect("signed");
     let deadline = Instant::now() + Duration::from_secs(10);
     while rusqlite::Connection::open(&journal)
         .and_then(|c| {
@@ -193,6 +230,20 @@ async fn every_deletion_edit_and_flip_of_a_served_row_is_caught() {
         (
             "access log entry edited",
             "UPDATE access_log SET token = 'someone-else' WHERE id = (SELECT MAX(id) FROM access_log)"
+                .to_owned(),
+        ),
+        ("review deleted", "DELETE FROM reviews".to_owned()),
+        ("review signer edited", "UPDATE reviews SET signer = 'Someone Else'".to_owned()),
+        ("review meaning edited", "UPDATE reviews SET meaning = 'reviewed'".to_owned()),
+        (
+            "review period stretched",
+            "UPDATE reviews SET until_ms = until_ms + 86400000".to_owned(),
+        ),
+        (
+            "review copied to another clinic",
+            "INSERT INTO reviews (signed_ms, signer, token, role, meaning, clinic_id, from_ms, \
+             until_ms, head_seq, head_hash) SELECT signed_ms, signer, token, role, meaning, \
+             'c-other', from_ms, until_ms, head_seq, head_hash FROM reviews"
                 .to_owned(),
         ),
         (

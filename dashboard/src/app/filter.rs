@@ -5,6 +5,7 @@ use penwatch_proto::v1::Filter;
 
 use super::App;
 use super::message::Command;
+use super::state::Paging;
 
 /// Time range filter, relative to now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,6 +150,7 @@ impl App {
     /// Back to the first rows, and a reload with the new filters.
     pub(super) fn filters_changed(&mut self) -> Vec<Command> {
         self.selected = [0; 5];
+        self.paging = Paging::default();
         vec![Command::Reload(self.filters.query())]
     }
 

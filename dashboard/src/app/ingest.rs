@@ -3,12 +3,12 @@
 
 use penwatch_proto::names::ShortName;
 use penwatch_proto::v1::{
-    DepthPoint, DeviceState, JudgedSample, Session, SessionDetail, Violation,
+    DepthPoint, DeviceState, JudgedSample, ListSessionsResponse, Session, SessionDetail, Violation,
 };
 
 use super::App;
 use super::message::Command;
-use super::state::{Alert, MAX_POINTS, MAX_SESSIONS, MAX_VIOLATIONS, SessionKey};
+use super::state::{Alert, MAX_POINTS, MAX_SESSIONS, MAX_VIOLATIONS, Paging, SessionKey};
 
 impl App {
     /// Takes a pen's state unless an older one, and follows its live session.
@@ -43,39 +43,77 @@ impl App {
             s.strokes = s.strokes.max(d.session_strokes);
             s.last_ms = s.last_ms.max(d.last_seen_ms);
             s.max_depth_mm = s.max_depth_mm.max(d.depth_mm);
-            if d.permitted_mm > 0.0 && (s.permitted_mm == 0.0 || d.permitted_mm < s.permitted_mm) {
+            if d.session_started_ms > 0 {
+                s.started_ms = d.session_started_ms;
+            }
+            if !d.session_rule.is_empty() {
+                s.permitted_mm = d.session_permitted_mm;
+                s.binding_rule.clone_from(&d.session_rule);
+            } else if d.permitted_mm > 0.0
+                && (s.permitted_mm == 0.0 || d.permitted_mm < s.permitted_mm)
+            {
                 s.permitted_mm = d.permitted_mm;
+            }
+            if !d.session_zones.is_empty() {
+                s.zones.clone_from(&d.session_zones);
             }
             s.exceeded |= d.exceeded;
         }
         self.devices.insert(d.device_id.clone(), d);
     }
 
-    /// Replaces the session list, keeping the live sessions the list does not have.
-    pub(super) fn replace_sessions(&mut self, list: Vec<Session>) {
+    /// Replaces the session list with its reloaded first page, keeping the live sessions the
+    /// page does not have and, once further pages are loaded, the sessions older than the page.
+    pub(super) fn replace_sessions(&mut self, page: ListSessionsResponse) {
+        let floor = match page.sessions.iter().map(|s| s.started_ms).min() {
+            Some(oldest) if self.paging.deep && !page.next_page_token.is_empty() => oldest,
+            _ => i64::MIN,
+        };
+        if !self.paging.deep {
+            self.paging.next = page.next_page_token;
+        }
+        self.paging.loading = false;
         let live: Vec<Session> = self
             .sessions
             .drain()
             .map(|(_, s)| s)
             .filter(|s| {
-                s.state == "open"
-                    && self
-                        .devices
-                        .get(&s.device_id)
-                        .is_some_and(|d| d.session_id == s.session_id)
+                s.started_ms < floor
+                    || (s.state == "open"
+                        && self
+                            .devices
+                            .get(&s.device_id)
+                            .is_some_and(|d| d.session_id == s.session_id))
             })
             .collect();
-        for s in list {
-            self.sessions
-                .insert((s.device_id.clone(), s.session_id.clone()), s);
-        }
+        self.put_sessions(page.sessions);
         for s in live {
             let key = (s.device_id.clone(), s.session_id.clone());
             self.sessions.entry(key).or_insert(s);
         }
+        self.trim_sessions();
+    }
+
+    /// Adds a further page of older sessions.
+    pub(super) fn more_sessions(&mut self, page: ListSessionsResponse) {
+        self.paging = Paging {
+            next: page.next_page_token,
+            deep: true,
+            loading: false,
+        };
+        self.put_sessions(page.sessions);
+        self.trim_sessions();
+    }
+
+    /// Puts listed sessions in (a listed record replaces the one held), with the violations'
+    /// marks.
+    fn put_sessions(&mut self, list: Vec<Session>) {
+        for s in list {
+            self.sessions
+                .insert((s.device_id.clone(), s.session_id.clone()), s);
+        }
         let marks: Vec<Violation> = self.violations.iter().cloned().collect();
         marks.iter().for_each(|v| self.mark_exceeded(v));
-        self.trim_sessions();
     }
 
     /// Drops the oldest closed sessions beyond [`MAX_SESSIONS`].
@@ -228,7 +266,7 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::{ALERT_MS, Msg, Tab};
+    use crate::app::{ALERT_MS, Command, Msg, Tab};
     use crate::fixtures::{self, NOW, ids};
     use penwatch_proto::v1::Telemetry;
 
@@ -385,6 +423,55 @@ mod tests {
         assert_eq!(app.devices["p1"].depth_mm, 0.7);
     }
 
+    fn closed(range: std::ops::Range<i64>) -> Vec<Session> {
+        range
+            .rev()
+            .map(|i| Session {
+                session_id: format!("s{i}"),
+                device_id: "p".into(),
+                started_ms: i,
+                state: "closed".into(),
+                ..Session::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_session_is_reachable_by_scrolling_and_refreshes_keep_older_pages() {
+        let mut app = App::new(NOW, false);
+        app.update(Msg::SelectTab(Tab::Sessions));
+        app.update(Msg::Sessions(fixtures::page(closed(200..400), "t1")));
+        assert!(app.update(Msg::Down).is_empty(), "far from the end");
+        let asked = app.update(Msg::Bottom);
+        assert!(matches!(
+            asked.as_slice(),
+            [Command::MoreSessions { page_token, .. }] if page_token == "t1"
+        ));
+        assert!(app.update(Msg::Down).is_empty(), "one page in flight");
+        app.update(Msg::MoreSessions(fixtures::page(closed(0..200), "")));
+        assert_eq!(app.session_rows().len(), 400);
+        assert!(app.update(Msg::Bottom).is_empty(), "everything loaded");
+        assert_eq!(app.session_rows()[399].session_id, "s0");
+
+        // The refresh reloads the first page (one session newer) and keeps the older pages.
+        app.update(Msg::Sessions(fixtures::page(closed(201..401), "t2")));
+        assert_eq!(app.session_rows().len(), 401);
+        assert!(
+            app.update(Msg::Bottom).is_empty(),
+            "still everything loaded"
+        );
+
+        // Other filters start again from their first page.
+        let reload = app.update(Msg::ClearFilters);
+        assert!(matches!(reload.as_slice(), [Command::Reload(_)]));
+        app.update(Msg::Sessions(fixtures::page(closed(300..400), "t3")));
+        assert_eq!(app.session_rows().len(), 100);
+        assert!(matches!(
+            app.update(Msg::Bottom).as_slice(),
+            [Command::MoreSessions { page_token, .. }] if page_token == "t3"
+        ));
+    }
+
     #[test]
     fn sessions_are_bounded_keeping_live_ones() {
         let mut app = App::new(NOW, false);
@@ -399,7 +486,7 @@ mod tests {
                 ..Session::default()
             })
             .collect();
-        app.update(Msg::Sessions(list));
+        app.update(Msg::Sessions(fixtures::page(list, "")));
         let rows = app.session_rows();
         assert_eq!(rows.len(), MAX_SESSIONS);
         assert_eq!(rows[0].session_id, "s-live");

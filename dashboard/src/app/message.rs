@@ -1,8 +1,8 @@
 //! What the reducer takes ([`Msg`]) and what it answers with ([`Command`]).
 
 use penwatch_proto::v1::{
-    DeviceState, JudgedSample, ListCartridgesResponse, OperatorSummary, Session, SessionDetail,
-    Violation, WhoAmIResponse,
+    DeviceState, JudgedSample, ListCartridgesResponse, ListSessionsResponse, OperatorSummary,
+    SessionDetail, Violation, WhoAmIResponse,
 };
 
 use super::filter::Query;
@@ -33,8 +33,10 @@ pub enum Msg {
     /// Pen states (streamed changes, coalesced, or a full list); an older state than the one
     /// held is ignored.
     Fleet(Vec<DeviceState>),
-    /// A fresh page of sessions, newest first.
-    Sessions(Vec<Session>),
+    /// The first page of sessions (newest first), reloaded.
+    Sessions(ListSessionsResponse),
+    /// A further page of sessions, asked for with [`Command::MoreSessions`].
+    MoreSessions(ListSessionsResponse),
     /// A fresh page of violations, newest first.
     Violations(Vec<Violation>),
     /// New or updated violations from the live stream.
@@ -119,6 +121,13 @@ pub enum Command {
     },
     /// Stop streaming the closed detail's samples.
     CloseSession,
+    /// Load the next page of sessions (older ones) under this query.
+    MoreSessions {
+        /// The query the pages belong to.
+        query: Query,
+        /// The token of the page wanted.
+        page_token: String,
+    },
     /// Ring the terminal bell.
     Bell,
 }

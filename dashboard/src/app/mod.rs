@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::format::Zone;
+
 use penwatch_proto::v1::{
     DeviceState, ListCartridgesResponse, OperatorSummary, Session, Violation,
 };
@@ -28,8 +30,8 @@ pub use filter::{Filters, Query, Window};
 pub use message::{Command, Msg};
 use state::SessionKey;
 pub use state::{
-    ALERT_MS, Alert, Attention, Detail, Identity, LOW_BATTERY_PCT, Link, MAX_POINTS, MAX_SESSIONS,
-    MAX_VIOLATIONS, Mode, Tab, WEAR_WARN_PCT,
+    ALERT_MS, Alert, Attention, CLOCK_SKEW_MS, Detail, Identity, LOAD_AHEAD, LOW_BATTERY_PCT, Link,
+    MAX_POINTS, MAX_SESSIONS, MAX_VIOLATIONS, Mode, Paging, Tab, WEAR_WARN_PCT, skewed,
 };
 
 /// The dashboard's whole state.
@@ -68,6 +70,10 @@ pub struct App {
     pub bell: bool,
     /// The user asked to leave.
     pub quit: bool,
+    /// The zone times are shown in.
+    pub zone: Zone,
+    /// How far the session list is loaded.
+    pub paging: Paging,
 }
 
 impl App {
@@ -91,6 +97,8 @@ impl App {
             selected: [0; 5],
             bell,
             quit: false,
+            zone: Zone::utc(),
+            paging: Paging::default(),
         }
     }
 
@@ -156,7 +164,8 @@ impl App {
                 batch.into_iter().for_each(|d| self.put_device(d));
                 self.trim_sessions();
             }
-            Msg::Sessions(list) => self.replace_sessions(list),
+            Msg::Sessions(page) => self.replace_sessions(page),
+            Msg::MoreSessions(page) => self.more_sessions(page),
             Msg::Violations(list) => {
                 self.violations = list.into_iter().take(MAX_VIOLATIONS).collect();
                 let marks: Vec<Violation> = self.violations.iter().cloned().collect();
@@ -182,11 +191,11 @@ impl App {
                 }
             }
             Msg::Up => self.move_selection(-1),
-            Msg::Down => self.move_selection(1),
+            Msg::Down => return self.move_down(1),
             Msg::PageUp => self.move_selection(-10),
-            Msg::PageDown => self.move_selection(10),
+            Msg::PageDown => return self.move_down(10),
             Msg::Top => self.move_selection(i64::MIN / 2),
-            Msg::Bottom => self.move_selection(i64::MAX / 2),
+            Msg::Bottom => return self.move_down(i64::MAX / 2),
             Msg::Open => return self.open(),
             Msg::Back => match self.mode {
                 Mode::Help => self.mode = Mode::Normal,

@@ -37,6 +37,46 @@ impl App {
         rows
     }
 
+    /// Sessions held, whatever the filters.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A pen's open session as held (from the lists, the fleet stream and violations).
+    pub fn open_session(&self, d: &DeviceState) -> Option<&Session> {
+        if d.session_id.is_empty() {
+            return None;
+        }
+        self.sessions
+            .get(&(d.device_id.clone(), d.session_id.clone()))
+    }
+
+    /// The worst excursion of a pen's open session when it exceeded: its peak and the limit
+    /// that peak broke, from the gateway's fleet view or else from the violation's evidence.
+    pub fn worst_excursion(&self, d: &DeviceState) -> Option<(f64, f64)> {
+        if !d.exceeded {
+            return None;
+        }
+        if d.session_peak_mm > 0.0 {
+            return Some((d.session_peak_mm, d.session_peak_limit_mm));
+        }
+        self.open_session(d)
+            .and_then(|s| s.evidence.as_ref())
+            .map(|e| (e.peak_depth_mm, e.limit_mm))
+    }
+
+    /// Whether the policy does not know the operator of a pen's open session.
+    pub fn operator_unknown(&self, d: &DeviceState) -> bool {
+        if d.operator_id.is_empty() {
+            return false;
+        }
+        self.open_session(d).is_some_and(|s| s.unknown_operator)
+            || self
+                .operators
+                .iter()
+                .any(|o| o.operator_id == d.operator_id && o.clinic_id == d.clinic_id && !o.known)
+    }
+
     /// Sessions shown on the Sessions screen: live ones first, then newest first.
     pub fn session_rows(&self) -> Vec<&Session> {
         let mut rows: Vec<&Session> = self

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use super::App;
 use super::message::Command;
-use super::state::{Detail, Tab};
+use super::state::{Detail, LOAD_AHEAD, MAX_SESSIONS, Tab};
 
 impl App {
     /// The selected row of the current tab.
@@ -43,6 +43,26 @@ impl App {
         let i = self.tab.index();
         let current = (self.selected[i] as i64).min(len - 1).max(0);
         self.selected[i] = (current + by).clamp(0, (len - 1).max(0)) as usize;
+    }
+
+    /// Moves the selection down; near the end of the session list, asks for its next page.
+    pub(super) fn move_down(&mut self, by: i64) -> Vec<Command> {
+        self.move_selection(by);
+        let near_end = self.selection() + LOAD_AHEAD >= self.rows_len();
+        let p = &self.paging;
+        if self.tab != Tab::Sessions
+            || !near_end
+            || p.next.is_empty()
+            || p.loading
+            || self.sessions.len() >= MAX_SESSIONS
+        {
+            return Vec::new();
+        }
+        self.paging.loading = true;
+        vec![Command::MoreSessions {
+            query: self.filters.query(),
+            page_token: self.paging.next.clone(),
+        }]
     }
 
     /// Opens the selected row: a session, or an operator's sessions.

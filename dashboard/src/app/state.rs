@@ -5,8 +5,11 @@ use std::collections::VecDeque;
 
 use penwatch_proto::v1::{DepthPoint, DeviceState, Session, Violation};
 
-/// Most sessions kept (live ones first, then the newest).
-pub const MAX_SESSIONS: usize = 1_000;
+/// Most sessions kept (live ones first, then the newest); beyond it the screen asks for
+/// narrower filters instead of loading more pages.
+pub const MAX_SESSIONS: usize = 20_000;
+/// Rows from the end of the session list at which the next page is asked for.
+pub const LOAD_AHEAD: usize = 20;
 /// Most violations kept in the feed.
 pub const MAX_VIOLATIONS: usize = 500;
 /// Most depth points kept for the open session's chart.
@@ -15,6 +18,8 @@ pub const MAX_POINTS: usize = 4_000;
 pub const ALERT_MS: i64 = 30_000;
 /// Battery level below which a pen needs attention, %.
 pub const LOW_BATTERY_PCT: f64 = 15.0;
+/// How far a pen's clock may be from the gateway's before the dashboard says so, ms.
+pub const CLOCK_SKEW_MS: i64 = 60_000;
 /// Cartridge wear from which a cartridge is "warn", %.
 pub const WEAR_WARN_PCT: f64 = 80.0;
 
@@ -119,6 +124,18 @@ pub struct Detail {
     pub error: Option<String>,
 }
 
+/// How far the session list is loaded: the first page is reloaded every refresh, further
+/// pages are loaded as the selection nears the end and kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Paging {
+    /// The token of the next page not loaded yet ("" when every session is loaded).
+    pub next: String,
+    /// Pages beyond the first are loaded.
+    pub deep: bool,
+    /// A page was asked for and has not arrived.
+    pub loading: bool,
+}
+
 /// The new-violation banner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -142,7 +159,8 @@ pub enum Attention {
     /// It sent messages that reuse a seq with other content, or its seq was reset: its
     /// evidence needs a reviewer's look.
     SeqAnomaly,
-    /// Cartridge near its rated life, low battery or a class mismatch.
+    /// Cartridge near its rated life, low battery, a class mismatch, or a clock far from the
+    /// gateway's.
     Warning,
     /// Treating.
     InSession,
@@ -167,6 +185,7 @@ impl Attention {
         } else if d.cartridge_wear_pct >= WEAR_WARN_PCT
             || (online && d.battery_pct < LOW_BATTERY_PCT)
             || d.class_mismatch
+            || skewed(d)
         {
             Attention::Warning
         } else if !d.session_id.is_empty() {
@@ -177,6 +196,12 @@ impl Attention {
             Attention::Offline
         }
     }
+}
+
+/// Whether a pen's clock was more than [`CLOCK_SKEW_MS`] from the gateway's at its latest
+/// telemetry: its session and excursion times are its own clock's.
+pub fn skewed(d: &DeviceState) -> bool {
+    d.last_seen_ms > 0 && d.clock_offset_ms.abs() > CLOCK_SKEW_MS
 }
 
 /// A session's key: its pen and its id.

@@ -30,13 +30,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let worn = rows.iter().filter(|c| c.wear_pct >= 100.0).count();
     let columns = [
         col("Reuse", 8, 0),
-        col("Cartridge", 12, 0).grow(20),
+        col("Cartridge", 12, 0)
+            .grow(20)
+            .ids(rows.iter().map(|c| c.cartridge_id.as_str())),
         col("Model", 10, 1),
         col("Wear", 15, 0),
         col("Strokes/rated", 15, 2),
         col("Sess", 4, 3),
         col("Clinic", 6, 4),
-        col("Last pen", 12, 4).grow(20),
+        col("Last pen", 12, 4)
+            .grow(20)
+            .ids(rows.iter().map(|c| c.last_device_id.as_str())),
         col("Firmware", 8, 5),
     ];
     let title = Line::from(vec![
@@ -82,12 +86,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
     let reuse_columns = [
         col("When", 11, 0),
-        col("Cartridge", 12, 0).grow(20),
-        col("Pen", 12, 1).grow(20),
-        col("Session", 12, 2).grow(20),
+        col("Cartridge", 12, 0)
+            .grow(20)
+            .ids(reuses.iter().map(|r| r.cartridge_id.as_str())),
+        col("Pen", 12, 1)
+            .grow(20)
+            .ids(reuses.iter().map(|r| r.device_id.as_str())),
+        col("Session", 12, 2)
+            .grow(20)
+            .ids(reuses.iter().map(|r| r.session_id.as_str())),
         col("Detail", 20, 3),
     ];
-    let reuse_cells = reuses.iter().map(reuse_row).collect();
+    let reuse_cells = reuses.iter().map(|r| reuse_row(app, r)).collect();
     table::render(
         frame,
         right,
@@ -144,9 +154,9 @@ fn aggregate_row(a: &CartridgeAggregate) -> Vec<Cell<'static>> {
     ]
 }
 
-fn reuse_row(r: &ReuseEvent) -> Vec<Cell<'static>> {
+fn reuse_row(app: &App, r: &ReuseEvent) -> Vec<Cell<'static>> {
     vec![
-        Cell::from(format::date_time(r.timestamp_ms)),
+        Cell::from(app.zone.date_time(r.timestamp_ms)),
         Cell::from(format::text(&r.cartridge_id)).style(theme::DANGER),
         Cell::from(format::text(&r.device_id)),
         Cell::from(format::text(&r.session_id)),

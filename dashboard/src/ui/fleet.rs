@@ -7,7 +7,7 @@ use ratatui::style::Style;
 use ratatui::text::Line;
 use ratatui::widgets::Cell;
 
-use crate::app::{App, Attention, LOW_BATTERY_PCT, WEAR_WARN_PCT};
+use crate::app::{App, Attention, LOW_BATTERY_PCT, WEAR_WARN_PCT, skewed};
 use crate::format;
 use crate::ui::table::{Column, col};
 use crate::ui::{selected, table, theme};
@@ -23,22 +23,36 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let ops = app.shows_operators();
     let mut columns: Vec<Column> = vec![
         col("Attention", 10, 0),
-        col("Device", 12, 0).grow(20),
-        col("Clinic", 6, 4),
+        col("Device", 12, 0)
+            .grow(20)
+            .ids(rows.iter().map(|d| d.device_id.as_str())),
+        col("Clinic", 6, 4).ids(rows.iter().map(|d| d.clinic_id.as_str())),
         col("Class", 7, 2),
         col("Status", 7, 1),
         col("Batt", 4, 4),
     ];
     if ops {
-        columns.push(col("Operator", 10, 3).grow(16));
+        let shown: Vec<String> = rows
+            .iter()
+            .map(|d| format::operator(&d.operator_id, app.operator_unknown(d)))
+            .collect();
+        columns.push(
+            col("Operator", 10, 3)
+                .grow(16)
+                .ids(shown.iter().map(String::as_str)),
+        );
     }
     columns.extend([
         col("Depth/permitted mm", 19, 0),
         col("Strokes", 7, 4),
         col("Wear", 5, 3),
-        col("Session", 12, 6).grow(20),
-        col("Model", 10, 7).grow(16),
-        col("Firmware", 8, 8),
+        col("Session", 12, 6)
+            .grow(20)
+            .ids(rows.iter().map(|d| d.session_id.as_str())),
+        col("Model", 10, 7)
+            .grow(16)
+            .ids(rows.iter().map(|d| d.model.as_str())),
+        col("Firmware", 8, 8).ids(rows.iter().map(|d| d.firmware.as_str())),
         col("Seen", 5, 5),
     ]);
     let cells = rows.iter().map(|d| row(app, d, ops)).collect();
@@ -85,11 +99,16 @@ fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
         Cell::from(format::pct(d.battery_pct)).style(battery_style),
     ];
     if ops {
-        cells.push(Cell::from(format::text(&d.operator_id)));
+        cells.push(Cell::from(format::operator(
+            &d.operator_id,
+            app.operator_unknown(d),
+        )));
     }
     let session = !d.session_id.is_empty();
     cells.extend([
-        if session || d.depth_mm > 0.0 {
+        if let Some((peak, limit)) = app.worst_excursion(d) {
+            Cell::from(theme::peak_gauge(peak, limit))
+        } else if session || d.depth_mm > 0.0 {
             Cell::from(theme::depth_gauge(d.depth_mm, d.permitted_mm, d.exceeded))
         } else {
             Cell::from(" idle").style(theme::DIM)
@@ -126,6 +145,8 @@ fn warning(d: &DeviceState) -> &'static str {
         "· wear"
     } else if d.class_mismatch {
         "· class?"
+    } else if skewed(d) {
+        "· clock"
     } else {
         "· battery"
     }

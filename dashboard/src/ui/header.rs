@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::app::{App, Link, Mode};
+use crate::app::{App, CLOCK_SKEW_MS, Link, Mode, skewed};
 use crate::format;
 use crate::ui::theme;
 
@@ -15,6 +15,7 @@ const LOST: Style = Style::new()
     .fg(Color::White)
     .bg(Color::Red)
     .add_modifier(Modifier::BOLD);
+const NOTICE: Style = Style::new().fg(Color::Black).bg(Color::Cyan);
 const ALERT: Style = Style::new()
     .fg(Color::Black)
     .bg(Color::Yellow)
@@ -44,8 +45,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     frame.render_widget(Paragraph::new(Line::from(tabs)), tabs_area);
 
-    let [left, right] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(14)]).areas(status_area);
+    let clock = format!(
+        "{} {} ",
+        app.zone.clock(app.now_ms),
+        app.zone.label(app.now_ms)
+    );
+    let [left, right] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(clock.chars().count() as u16 + 1),
+    ])
+    .areas(status_area);
     let link = match &app.link {
         Link::Connecting => Span::styled("○ connecting", theme::WARN),
         Link::Connected => Span::styled("● live", theme::OK),
@@ -65,10 +74,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(filter_summary(app)),
     ]);
     frame.render_widget(Paragraph::new(status), left);
-    frame.render_widget(
-        Paragraph::new(format!("{} UTC ", format::clock(app.now_ms))).right_aligned(),
-        right,
-    );
+    frame.render_widget(Paragraph::new(clock).right_aligned(), right);
 }
 
 fn filter_summary(app: &App) -> String {
@@ -120,7 +126,7 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
         lines.push((
             format!(
                 " ✖ CONNECTION LOST · {retry} · data as of {} · {reason}",
-                format::clock(*since_ms),
+                app.zone.clock(*since_ms),
             ),
             LOST,
         ));
@@ -133,6 +139,9 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
             ),
             LOST,
         ));
+    }
+    if let Some(line) = clock_notice(app) {
+        lines.push((line, NOTICE));
     }
     if let Some(alert) = &app.alert {
         let v = &alert.violation;
@@ -157,6 +166,36 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
         ));
     }
     lines
+}
+
+/// A notice when pens' clocks are far from the gateway's: the times a pen reports (session
+/// start, excursions) are its own clock's.
+fn clock_notice(app: &App) -> Option<String> {
+    let pens: Vec<_> = app.devices.values().filter(|d| skewed(d)).collect();
+    let worst = pens
+        .iter()
+        .max_by_key(|d| (d.clock_offset_ms.abs(), &d.device_id))?;
+    let line = format!(
+        " ⏱ CLOCK · {} pen{} off the gateway's clock by over {}s (worst {} {}) · times shown are the pens' own",
+        pens.len(),
+        if pens.len() == 1 { "" } else { "s" },
+        CLOCK_SKEW_MS / 1000,
+        format::text(&worst.device_id),
+        offset(worst.clock_offset_ms),
+    );
+    Some(line)
+}
+
+/// A clock offset: `+5m 12s`, `-40s`.
+fn offset(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let s = ms.unsigned_abs() / 1000;
+    match s {
+        0..60 => format!("{sign}{s}s"),
+        60..3600 => format!("{sign}{}m {}s", s / 60, s % 60),
+        3600..86_400 => format!("{sign}{}h {}m", s / 3600, s / 60 % 60),
+        _ => format!("{sign}{}d {}h", s / 86_400, s / 3600 % 24),
+    }
 }
 
 /// Draws the banner lines, one per row.

@@ -16,8 +16,10 @@ use crate::ui::{selected, table, theme};
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.operator_rows();
     let columns = [
-        col("Operator", 12, 0).grow(20),
-        col("Clinic", 6, 1),
+        col("Operator", 12, 0)
+            .grow(20)
+            .ids(rows.iter().map(|o| o.operator_id.as_str())),
+        col("Clinic", 6, 1).ids(rows.iter().map(|o| o.clinic_id.as_str())),
         col("Qualification", 22, 2),
         col("Max mm", 6, 1),
         col("Sessions", 8, 0),

@@ -72,7 +72,7 @@ fn panel(app: &App, detail: &Detail) -> (Vec<Line<'static>>, Vec<Line<'static>>)
         };
         return (vec![text], Vec::new());
     };
-    (info_lines(app, s), verdict_lines(s))
+    (info_lines(app, s), verdict_lines(app, s))
 }
 
 fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
@@ -108,9 +108,10 @@ fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
     }
     lines.extend([
         Line::raw(format!(
-            "{} → {} UTC",
-            format::date_time(s.started_ms),
-            format::clock(s.last_ms)
+            "{} → {} {}",
+            app.zone.date_time(s.started_ms),
+            app.zone.clock(s.last_ms),
+            app.zone.abbreviation(s.last_ms)
         )),
         Line::raw(format!(
             "{} strokes · cartridge {} {}",
@@ -130,8 +131,8 @@ fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
     lines
 }
 
-fn verdict_lines(s: &Session) -> Vec<Line<'static>> {
-    let mut lines = record_verdict_lines(s);
+fn verdict_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
+    let mut lines = record_verdict_lines(app, s);
     if s.amendments > 0 {
         let (text, style) = if s.exceeded_by_amendment {
             ("late messages EXCEEDED", theme::DANGER)
@@ -151,7 +152,7 @@ fn verdict_lines(s: &Session) -> Vec<Line<'static>> {
 }
 
 /// The verdict of the session's record (as it closed, or open now).
-fn record_verdict_lines(s: &Session) -> Vec<Line<'static>> {
+fn record_verdict_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
     let Some(e) = s.evidence.as_ref().filter(|_| s.exceeded) else {
         let verdict = if s.exceeded {
             Line::styled(
@@ -192,9 +193,10 @@ fn record_verdict_lines(s: &Session) -> Vec<Line<'static>> {
             )),
         ]),
         Line::raw(format!(
-            "above {} → {} UTC",
-            format::clock(e.first_above_ms),
-            format::clock(e.last_above_ms)
+            "above {} → {} {}",
+            app.zone.clock(e.first_above_ms),
+            app.zone.clock(e.last_above_ms),
+            app.zone.abbreviation(e.last_above_ms)
         )),
         Line::raw(format!(
             "{} strokes, {} samples above",
@@ -213,7 +215,7 @@ fn record_verdict_lines(s: &Session) -> Vec<Line<'static>> {
     for x in &e.other_excursions {
         lines.push(Line::raw(format!(
             "{} {} > {} mm ({}) +{}",
-            format::clock(x.first_above_ms),
+            app.zone.clock(x.first_above_ms),
             format::mm(x.peak_depth_mm),
             format::mm(x.limit_mm),
             x.binding_rule,

@@ -30,10 +30,30 @@ pub const fn col(title: &'static str, width: u16, rank: u8) -> Column {
     }
 }
 
+/// Widest an id column gets to show its longest id whole.
+pub const MAX_ID_WIDTH: u16 = 40;
+
 impl Column {
     /// The same column, growing up to `max` cells on wide terminals.
     pub const fn grow(self, max: u16) -> Self {
         Column { max, ..self }
+    }
+
+    /// An id column: wide enough for the longest of `ids` (up to [`MAX_ID_WIDTH`]), so the
+    /// column is dropped on a narrow terminal rather than cutting ids.
+    pub fn ids<'a>(self, ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let widest = ids
+            .into_iter()
+            .map(|id| penwatch_proto::text::escape_controls(id).chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(usize::from(MAX_ID_WIDTH)) as u16;
+        let width = self.width.max(widest);
+        Column {
+            width,
+            max: self.max.max(width),
+            ..self
+        }
     }
 }
 
@@ -135,6 +155,17 @@ mod tests {
         assert_eq!(fit(&cols, 32), vec![0, 2, 3]);
         assert_eq!(fit(&cols, 21), vec![0, 3]);
         assert_eq!(fit(&cols, 5), vec![0, 3], "rank 0 always stays");
+    }
+
+    #[test]
+    fn id_columns_fit_their_longest_id() {
+        let ids = ["pen-1", "cartridge-0042-long"];
+        let c = col("Cartridge", 10, 3).ids(ids);
+        assert_eq!((c.width, c.max), (19, 19));
+        let c = col("Device", 12, 0).grow(20).ids(["p"]);
+        assert_eq!((c.width, c.max), (12, 20));
+        let long = "x".repeat(200);
+        assert_eq!(col("Id", 4, 0).ids([long.as_str()]).width, MAX_ID_WIDTH);
     }
 
     #[test]

@@ -309,3 +309,119 @@ fn a_refused_token_says_so_and_does_not_claim_a_lost_connection() {
     assert!(find(&buffer, "CONNECTION LOST").is_none());
     assert!(find(&buffer, "not retrying").is_some());
 }
+
+#[test]
+fn times_are_shown_in_the_chosen_zone_and_the_header_names_it() {
+    let mut app = on(Tab::Sessions, "clinic-manager");
+    app.zone = crate::format::Zone::named("Europe/Berlin");
+    let screen = text(&render(&app, 140, 12));
+    assert!(screen.contains("16:13:20 CEST Europe/Berlin"), "{screen}");
+    assert!(
+        screen.contains("09-21 15:53"),
+        "started in local time: {screen}"
+    );
+    assert!(!screen.contains("UTC"), "{screen}");
+}
+
+#[test]
+fn an_exceeded_pen_back_within_its_limit_shows_the_peak_that_flagged_it() {
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    app.update(Msg::Fleet(vec![penwatch_proto::v1::DeviceState {
+        exceeded: true,
+        session_peak_mm: 0.9,
+        session_peak_limit_mm: 0.5,
+        session_peak_rule: "class".into(),
+        last_seen_ms: NOW - 1_000,
+        ..fixtures::device(
+            "pen-h1", "c01", "home", "online", "s-h1", "op-ana", 0.3, 0.5,
+        )
+    }]));
+    let screen = text(&render(&app, 140, 16));
+    let row = screen.lines().find(|l| l.contains("pen-h1")).expect("row");
+    assert!(row.contains("▲ EXCEEDED"), "{row}");
+    assert!(row.contains("▲ peak 0.90/0.50"), "{row}");
+    assert!(
+        !row.contains("0.30"),
+        "not the current depth beside the flag: {row}"
+    );
+}
+
+#[test]
+fn a_pen_far_off_the_gateways_clock_is_noticed_in_a_banner_and_on_its_row() {
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    app.update(Msg::Fleet(vec![penwatch_proto::v1::DeviceState {
+        clock_offset_ms: 312_000,
+        last_seen_ms: NOW - 1_000,
+        ..fixtures::device(
+            "pen-m1", "c01", "medical", "online", "s-m1", "op-ben", 1.2, 2.5,
+        )
+    }]));
+    let buffer = render(&app, 140, 16);
+    let (x, y) = find(&buffer, "⏱ CLOCK").expect("banner");
+    assert_eq!(buffer[(x, y)].bg, Color::Cyan);
+    let screen = text(&buffer);
+    assert!(
+        screen.contains("1 pen off the gateway's clock by over 60s (worst pen-m1 +5m 12s)"),
+        "{screen}"
+    );
+    let row = screen
+        .lines()
+        .find(|l| l.contains("pen-m1") && !l.contains("CLOCK"))
+        .expect("row");
+    assert!(row.contains("· clock"), "{row}");
+}
+
+#[test]
+fn an_unknown_operator_is_marked_on_every_screen_that_names_operators() {
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    let mut ops = fixtures::operators();
+    ops.push(penwatch_proto::v1::OperatorSummary {
+        operator_id: "op-zed".into(),
+        clinic_id: "c01".into(),
+        known: false,
+        ..Default::default()
+    });
+    app.update(Msg::Operators(ops));
+    app.update(Msg::Fleet(vec![fixtures::device(
+        "pen-m1", "c01", "medical", "online", "s-m1", "op-zed", 1.2, 2.5,
+    )]));
+    let screen = text(&render(&app, 140, 16));
+    let row = screen.lines().find(|l| l.contains("pen-m1")).expect("row");
+    assert!(row.contains("op-zed?"), "fleet: {row}");
+    app.update(Msg::SelectTab(Tab::Sessions));
+    let screen = text(&render(&app, 140, 16));
+    assert!(screen.contains("op-dan?"), "sessions: {screen}");
+}
+
+#[test]
+fn ids_are_never_cut_at_140_columns_columns_give_way_instead() {
+    let long_pen = "pen-north-clinic-0042";
+    let long_session = "sess-2026-11-30-0917-a";
+    let long_cartridge = "cartridge-NANO12-000781";
+    let mut app = on(Tab::Fleet, "clinic-manager");
+    let mut pen = fixtures::device(
+        long_pen,
+        "c01",
+        "salon",
+        "online",
+        long_session,
+        "op-ana",
+        0.4,
+        1.0,
+    );
+    pen.cartridge_id = long_cartridge.into();
+    app.update(Msg::Fleet(vec![pen]));
+    for tab in [Tab::Fleet, Tab::Sessions] {
+        app.update(Msg::SelectTab(tab));
+        let screen = text(&render(&app, 140, 16));
+        let row = screen
+            .lines()
+            .find(|l| l.contains(long_pen))
+            .unwrap_or_else(|| panic!("{tab:?}: {screen}"));
+        assert!(row.contains(long_session), "{tab:?}: {row}");
+        assert!(
+            row.contains(long_cartridge) || !row.contains("cartridge-"),
+            "shown whole or not at all: {row}"
+        );
+    }
+}

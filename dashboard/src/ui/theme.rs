@@ -66,6 +66,15 @@ pub fn depth_gauge(depth: f64, permitted: f64, exceeded: bool) -> Line<'static> 
     ])
 }
 
+/// An exceeded session's worst excursion: its peak against the limit it broke, the same
+/// figures as its flag.
+pub fn peak_gauge(peak: f64, limit: f64) -> Line<'static> {
+    Line::styled(
+        format!("▲ peak {}/{}", format::mm(peak), format::mm(limit)),
+        DANGER,
+    )
+}
+
 /// Style of a wear percentage.
 pub fn wear_style(pct: f64) -> Style {
     if pct >= 100.0 {

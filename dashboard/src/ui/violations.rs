@@ -20,13 +20,25 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let mut columns: Vec<Column> = vec![
         col("Last above", 11, 0),
         col("State", 7, 2),
-        col("Session", 12, 0).grow(20),
-        col("Device", 12, 0).grow(20),
-        col("Clinic", 6, 3),
+        col("Session", 12, 0)
+            .grow(20)
+            .ids(rows.iter().map(|v| v.session_id.as_str())),
+        col("Device", 12, 0)
+            .grow(20)
+            .ids(rows.iter().map(|v| v.device_id.as_str())),
+        col("Clinic", 6, 3).ids(rows.iter().map(|v| v.clinic_id.as_str())),
         col("Class", 7, 4),
     ];
     if ops {
-        columns.push(col("Operator", 10, 1).grow(16));
+        let shown: Vec<String> = rows
+            .iter()
+            .map(|v| format::operator(&v.operator_id, v.unknown_operator))
+            .collect();
+        columns.push(
+            col("Operator", 10, 1)
+                .grow(16)
+                .ids(shown.iter().map(String::as_str)),
+        );
     }
     columns.extend([
         col("▲ Peak/limit mm", 15, 0),
@@ -37,7 +49,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         col("First above", 11, 5),
         col("Policy", 10, 6),
     ]);
-    let cells = rows.iter().map(|v| row(v, ops)).collect();
+    let cells = rows.iter().map(|v| row(app, v, ops)).collect();
     let title = Line::from(format!(
         " Violations: {} shown, {open} still open · newest first · Enter opens ",
         rows.len()
@@ -52,7 +64,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
+fn row(app: &App, v: &Violation, ops: bool) -> Vec<Cell<'static>> {
     let e = v.evidence.clone().unwrap_or_default();
     let state = if v.amendment > 0 {
         Cell::from(format!("late{}{}", theme::AMENDED, v.amendment)).style(theme::DANGER)
@@ -64,7 +76,7 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
         Cell::from("OPEN").style(theme::DANGER)
     };
     let mut cells = vec![
-        Cell::from(format::date_time(e.last_above_ms)),
+        Cell::from(app.zone.date_time(e.last_above_ms)),
         state,
         Cell::from(format::text(&v.session_id)),
         Cell::from(format::text(&v.device_id)),
@@ -72,11 +84,10 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
         Cell::from(format::text(&v.device_class)),
     ];
     if ops {
-        cells.push(Cell::from(if v.unknown_operator {
-            format!("{}?", format::text(&v.operator_id))
-        } else {
-            format::text(&v.operator_id)
-        }));
+        cells.push(Cell::from(format::operator(
+            &v.operator_id,
+            v.unknown_operator,
+        )));
     }
     cells.extend([
         peak_limit(e.peak_depth_mm, e.limit_mm, true),
@@ -86,7 +97,7 @@ fn row(v: &Violation, ops: bool) -> Vec<Cell<'static>> {
         Cell::from(format::count(
             e.other_excursions.len() as u64 + e.unlisted_excursions + 1,
         )),
-        Cell::from(format::date_time(e.first_above_ms)),
+        Cell::from(app.zone.date_time(e.first_above_ms)),
         Cell::from(format::text(&e.policy_version)),
     ]);
     cells

@@ -28,7 +28,7 @@ pub enum Role {
     ClinicManager,
     /// Devices and cartridges across the fleet; operator ids pseudonymised.
     Manufacturer,
-    /// Read everything, export and verify.
+    /// Read everything, export, verify and sign reviews.
     Reviewer,
     /// Everything, plus policy validation.
     Admin,
@@ -43,6 +43,11 @@ impl Role {
             Role::Reviewer => "reviewer",
             Role::Admin => "admin",
         }
+    }
+
+    /// Whether the role reads policy texts (reviewer, admin): they name every clinic's staff.
+    pub fn reads_policy_text(self) -> bool {
+        matches!(self, Role::Reviewer | Role::Admin)
     }
 }
 
@@ -132,6 +137,11 @@ impl Caller {
     /// Whether rows of this clinic are in scope.
     pub fn sees_clinic(&self, clinic_id: &str) -> bool {
         self.clinics.is_empty() || self.clinics.iter().any(|c| c == clinic_id)
+    }
+
+    /// Whether every clinic is in scope.
+    pub fn sees_every_clinic(&self) -> bool {
+        self.clinics.is_empty()
     }
 
     /// `PERMISSION_DENIED` unless the clinic is in scope.

@@ -1,5 +1,8 @@
 //! Journal records to API messages, with operator ids as the caller may see them.
 
+use std::collections::BTreeSet;
+
+use penwatch_proto::names::ShortName;
 use penwatch_proto::v1 as pb;
 use tonic::Status;
 
@@ -23,6 +26,79 @@ pub struct DeviceExtra {
     pub exceeded: bool,
     /// Wear of the inserted cartridge, % (0 when unknown).
     pub cartridge_wear_pct: f64,
+    /// Device time of the session's first sample, Unix ms.
+    pub started_ms: i64,
+    /// Most restrictive permitted depth while treating so far, mm, and the rule that set it.
+    pub permitted: Option<(f64, String)>,
+    /// Zones treated so far (short names).
+    pub zones: BTreeSet<String>,
+    /// The worst excursion so far: its peak, the limit it broke and that limit's rule.
+    pub worst: Option<Peak>,
+}
+
+/// A session's deepest excursion beyond its own limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Peak {
+    /// Deepest depth of the excursion, mm.
+    pub depth_mm: f64,
+    /// The permitted depth it broke, mm.
+    pub limit_mm: f64,
+    /// The rule that set that limit.
+    pub rule: String,
+}
+
+impl DeviceExtra {
+    /// The figures of a session as folded so far.
+    pub fn of_session(s: &Session) -> Self {
+        DeviceExtra {
+            session_id: s.session_id.clone(),
+            session_strokes: s.strokes,
+            exceeded: s.exceeded(),
+            cartridge_wear_pct: 0.0,
+            started_ms: s.started_ms,
+            permitted: s.permitted_mm.zip(s.binding.clone()),
+            zones: s.zones.clone(),
+            worst: s.violation.as_ref().map(|e| Peak {
+                depth_mm: e.worst.peak_depth_mm,
+                limit_mm: e.worst.limit_mm,
+                rule: e.worst.binding.clone(),
+            }),
+        }
+    }
+
+    /// Folds a committed sample of the session in, as [`Session`] does: the session's start,
+    /// its most restrictive limit while treating, its zones, and its worst excursion.
+    pub fn observe(&mut self, r: &Reading, v: &Verdict) {
+        self.session_strokes = self.session_strokes.max(r.session_strokes);
+        self.exceeded |= v.exceeded;
+        if self.started_ms == 0 || r.timestamp_ms < self.started_ms {
+            self.started_ms = r.timestamp_ms;
+        }
+        if let Some(z) = r.zone {
+            self.zones.insert(z.short_name());
+        }
+        if r.depth_mm > 0.0
+            && self
+                .permitted
+                .as_ref()
+                .is_none_or(|(p, _)| v.permitted_mm < *p)
+        {
+            self.permitted = Some((v.permitted_mm, v.binding.clone()));
+        }
+        let excess = r.depth_mm - v.permitted_mm;
+        if v.exceeded
+            && self
+                .worst
+                .as_ref()
+                .is_none_or(|w| excess > w.depth_mm - w.limit_mm)
+        {
+            self.worst = Some(Peak {
+                depth_mm: r.depth_mm,
+                limit_mm: v.permitted_mm,
+                rule: v.binding.clone(),
+            });
+        }
+    }
 }
 
 /// A pen's state as the fleet view shows it.
@@ -54,6 +130,23 @@ pub fn device_state(d: &Device, extra: Option<&DeviceExtra>, caller: &Caller) ->
         class_mismatch: d.class_mismatch,
         clock_offset_ms: d.clock_offset_ms,
         exceeded: extra.is_some_and(|e| e.exceeded),
+        session_started_ms: extra.map_or(0, |e| e.started_ms),
+        session_permitted_mm: extra
+            .and_then(|e| e.permitted.as_ref())
+            .map_or(0.0, |(mm, _)| *mm),
+        session_rule: extra
+            .and_then(|e| e.permitted.as_ref())
+            .map_or_else(String::new, |(_, rule)| rule.clone()),
+        session_zones: extra.map_or_else(Vec::new, |e| e.zones.iter().cloned().collect()),
+        session_peak_mm: extra
+            .and_then(|e| e.worst.as_ref())
+            .map_or(0.0, |w| w.depth_mm),
+        session_peak_limit_mm: extra
+            .and_then(|e| e.worst.as_ref())
+            .map_or(0.0, |w| w.limit_mm),
+        session_peak_rule: extra
+            .and_then(|e| e.worst.as_ref())
+            .map_or_else(String::new, |w| w.rule.clone()),
         conflicts: d.conflicts,
         seq_resets: d.seq_resets,
         last_anomaly_ms: d.last_anomaly_ms,

@@ -1,14 +1,17 @@
 //! Depth log export: sessions, their violations, (on request) their samples, then their
 //! amendments (late messages after the session closed, each a row of its own after the record
 //! it amends, followed on request by the samples it added, which carry its number), oldest
-//! session first, as CSV or JSON lines, in chunks, read from one snapshot of the journal
-//! after verifying its audit chain.
+//! session first, then the policy versions in force during the period and the review
+//! signatures covering its clinics and period, as CSV or JSON lines, in chunks, read from one
+//! snapshot of the journal after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `amendment`, `sample`) and columns that do not apply to it are empty; every
+//! (`session`, `violation`, `amendment`, `sample`, `policy_version`, `review`) and columns
+//! that do not apply to it are empty; every
 //! Unix ms time column has an RFC 3339 one beside it (`started_ms`, `started`); a text
-//! cell a spreadsheet would run as a formula gets a leading `'`. A JSON line carries only the
-//! fields of its record, exactly.
+//! cell a spreadsheet would run as a formula gets a leading `'`. JSON lines carry what the
+//! audit chain covers, with the chain itself, so they can be verified offline
+//! (`export_jsonl.rs`).
 
 use penwatch_proto::text;
 use serde_json::{Map, Value};
@@ -19,7 +22,7 @@ use crate::audit::Verification;
 use crate::journal::queries::{
     Order, SampleRow, Selection, StoredAmendment, StoredSession, StoredViolation,
 };
-use crate::journal::{self, Reader};
+use crate::journal::{self, PolicyVersionRow, Reader, ReviewRow};
 use crate::sessions::Excursion;
 
 /// Size at which a chunk is sent, bytes.
@@ -30,7 +33,7 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 const CSV_ROW_BUFFER: usize = 1024;
 
 /// Sessions read per query.
-const PAGE: u32 = 500;
+pub(super) const PAGE: u32 = 500;
 
 /// Export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,23 @@ pub const CSV_COLUMNS: &[&str] = &[
     "committed",
     "ended",
     "new_violation",
+    "in_force_from_ms",
+    "in_force_from",
+    "in_force_until_ms",
+    "in_force_until",
+    "policy_text",
+    "signer",
+    "signed_by_token",
+    "signer_role",
+    "meaning",
+    "signed_ms",
+    "signed",
+    "period_from_ms",
+    "period_from",
+    "period_until_ms",
+    "period_until",
+    "head_seq",
+    "head_hash",
 ];
 
 /// The CSV columns that carry a Unix ms time of another column as RFC 3339 (UTC,
@@ -124,6 +144,11 @@ fn rfc3339_of(column: &str) -> Option<&'static str> {
         "timestamp" => "timestamp_ms",
         "received" => "received_ms",
         "committed" => "committed_ms",
+        "in_force_from" => "in_force_from_ms",
+        "in_force_until" => "in_force_until_ms",
+        "signed" => "signed_ms",
+        "period_from" => "period_from_ms",
+        "period_until" => "period_until_ms",
         _ => return None,
     })
 }
@@ -140,9 +165,9 @@ fn rfc3339(ms: &Value) -> String {
 }
 
 /// One exported record: its fields by column name.
-type Record = Vec<(&'static str, Value)>;
+pub(super) type Record = Vec<(&'static str, Value)>;
 
-fn session_record(s: &StoredSession, caller: &Caller) -> Record {
+pub(super) fn session_record(s: &StoredSession, caller: &Caller) -> Record {
     let x = &s.session;
     vec![
         ("record", "session".into()),
@@ -228,7 +253,7 @@ fn amendment_record(s: &StoredSession, a: &StoredAmendment, caller: &Caller) -> 
     out
 }
 
-fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
+pub(super) fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
     let e = &v.evidence.worst;
     vec![
         ("record", "violation".into()),
@@ -308,6 +333,40 @@ fn sample_record(s: &SampleRow, caller: &Caller) -> Record {
     ]
 }
 
+/// A policy version in force during the export's period (kind `policy_version`); its
+/// text only for roles that may read the policy (reviewer, admin).
+pub(super) fn policy_record(p: &PolicyVersionRow, caller: &Caller) -> Record {
+    let text = if caller.role.reads_policy_text() {
+        p.text.clone()
+    } else {
+        String::new()
+    };
+    vec![
+        ("record", "policy_version".into()),
+        ("policy_version", p.version.clone().into()),
+        ("in_force_from_ms", p.from_ms.into()),
+        ("in_force_until_ms", p.until_ms.into()),
+        ("policy_text", text.into()),
+    ]
+}
+
+/// A review signature covering the export's clinics and period (kind `review`).
+fn review_record(r: &ReviewRow) -> Record {
+    vec![
+        ("record", "review".into()),
+        ("clinic_id", r.clinic_id.clone().into()),
+        ("signer", r.signer.clone().into()),
+        ("signed_by_token", r.token.clone().into()),
+        ("signer_role", r.role.clone().into()),
+        ("meaning", r.meaning.clone().into()),
+        ("signed_ms", r.signed_ms.into()),
+        ("period_from_ms", r.from_ms.into()),
+        ("period_until_ms", r.until_ms.into()),
+        ("head_seq", r.head_seq.into()),
+        ("head_hash", r.head_hash.clone().into()),
+    ]
+}
+
 /// A CSV cell: strings as they are, except that one a spreadsheet would run as a formula
 /// gets a leading `'` (the OWASP rule); numbers and booleans (written by the gateway, never
 /// negative where they come from a device) as JSON writes them; null as empty.
@@ -329,6 +388,9 @@ pub enum ExportError {
     /// A record could not be written as CSV.
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
+    /// A chained record could not be written as its line.
+    #[error("writing a chained line: {0}")]
+    Line(#[from] crate::audit::lines::LineError),
 }
 
 /// An export failure as a status (details logged, not sent).
@@ -339,11 +401,15 @@ pub fn status(e: ExportError) -> Status {
             tracing::error!(error = %e, "export failed");
             Status::internal("export failed; see the gateway log")
         }
+        ExportError::Line(e) => {
+            tracing::error!(error = %e, "export failed");
+            Status::internal("export failed; see the gateway log")
+        }
     }
 }
 
 /// Records written in the export's format into a buffer that is handed out in chunks.
-struct Encoder {
+pub(super) struct Encoder {
     format: Format,
     /// CSV quoting (the `csv` crate's: only where needed), one writer per record.
     csv: csv::WriterBuilder,
@@ -376,7 +442,7 @@ impl Encoder {
         Ok(())
     }
 
-    fn write(&mut self, record: Record) -> Result<(), csv::Error> {
+    pub(super) fn write(&mut self, record: Record) -> Result<(), csv::Error> {
         match self.format {
             Format::Csv => self.csv_row(CSV_COLUMNS.iter().map(|column| {
                 let field = |name: &str| record.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
@@ -396,13 +462,19 @@ impl Encoder {
         }
     }
 
+    /// Appends a line written elsewhere (JSONL).
+    pub(super) fn line(&mut self, line: &str) {
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+    }
+
     /// Bytes waiting to be handed out.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// The bytes waiting, leaving the buffer empty.
-    fn take(&mut self) -> Vec<u8> {
+    pub(super) fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }
 }
@@ -496,6 +568,10 @@ fn export_snapshot(
 ) -> Result<Outcome, ExportError> {
     let verification = j.verify_within()?;
     let mut out = Encoder::new(format)?;
+    if format == Format::Jsonl {
+        let done = super::export_jsonl::export(j, sel, include_samples, caller, &mut out, emit)?;
+        return Ok(done.then(|| (verification, out.take())));
+    }
     let mut after = None;
     loop {
         let page = j.sessions_page(sel, Order::OldestFirst, after.as_ref(), PAGE)?;
@@ -539,6 +615,12 @@ fn export_snapshot(
                 return Ok(None);
             }
         }
+    }
+    for p in j.policy_versions_in(sel.from_ms, sel.to_ms)? {
+        out.write(policy_record(&p, caller))?;
+    }
+    for r in j.reviews(sel.clinics.as_deref(), sel.from_ms, sel.to_ms)? {
+        out.write(review_record(&r))?;
     }
     Ok(Some((verification, out.take())))
 }
@@ -609,6 +691,51 @@ mod tests {
                 .position(|c| c.strip_suffix("_ms") == Some(column));
             assert_eq!(at, ms.map(|i| i + 1), "{column} right after {column}_ms");
         }
+    }
+
+    #[test]
+    fn a_review_signature_is_a_csv_row_with_its_printed_name_meaning_times_and_head() {
+        let r = ReviewRow {
+            id: 1,
+            signer: "Dr Ann Example".into(),
+            token: "reviewer".into(),
+            role: "reviewer".into(),
+            meaning: "approved".into(),
+            clinic_id: "c01".into(),
+            from_ms: 1_795_132_800_000,
+            until_ms: 1_795_219_200_000,
+            signed_ms: 1_795_132_801_000,
+            head_seq: 7,
+            head_hash: "ab".repeat(32),
+        };
+        let rows = csv_rows(vec![review_record(&r)]);
+        assert_eq!(cell(&rows[0], "record"), "review");
+        assert_eq!(cell(&rows[0], "signer"), "Dr Ann Example");
+        assert_eq!(cell(&rows[0], "meaning"), "approved");
+        assert_eq!(cell(&rows[0], "signed"), "2026-11-20T00:00:01.000Z");
+        assert_eq!(cell(&rows[0], "period_until"), "2026-11-21T00:00:00.000Z");
+        assert_eq!(cell(&rows[0], "head_seq"), "7");
+        let p = PolicyVersionRow {
+            version: "v1".into(),
+            from_ms: 1_795_132_800_000,
+            until_ms: None,
+            text: "=cmd".into(),
+        };
+        let admin = Caller::new("admin", crate::api::Role::Admin, Vec::new(), None);
+        let manager = Caller::new(
+            "m",
+            crate::api::Role::ClinicManager,
+            vec!["c01".into()],
+            None,
+        );
+        let rows = csv_rows(vec![policy_record(&p, &admin), policy_record(&p, &manager)]);
+        assert_eq!(cell(&rows[0], "policy_text"), "'=cmd");
+        assert_eq!(cell(&rows[0], "in_force_until"), "", "still in force");
+        assert_eq!(
+            cell(&rows[1], "policy_text"),
+            "",
+            "not for a clinic manager"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod conn;
 pub mod convert;
 pub mod export;
+mod export_jsonl;
 pub mod limits;
 pub mod service;
 pub mod stream;
@@ -63,8 +64,8 @@ pub enum ApiError {
     /// Reflection could not load the descriptor set.
     #[error("api reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The access log could not be opened.
-    #[error("api access log: {0}")]
+    /// The access log or the signatures' connection could not be opened.
+    #[error("api journal connection: {0}")]
     Journal(journal::JournalError),
 }
 
@@ -364,6 +365,8 @@ pub struct Shared {
     pub reader: Arc<Readers>,
     /// Where every call is recorded.
     pub access: journal::AccessRecorder,
+    /// Where review signatures are written.
+    pub signatures: Arc<journal::Signatures>,
     /// The policy in force.
     pub policy: PolicyHandle,
     /// Live events from the committer.
@@ -421,6 +424,7 @@ pub async fn start(
     let shared = Shared {
         reader: Arc::new(Readers::new(journal)),
         access: journal::AccessRecorder::spawn(journal).map_err(ApiError::Journal)?,
+        signatures: Arc::new(journal::Signatures::open(journal).map_err(ApiError::Journal)?),
         policy,
         live,
         stop: stop.clone(),

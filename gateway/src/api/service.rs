@@ -1,6 +1,8 @@
 //! The `penwatch.v1.PenWatch` rpcs: every call authenticates its bearer token, checks the
 //! role, confines its filter to the token's clinics, and shows operator ids as the role may
-//! see them.
+//! see them. Signed reviews and the policy history are in [`reviews`].
+
+mod reviews;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -148,9 +150,7 @@ fn fleet(j: &Reader) -> journal::Result<Vec<(Device, DeviceExtra)>> {
         if !d.session_id.is_empty()
             && let Some(s) = j.stored_session(&d.device_id, &d.session_id)?
         {
-            extra.session_id.clone_from(&d.session_id);
-            extra.session_strokes = s.session.strokes;
-            extra.exceeded = s.session.exceeded();
+            extra = DeviceExtra::of_session(&s.session);
         }
         if !d.cartridge_id.is_empty()
             && let Some(c) = j.cartridge(&d.cartridge_id)?
@@ -629,7 +629,7 @@ impl PenWatch for Api {
             .read(move |j| j.policy_loaded_ms(&query))
             .await?
             .unwrap_or_default();
-        let text = if AUDIT.contains(&caller.role) {
+        let text = if caller.role.reads_policy_text() {
             policy.text().to_owned()
         } else {
             String::new()
@@ -728,6 +728,27 @@ impl PenWatch for Api {
             problem,
             digests_unchecked: v.digests_unchecked,
         }))
+    }
+
+    async fn sign_review(
+        &self,
+        request: Request<pb::SignReviewRequest>,
+    ) -> Result<Response<pb::ReviewSignature>, Status> {
+        self.sign(request).await
+    }
+
+    async fn list_reviews(
+        &self,
+        request: Request<pb::ListReviewsRequest>,
+    ) -> Result<Response<pb::ListReviewsResponse>, Status> {
+        self.reviews(request).await
+    }
+
+    async fn list_policy_versions(
+        &self,
+        request: Request<pb::ListPolicyVersionsRequest>,
+    ) -> Result<Response<pb::ListPolicyVersionsResponse>, Status> {
+        self.policy_versions(request).await
     }
 
     async fn list_access_log(

@@ -108,8 +108,7 @@ impl FleetTracker {
                 ..DeviceExtra::default()
             };
         }
-        e.session_strokes = e.session_strokes.max(r.session_strokes);
-        e.exceeded |= v.exceeded;
+        e.observe(r, v);
         let rated = self.policy.current().rated_strokes(&r.cartridge_model);
         if let Some(rated) = rated.filter(|r| *r > 0) {
             e.cartridge_wear_pct = r.cartridge_strokes as f64 * 100.0 / rated as f64;

@@ -473,11 +473,20 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Records a policy version (once).
+    /// Records that a policy version is in force from `loaded_ms`: its text (once per
+    /// version), and a history row unless it is the version already in force (a restart with
+    /// the same policy adds nothing).
     pub fn put_policy_version(&self, version: &str, loaded_ms: i64, text: &str) -> Result<()> {
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO policy_versions (version, loaded_ms, text) VALUES (?1, ?2, ?3)")?
             .execute(params![version, loaded_ms, text])?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO policy_in_force (version, from_ms) SELECT ?1, ?2
+                 WHERE IFNULL((SELECT version FROM policy_in_force ORDER BY id DESC LIMIT 1), '')
+                    <> ?1",
+            )?
+            .execute(params![version, loaded_ms])?;
         Ok(())
     }
 

@@ -10,7 +10,8 @@
 //! - [`Writer`]: the committer's, the only one that commits batches ([`Batch`]);
 //! - [`Reader`]: read-only, for the API, `verify` and inspection;
 //! - [`Upkeep`]: a reader that also writes its own rows: sink cursors and retention's deletes;
-//!   [`Outbox`] is the alert delivery's, which writes only what it delivered.
+//!   [`Outbox`] is the alert delivery's, which writes only what it delivered; [`Signatures`]
+//!   the API's for signed reviews, which writes only those and their chain entries.
 //!
 //! The checkpoint thread ([`checkpoint`]) has a connection of its own that writes no rows.
 
@@ -28,6 +29,7 @@ pub mod forward;
 mod outbox;
 pub mod queries;
 mod reader;
+mod reviews;
 mod rows;
 mod schema;
 mod verify;
@@ -39,6 +41,7 @@ pub use config::JournalConfig;
 pub use forward::Upkeep;
 pub use outbox::Outbox;
 pub use reader::{Counts, Quarantined, Reader};
+pub use reviews::{PolicyVersionRow, ReviewRow, Signatures, SignedBy};
 pub use schema::QUARANTINE_KEPT_BYTES;
 pub use writer::Writer;
 

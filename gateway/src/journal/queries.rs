@@ -686,12 +686,14 @@ impl Reader {
         Ok(n as u64)
     }
 
-    /// When a policy version was first put in force, Unix ms.
+    /// When a policy version last came into force, Unix ms.
     pub fn policy_loaded_ms(&self, version: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT loaded_ms FROM policy_versions WHERE version = ?1")?
-            .query_row([version], |r| r.get("loaded_ms"))
+            .prepare_cached(
+                "SELECT from_ms FROM policy_in_force WHERE version = ?1 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([version], |r| r.get("from_ms"))
             .optional()?)
     }
 }

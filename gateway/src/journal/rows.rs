@@ -5,6 +5,7 @@ use penwatch_proto::v1::{DeviceClass, Event, Zone};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Result;
+use crate::audit::lines::DigestSample;
 use crate::audit::{self, SampleDigest};
 use crate::cartridges::Cartridge;
 use crate::decode::{Encoding, Reading};
@@ -32,6 +33,27 @@ pub(super) const VIOLATION_COLUMNS: &str = "device_id, session_id, clinic_id, op
 pub(super) const AMENDMENT_COLUMNS: &str = "device_id, session_id, number, audit_seq, \
     amends_seq, reason, committed_ms, messages, last_sample_id, max_depth_mm, exceeded, \
     new_violation, record";
+
+/// The columns of `reviews`, in the order [`super::Signatures`] binds them.
+pub(super) const REVIEW_COLUMNS: &str = "id, signer, token, role, meaning, clinic_id, from_ms, \
+    until_ms, signed_ms, head_seq, head_hash";
+
+/// A `reviews` row (selected with [`REVIEW_COLUMNS`]) as its chained record.
+pub(super) fn review(row: &Row<'_>) -> rusqlite::Result<audit::SignedReview> {
+    Ok(audit::SignedReview {
+        id: row.get("id")?,
+        signer: row.get("signer")?,
+        token: row.get("token")?,
+        role: row.get("role")?,
+        meaning: row.get("meaning")?,
+        clinic_id: row.get("clinic_id")?,
+        from_ms: row.get("from_ms")?,
+        until_ms: row.get("until_ms")?,
+        signed_ms: row.get("signed_ms")?,
+        head_seq: row.get("head_seq")?,
+        head_hash: row.get("head_hash")?,
+    })
+}
 
 /// `?1, ?2, …, ?n`.
 pub(super) fn placeholders(n: usize) -> String {
@@ -144,32 +166,50 @@ pub(super) fn cartridge(conn: &Connection, id: &str) -> Result<Option<Cartridge>
     rec.map(|r| Ok(serde_json::from_str(&r)?)).transpose()
 }
 
-/// The canonical line of a sample in a session digest; a conflicting version (1, 2, …) ends
-/// in `|v1`, `|v2`, … (the first version's line is as before schema 5).
-const DIGEST_LINE: &str = "device_id || '|' || seq || '|' || ts_ms || '|' || event || '|' || \
-    printf('%.6f', depth_mm) || '|' || session_strokes || '|' || cartridge_strokes || '|' || \
-    operator_id || '|' || cartridge_id || '|' || IFNULL(zone, '') || '|' || \
-    printf('%.6f', permitted_mm) || '|' || binding || '|' || exceeded || '|' || policy_version \
-    || IIF(version > 0, '|v' || version, '')";
+/// The columns of a sample a session digest covers, as [`DigestSample`] names them, with
+/// the journal id.
+const DIGEST_COLUMNS: &str = "id, session_id, device_id, seq, ts_ms, event, depth_mm, \
+    session_strokes, cartridge_strokes, operator_id, cartridge_id, IFNULL(zone, '') AS zone, \
+    permitted_mm, binding, exceeded, policy_version, version";
 
-/// Digest over a session's samples within the `seq` range `seqs` with a journal id in
-/// `ids` (above the first, up to the second): how many there were, the highest journal id
-/// among them and the digest. The range is a superset of the session's samples, looked up
+fn digest_sample(row: &Row<'_>) -> rusqlite::Result<DigestSample> {
+    Ok(DigestSample {
+        session_id: row.get("session_id")?,
+        device_id: row.get("device_id")?,
+        seq: row.get("seq")?,
+        timestamp_ms: row.get("ts_ms")?,
+        event: row.get("event")?,
+        depth_mm: row.get("depth_mm")?,
+        session_strokes: row.get("session_strokes")?,
+        cartridge_strokes: row.get("cartridge_strokes")?,
+        operator_id: row.get("operator_id")?,
+        cartridge_id: row.get("cartridge_id")?,
+        zone: row.get("zone")?,
+        permitted_mm: row.get("permitted_mm")?,
+        binding_rule: row.get("binding")?,
+        exceeded: row.get("exceeded")?,
+        policy_version: row.get("policy_version")?,
+        version: row.get::<_, i64>("version")?.max(0) as u64,
+    })
+}
+
+/// Hands `f` each sample a session digest covers, with its journal id, in digest order:
+/// the session's samples within the `seq` range `seqs` with a journal id in `ids` (above the
+/// first, up to the second). The range is a superset of the session's samples, looked up
 /// through the `(device_id, seq)` index, then filtered by session.
-pub(super) fn samples_digest(
+pub(super) fn digest_samples(
     conn: &Connection,
     device_id: &str,
     session_id: &str,
     seqs: (u64, u64),
     ids: (i64, i64),
-) -> Result<(u64, i64, String)> {
+    mut f: impl FnMut(i64, DigestSample) -> Result<()>,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, {DIGEST_LINE} AS line FROM samples WHERE device_id = ?1 \
+        "SELECT {DIGEST_COLUMNS} FROM samples WHERE device_id = ?1 \
          AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id > ?6 AND id <= ?3 \
          ORDER BY seq, version"
     ))?;
-    let mut digest = SampleDigest::default();
-    let (mut n, mut last_id) = (0, 0);
     let mut rows = stmt.query(params![
         device_id,
         session_id,
@@ -179,29 +219,66 @@ pub(super) fn samples_digest(
         ids.0
     ])?;
     while let Some(row) = rows.next()? {
-        last_id = last_id.max(row.get::<_, i64>("id")?);
-        digest.add(
-            row.get_ref("line")?
-                .as_str()
-                .map_err(rusqlite::Error::from)?,
-        );
-        n += 1;
+        f(row.get("id")?, digest_sample(row)?)?;
     }
+    Ok(())
+}
+
+/// Digest over the samples [`digest_samples`] hands out: how many there were, the highest
+/// journal id among them and the digest.
+pub(super) fn samples_digest(
+    conn: &Connection,
+    device_id: &str,
+    session_id: &str,
+    seqs: (u64, u64),
+    ids: (i64, i64),
+) -> Result<(u64, i64, String)> {
+    let mut digest = SampleDigest::default();
+    let (mut n, mut last_id) = (0, 0);
+    digest_samples(conn, device_id, session_id, seqs, ids, |id, sample| {
+        last_id = i64::max(last_id, id);
+        digest.add(&sample.digest_line());
+        n += 1;
+        Ok(())
+    })?;
     Ok((n, last_id, digest.finish()))
+}
+
+/// The chain's last entry: its position and hash (0 and [`audit::GENESIS`] when empty).
+pub(super) fn chain_head(conn: &Connection) -> Result<(i64, String)> {
+    let head: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get("seq")?, r.get("hash")?)))
+        .optional()?;
+    Ok(head.unwrap_or((0, audit::GENESIS.to_owned())))
 }
 
 /// Appends a record to the audit chain inside the caller's transaction; returns its position.
 pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<i64> {
     let (kind, body) = (record.kind(), record.body()?);
-    let prev: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get("seq")?, r.get("hash")?)))
-        .optional()?;
-    let (seq, prev_hash) = prev.map_or((1, audit::GENESIS.to_owned()), |(s, h)| (s + 1, h));
+    let (head, prev_hash) = chain_head(conn)?;
+    let seq = head + 1;
     let hash = audit::link_hash(&prev_hash, kind, &body);
     conn.prepare_cached(
         "INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![seq, kind, body, prev_hash, hash])?;
     Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_depth_in_the_digest_line_reads_as_sqlite_printed_it_before_the_line_moved_to_rust() {
+        let conn = Connection::open_in_memory().expect("memory");
+        let mut stmt = conn.prepare("SELECT printf('%.6f', ?1)").expect("stmt");
+        let steps = (0..=40_000).map(|k| f64::from(k) / 10_000.0);
+        let odd = (0..=5_000).map(|k| f64::from(k) * 0.000_7 + 0.000_000_3);
+        for depth in steps.chain(odd) {
+            let sql: String = stmt.query_row([depth], |r| r.get(0)).expect("printf");
+            assert_eq!(format!("{depth:.6}"), sql, "{depth}");
+        }
+    }
 }

@@ -4,10 +4,15 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
-/// Version 8 keeps amendments: `amendments`, one row per chained `amendment` record (late data
+/// Version 9 keeps amendments: `amendments`, one row per chained `amendment` record (late data
 /// for a closed session, which stays closed); `sessions.audit_seq`, the chain position of a
 /// closed session's record, which its amendments reference; `violations.amendment`, the number
 /// of the amendment that raised a session's only violation (0 for a violation of the record).
+///
+/// Version 8 adds signed reviews (`reviews`, each row chained as a `review` entry by the
+/// connection that writes it) and the policy history (`policy_in_force`: one row each time a
+/// version came into force, so a version put back in force after another is seen twice);
+/// see [`migrate_7_to_8`].
 ///
 /// Version 6 adds the alert outbox: `alert_outbox`, one row per alert (its key), written by the
 /// committer in the same transaction as the facts that raise it, its `revision` raised by
@@ -28,7 +33,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -64,9 +69,41 @@ const MIGRATE_5_TO_6: &str = "";
 /// From version 6 to 7: nothing to change; `SCHEMA` adds the access log.
 const MIGRATE_6_TO_7: &str = "";
 
-/// From version 7 to 8: the new columns (`SCHEMA` adds the `amendments` table), and each closed
+/// The tables of version 8: signed reviews and the policy history.
+const REVIEWS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    signed_ms INTEGER NOT NULL,
+    signer TEXT NOT NULL,
+    token TEXT NOT NULL,
+    role TEXT NOT NULL,
+    meaning TEXT NOT NULL,
+    clinic_id TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    head_seq INTEGER NOT NULL,
+    head_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_clinic ON reviews (clinic_id, from_ms);
+CREATE TABLE IF NOT EXISTS policy_in_force (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    from_ms INTEGER NOT NULL
+);
+";
+
+/// From version 7 to 8: the review and policy history tables, the history started from the
+/// versions recorded so far (each once, from when it was first loaded).
+fn migrate_7_to_8() -> String {
+    format!(
+        "{REVIEWS_SCHEMA} INSERT INTO policy_in_force (version, from_ms) \
+         SELECT version, loaded_ms FROM policy_versions ORDER BY loaded_ms, version;"
+    )
+}
+
+/// From version 8 to 9: the new columns (`SCHEMA` adds the `amendments` table), and each closed
 /// session's chain position from its latest `session` entry, found in one pass over the chain.
-const MIGRATE_7_TO_8: &str = "
+const MIGRATE_8_TO_9: &str = "
 ALTER TABLE sessions ADD COLUMN audit_seq INTEGER;
 ALTER TABLE violations ADD COLUMN amendment INTEGER NOT NULL DEFAULT 0;
 UPDATE sessions SET audit_seq = chained.seq
@@ -286,7 +323,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         migrate_4_to_5(),
         MIGRATE_5_TO_6.to_owned(),
         MIGRATE_6_TO_7.to_owned(),
-        MIGRATE_7_TO_8.to_owned(),
+        migrate_7_to_8(),
+        MIGRATE_8_TO_9.to_owned(),
     ];
     let migration = if found == 0 {
         String::new()
@@ -294,7 +332,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         steps[(found - 1) as usize..].concat()
     };
     let samples = samples_table("samples");
-    conn.execute_batch(&format!("BEGIN; {migration} {samples} {SCHEMA}"))?;
+    conn.execute_batch(&format!(
+        "BEGIN; {migration} {samples} {SCHEMA} {REVIEWS_SCHEMA}"
+    ))?;
     if (1..4).contains(&found) {
         bound_quarantine(conn)?;
     }
@@ -357,8 +397,8 @@ mod tests {
     use super::*;
     use crate::journal::{Sync, Writer};
 
-    /// Takes a new journal back to before version 8 (the older tests' starting point).
-    const BEFORE_8: &str = "DROP TABLE amendments;
+    /// Takes a new journal back to before version 9 (the older tests' starting point).
+    const BEFORE_9: &str = "DROP TABLE amendments;
         ALTER TABLE sessions DROP COLUMN audit_seq;
         ALTER TABLE violations DROP COLUMN amendment;";
 
@@ -368,7 +408,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_8).expect("version 7");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(
             "ALTER TABLE sessions DROP COLUMN max_depth_mm;
              ALTER TABLE quarantine DROP COLUMN size_bytes;
@@ -396,7 +436,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_8).expect("version 7");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(
             "ALTER TABLE quarantine DROP COLUMN size_bytes;
              ALTER TABLE quarantine DROP COLUMN sha256;
@@ -421,7 +461,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_8).expect("version 7");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(&format!(
             "DROP TABLE samples;
              CREATE TABLE samples ({SAMPLES_COLUMNS_DEFINED}, UNIQUE (device_id, seq));
@@ -460,12 +500,50 @@ mod tests {
     }
 
     #[test]
-    fn a_version_7_journal_gets_amendments_and_keeps_its_sessions_and_violations() {
+    fn a_version_7_journal_starts_its_policy_history_from_the_versions_it_recorded() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_8).expect("version 7");
+        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(
+            "DROP TABLE reviews;
+             DROP TABLE policy_in_force;
+             INSERT INTO policy_versions (version, loaded_ms, text) VALUES
+                ('v-new', 2000, 'b = 2'), ('v-old', 1000, 'a = 1');
+             PRAGMA user_version = 7;",
+        )
+        .expect("version 7");
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        let history = writer.policy_history().expect("history");
+        let seen: Vec<_> = history
+            .iter()
+            .map(|p| (p.version.as_str(), p.from_ms, p.until_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [("v-old", 1000, Some(2000)), ("v-new", 2000, None)],
+            "in force until the next came in"
+        );
+        assert_eq!(history[0].text, "a = 1");
+        assert!(
+            writer
+                .reviews(None, None, None)
+                .expect("reviews")
+                .is_empty()
+        );
+        assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_8_journal_gets_amendments_and_keeps_its_sessions_and_violations() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        drop(Writer::open(&path, Sync::Normal).expect("create"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(
             "INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
                 started_ms, last_ms, exceeded, state, record)
@@ -480,9 +558,9 @@ mod tests {
                 limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above,
                 samples_above, policy_version, final)
              VALUES ('pen', 's', 'c', 'op', 'home', 0.5, 'class', 0.7, 1, 2, 3, 1, 'p', 1);
-             PRAGMA user_version = 7;",
+             PRAGMA user_version = 8;",
         )
-        .expect("version 7");
+        .expect("version 8");
         drop(conn);
 
         let writer = Writer::open(&path, Sync::Normal).expect("migrate");

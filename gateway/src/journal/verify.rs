@@ -2,8 +2,9 @@
 //! audit chain.
 //!
 //! The chain's links are recomputed first. Then every closed session row, every final
-//! violation row and every chained cartridge event row must equal its chain entry, and every
-//! entry must have its row; every closed session's samples must match its digest, unless a
+//! violation row, every chained cartridge event row and every signed review must equal its
+//! chain entry, and every entry must have its row (a review's bound head must be an earlier
+//! entry of the chain); every closed session's samples must match its digest, unless a
 //! chained retention run (`pruned`) covers the session, which is then counted as unchecked.
 //! Open sessions are not final and not checked; a chained session whose row is open again
 //! (late data reopened it, before schema 8) is checked at its next close. Every amendment row
@@ -17,9 +18,10 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Reader, Result, rows, schema};
+use crate::audit::lines::DigestSample;
 use crate::audit::{
     self, AccessBatch, Amendment, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation,
-    Record, Scope, Verification,
+    Record, Scope, SignedReview, Verification,
 };
 use crate::sessions::{Excursion, Session};
 
@@ -43,6 +45,8 @@ struct Chained {
     amendments: HashMap<(Key, u64), (i64, Amendment)>,
     /// The first amendment entry numbered out of order, if any.
     misnumbered: Option<(i64, String)>,
+    /// Signed reviews by row id.
+    reviews: HashMap<i64, (i64, SignedReview)>,
 }
 
 impl Chained {
@@ -92,6 +96,9 @@ impl Chained {
                         .get_or_insert(cartridge_events_from_id);
                 }
                 Some(Record::Access(a)) => c.access.push((e.seq, a)),
+                Some(Record::Review(r)) => {
+                    c.reviews.insert(r.id, (e.seq, r));
+                }
                 None => {}
             }
         }
@@ -112,7 +119,7 @@ fn first_missing<'a, K: Eq + std::hash::Hash, V>(
 }
 
 /// A finding: the chain position it concerns (0 for a row with no entry) and what is wrong.
-type Broken = Option<(i64, String)>;
+pub(super) type Broken = Option<(i64, String)>;
 
 /// Whether a violation row's columns equal a chained identity (clinic, operator, class) and
 /// worst excursion.
@@ -178,16 +185,29 @@ impl Reader {
         body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
     }
 
-    /// Recomputes the audit chain and checks every final row against it (see the module), in
-    /// one read transaction: a gateway writing beside it (the committer, the access log) is
-    /// not seen half-way.
-    pub fn verify(&self) -> Result<Verification> {
-        self.snapshot(Reader::verify_within)
+    /// The cartridge event rows from journal id `from_id` on, in id order, as chained.
+    pub fn cartridge_events_from(&self, from_id: i64) -> Result<Vec<ChainedCartridgeEvent>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, cartridge_id, kind, device_id, session_id, ts_ms, detail
+             FROM cartridge_events WHERE id >= ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([from_id], |r| {
+            Ok(ChainedCartridgeEvent {
+                id: r.get("id")?,
+                cartridge_id: r.get("cartridge_id")?,
+                kind: r.get("kind")?,
+                device_id: r.get("device_id")?,
+                session_id: r.get("session_id")?,
+                ts_ms: r.get("ts_ms")?,
+                detail: r.get("detail")?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// [`Reader::verify`] inside the caller's read transaction ([`Reader::snapshot`]).
-    pub fn verify_within(&self) -> Result<Verification> {
-        let entries = self
+    /// Every audit chain entry, in order.
+    pub fn chain(&self) -> Result<Vec<Entry>> {
+        Ok(self
             .conn
             .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit_chain ORDER BY seq")?
             .query_map([], |r| {
@@ -199,7 +219,39 @@ impl Reader {
                     hash: r.get("hash")?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Hands `f` each sample of a session its digest covers (those journaled up to
+    /// `last_sample_id`), in digest order.
+    pub fn for_each_digest_sample(
+        &self,
+        device_id: &str,
+        session_id: &str,
+        last_sample_id: i64,
+        mut f: impl FnMut(DigestSample) -> Result<()>,
+    ) -> Result<()> {
+        let seqs = self.stored_seq_range(device_id, session_id)?;
+        rows::digest_samples(
+            &self.conn,
+            device_id,
+            session_id,
+            seqs,
+            (0, last_sample_id),
+            |_, s| f(s),
+        )
+    }
+
+    /// Recomputes the audit chain and checks every final row against it (see the module), in
+    /// one read transaction: a gateway writing beside it (the committer, the access log) is
+    /// not seen half-way.
+    pub fn verify(&self) -> Result<Verification> {
+        self.snapshot(Reader::verify_within)
+    }
+
+    /// [`Reader::verify`] inside the caller's read transaction ([`Reader::snapshot`]).
+    pub fn verify_within(&self) -> Result<Verification> {
+        let entries = self.chain()?;
         let mut v = audit::verify_links(&entries);
         if !v.ok() {
             return Ok(v);
@@ -210,7 +262,10 @@ impl Reader {
                 None => match self.check_amendments(&chained)? {
                     None => match self.check_cartridge_events(&chained)? {
                         None => match self.check_access_log(&chained)? {
-                            None => self.check_digests(&chained, &mut v)?,
+                            None => match self.check_reviews(&chained.reviews, &entries)? {
+                                None => self.check_digests(&chained, &mut v)?,
+                                broken => broken,
+                            },
                             broken => broken,
                         },
                         broken => broken,
@@ -478,23 +533,7 @@ impl Reader {
         let Some(from) = chained.cartridge_events_from else {
             return Ok(None);
         };
-        let mut stmt = self.conn.prepare(
-            "SELECT id, cartridge_id, kind, device_id, session_id, ts_ms, detail
-             FROM cartridge_events WHERE id >= ?1",
-        )?;
-        let stored = stmt
-            .query_map([from], |r| {
-                Ok(ChainedCartridgeEvent {
-                    id: r.get("id")?,
-                    cartridge_id: r.get("cartridge_id")?,
-                    kind: r.get("kind")?,
-                    device_id: r.get("device_id")?,
-                    session_id: r.get("session_id")?,
-                    ts_ms: r.get("ts_ms")?,
-                    detail: r.get("detail")?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let stored = self.cartridge_events_from(from)?;
         for row in &stored {
             match chained.cartridge_events.get(&row.id) {
                 None => {

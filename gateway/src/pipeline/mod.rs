@@ -286,6 +286,21 @@ impl Pipeline {
         Ok(closed)
     }
 
+    /// Records the policy in force when a reload (or the start) put in a version the
+    /// journal has not recorded as in force: so the history says when it came into force even
+    /// while no telemetry arrives.
+    pub fn record_policy(&mut self) -> journal::Result<()> {
+        let loaded = self.policy.current();
+        if self.recorded_version == loaded.version() {
+            return Ok(());
+        }
+        let tx = self.journal.batch()?;
+        tx.put_policy_version(loaded.version(), now_ms(), loaded.text())?;
+        tx.commit()?;
+        self.recorded_version = loaded.version().to_owned();
+        Ok(())
+    }
+
     /// Journal size for the metrics.
     pub fn update_size_metric(&self) {
         if let Ok(bytes) = self.journal.size_bytes() {
@@ -337,6 +352,8 @@ pub fn run(
     let mut trouble = Trouble::default();
     let mut batch = Vec::with_capacity(settings.batch_max);
     let mut last_size_update = Instant::now();
+    // Warned once per run of failures to record a new policy version.
+    let mut policy_unrecorded = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => batch.push(m),
@@ -364,6 +381,14 @@ pub fn run(
         }
         if let Err(e) = pipeline.sweep() {
             tracing::warn!(error = %e, "closing idle sessions failed; retrying in a second");
+        }
+        match pipeline.record_policy() {
+            Ok(()) => policy_unrecorded = false,
+            Err(e) if !policy_unrecorded => {
+                tracing::warn!(error = %e, "recording the policy in force failed; retrying");
+                policy_unrecorded = true;
+            }
+            Err(_) => {}
         }
         if last_size_update.elapsed() > Duration::from_secs(5) {
             pipeline.update_size_metric();

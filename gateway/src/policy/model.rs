@@ -218,6 +218,15 @@ impl Policy {
         self.clinics.get(clinic_id)
     }
 
+    /// Whether the policy names the clinic: a `[clinics.CLINIC]` section, an operator, a
+    /// device or zone limits of it.
+    pub fn names_clinic(&self, clinic_id: &str) -> bool {
+        self.clinics.contains_key(clinic_id)
+            || self.operator_index.contains_key(clinic_id)
+            || self.device_index.contains_key(clinic_id)
+            || self.zones.contains_key(clinic_id)
+    }
+
     /// Rated stroke life of a cartridge model (exact name match).
     pub fn rated_strokes(&self, cartridge_model: &str) -> Option<u64> {
         self.cartridge_models
@@ -300,6 +309,8 @@ mod tests {
         assert_eq!(p.rated_strokes("N36"), Some(250_000));
         assert_eq!(p.rated_strokes("NANO"), Some(400_000));
         assert_eq!(p.rated_strokes("n36"), None);
+        assert!(p.names_clinic("c01") && !p.names_clinic("c99"));
+        assert!(!Policy::defaults().names_clinic("c01"));
         let ops: Vec<(&str, &str, &str)> = p
             .operators()
             .iter()

@@ -278,10 +278,13 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
                 time: p.time(x.started_ms, a.seq),
             })
         }
-        // Cartridge events reach InfluxDB from their own table; the rest are the chain's own.
-        Record::CartridgeEvent(_) | Record::Pruned(_) | Record::Scope(_) | Record::Access(_) => {
-            None
-        }
+        // Cartridge events reach InfluxDB from their own table; the rest are the chain's own
+        // (signatures are read from the journal, where `verify` checks them).
+        Record::CartridgeEvent(_)
+        | Record::Pruned(_)
+        | Record::Scope(_)
+        | Record::Access(_)
+        | Record::Review(_) => None,
     }
 }
 

@@ -7,6 +7,14 @@ use serde::Deserialize;
 
 use crate::invalid::Invalid;
 
+/// Why a shared subscription is refused: the brokers it runs on hand its messages to the
+/// group's members in turn, not by pen.
+pub const SHARED_REFUSED: &str = "is a shared subscription, which splits each pen's messages \
+     across the group's gateways (mosquitto and most brokers deal them out in turn, not by pen): \
+     every gateway would hold part of each session, so verdicts, evidence and digests would be \
+     wrong (2 gateways on one run turned 2 over-depth sessions into 5 partial ones). Subscribe \
+     without `$share/` and run one gateway per broker; see README \"Scaling out\"";
+
 /// `[mqtt]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,7 +31,8 @@ pub struct MqttConfig {
     pub password_file: Option<PathBuf>,
     /// PEM CA certificate for `mqtts://` (default: the system trust store).
     pub ca_file: Option<PathBuf>,
-    /// Topic filters to subscribe to (`$share/GROUP/...` accepted).
+    /// Topic filters to subscribe to (shared subscriptions, `$share/…` and `$queue/…`, are
+    /// refused: see [`SHARED_REFUSED`]).
     pub topics: Vec<String>,
     /// Keep-alive interval, seconds.
     pub keep_alive_s: u64,
@@ -68,6 +77,12 @@ impl MqttConfig {
             ));
         }
         for t in &self.topics {
+            if t.starts_with("$share/") || t.starts_with("$queue/") {
+                return Err(Invalid::new(
+                    "mqtt.topics",
+                    format!("{t:?} {SHARED_REFUSED}"),
+                ));
+            }
             if t.is_empty() || t.contains('#') && !t.ends_with('#') {
                 return Err(Invalid::new(
                     "mqtt.topics",
@@ -163,6 +178,21 @@ fn read_password_file(path: &Path) -> Result<String, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_subscriptions_are_refused_with_the_reason_and_what_to_do() {
+        for topic in ["$share/gw/clinics/+/pens/+/telemetry", "$queue/clinics/#"] {
+            let c = MqttConfig {
+                topics: vec![topic.into()],
+                ..MqttConfig::default()
+            };
+            let e = c.validate().expect_err("refused");
+            assert_eq!(e.key, "mqtt.topics");
+            assert!(e.problem.contains("splits each pen's messages"), "{e}");
+            assert!(e.problem.contains("Scaling out"), "{e}");
+        }
+        assert!(MqttConfig::default().validate().is_ok());
+    }
 
     #[test]
     fn the_password_file_gives_the_password_and_its_errors_name_the_key() {

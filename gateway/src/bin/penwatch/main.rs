@@ -2,6 +2,9 @@
 
 mod feed;
 mod output;
+mod report;
+mod review;
+mod verify_export;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use penwatch_proto::client::{self, ClientError, DEFAULT_GATEWAY, NO_TOKEN};
+use penwatch_proto::text::escape_controls;
 use penwatch_proto::v1 as pb;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
@@ -16,7 +20,8 @@ use tonic::{Code, Status};
 use output::Out;
 
 /// PenWatch command line: fleet, sessions, violations, cartridges, operators, quarantine,
-/// policy, depth-log export and audit-chain verification, from a running gateway's gRPC API.
+/// policy and its history, depth-log export, audit-chain verification and review signatures,
+/// from a running gateway's gRPC API.
 ///
 /// Output is a table for people, or JSON with --json (one object per line for --follow).
 /// Times are RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20, UTC), or a duration
@@ -157,11 +162,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         before: i64,
     },
-    /// The policy in force, or check a candidate file with --validate (exit 1 if invalid).
+    /// The policy in force; every version ever in force with --history; or check a
+    /// candidate file with --validate (exit 1 if invalid).
     Policy {
         /// Policy file to validate without applying it (admin).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "history")]
         validate: Option<PathBuf>,
+        /// Every version that was in force, with when it came into and went out of force.
+        #[arg(long)]
+        history: bool,
+        /// With --history, each version's full text (reviewer, admin).
+        #[arg(long, requires = "history")]
+        text: bool,
+    },
+    /// Review signatures (21 CFR 11.50): sign a clinic's records for a period, or list them.
+    Review {
+        #[command(subcommand)]
+        command: review::ReviewCommand,
     },
     /// Depth log (sessions, violations, optionally samples) to stdout, checked against the
     /// audit chain; the chain head goes to stderr. Exit 1 if the chain does not verify.
@@ -177,6 +194,27 @@ enum Command {
     },
     /// Recompute the audit chain and session digests; exit 1 if broken.
     Verify,
+    /// One clinic's period as a self-contained HTML page to stdout (print it to PDF): its
+    /// sessions, violations with their evidence and depth charts, operators, policy versions,
+    /// the chain head it was verified against and the review signatures. Exit 1 if the chain
+    /// does not verify (the page says so too).
+    Report {
+        /// Clinic id.
+        #[arg(long)]
+        clinic: String,
+        /// Sessions started at or after this time.
+        #[arg(long, value_parser = parse_time)]
+        from: i64,
+        /// Sessions started before this time.
+        #[arg(long, value_parser = parse_time)]
+        until: i64,
+    },
+    /// Check a `export --format jsonl` file offline (no gateway): every record against the
+    /// chain entries it carries, up to its head; exit 1 naming each failing line.
+    VerifyExport {
+        /// The JSONL export.
+        file: PathBuf,
+    },
 }
 
 /// Why the command failed, with its exit code.
@@ -258,6 +296,10 @@ fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Offline: no connection is made.
+    if let Command::VerifyExport { file } = &cli.command {
+        return verify_offline(file, cli.json);
+    }
     let mut c = client::connect(&cli.gateway, cli.token.as_deref(), cli.ca_cert.as_deref()).await?;
     let out = Out::new(cli.json);
     match cli.command {
@@ -379,11 +421,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             out.access_log(&r);
         }
-        Command::Policy { validate: None } => {
+        Command::Policy {
+            history: true,
+            text,
+            ..
+        } => {
+            let r = c
+                .list_policy_versions(pb::ListPolicyVersionsRequest {})
+                .await?
+                .into_inner();
+            out.policy_history(&r.versions, text);
+        }
+        Command::Policy { validate: None, .. } => {
             out.policy(&c.get_policy(pb::GetPolicyRequest {}).await?.into_inner());
         }
         Command::Policy {
             validate: Some(path),
+            ..
         } => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
@@ -432,6 +486,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "the export ended before its last chunk".into(),
             ));
         }
+        Command::VerifyExport { file } => verify_offline(&file, cli.json)?,
+        Command::Report {
+            clinic,
+            from,
+            until,
+        } => {
+            if until <= from {
+                return Err(Failure::Usage("--until must be after --from".into()));
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            let r = report::gather(&mut c, &clinic, from, until, now).await?;
+            let mut stdout = std::io::stdout().lock();
+            std::io::Write::write_all(&mut stdout, report::html::render(&r).as_bytes())?;
+            std::io::Write::flush(&mut stdout)?;
+            if !r.verification.ok {
+                return Err(Failure::Failed(format!(
+                    "audit chain broken at entry {}: {}",
+                    r.verification.first_broken,
+                    escape_controls(&r.verification.problem)
+                )));
+            }
+        }
+        Command::Review { command } => review::run(&mut c, &out, command).await?,
         Command::Verify => {
             let r = c
                 .verify_audit_chain(pb::VerifyRequest {})
@@ -447,6 +527,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `verify-export`: the file checked by itself.
+fn verify_offline(file: &std::path::Path, json: bool) -> Result<(), Failure> {
+    if verify_export::run(file, json)? {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!(
+            "{} does not verify",
+            escape_controls(&file.display().to_string())
+        )))
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,7 @@
 //! Tables for people and JSON for scripts.
 
+mod reviews;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use penwatch_proto::text;

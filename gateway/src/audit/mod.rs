@@ -1,15 +1,23 @@
-//! Tamper evidence: an append-only hash chain over closed sessions, final violations and the
-//! amendments late data makes to a closed session.
+//! Tamper evidence: an append-only hash chain over closed sessions, final violations, the
+//! amendments late data makes to a closed session, cartridge events, retention runs, the
+//! access log and signed reviews.
 //!
 //! Each entry's hash is `SHA-256(prev_hash ‖ "\n" ‖ kind ‖ "\n" ‖ body)`, where `body` is the
 //! record as canonical JSON (keys sorted). A session's record carries `samples_digest`, the
 //! SHA-256 of its samples' canonical lines in `seq` order, so editing a sample, a session
 //! or a violation afterwards breaks the chain at that entry.
+//!
+//! Everything here is pure (no journal, no network), so `penwatch verify-export` checks an
+//! export with the same code the gateway chains with: [`lines`] is the export's line format,
+//! [`offline`] its verification.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::sessions::Evidence;
+
+pub mod lines;
+pub mod offline;
 
 /// Hash of the (virtual) entry before the first one.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -227,6 +235,37 @@ pub enum Record {
     Access(AccessBatch),
     /// Late data for a closed session.
     Amendment(Amendment),
+    /// A signed review.
+    Review(SignedReview),
+}
+
+/// The audit entry of a signed review (kind `review`), written with its `reviews` row: who
+/// signed (printed name and token), what the signature means, the clinic and period it
+/// covers, when, and the chain head the signer reviewed up to (an earlier entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReview {
+    /// Journal id of the `reviews` row.
+    pub id: i64,
+    /// The signer's printed name.
+    pub signer: String,
+    /// Name of the token that signed.
+    pub token: String,
+    /// That token's role.
+    pub role: String,
+    /// `reviewed`, `approved` or `responsibility`.
+    pub meaning: String,
+    /// The clinic whose records are signed.
+    pub clinic_id: String,
+    /// Start of the period, device time, Unix ms, inclusive.
+    pub from_ms: i64,
+    /// End of the period, device time, Unix ms, exclusive.
+    pub until_ms: i64,
+    /// When it was signed, gateway time, Unix ms.
+    pub signed_ms: i64,
+    /// Position of the chain head it covers (0: the empty chain).
+    pub head_seq: i64,
+    /// That entry's hash ([`GENESIS`] for the empty chain).
+    pub head_hash: String,
 }
 
 /// The audit entry of a run of access log entries (kind `access`), written with them: their
@@ -292,6 +331,7 @@ impl Record {
             Record::Scope(_) => "scope",
             Record::Access(_) => "access",
             Record::Amendment(_) => "amendment",
+            Record::Review(_) => "review",
         }
     }
 
@@ -305,6 +345,7 @@ impl Record {
             Record::Scope(s) => serde_json::to_value(s)?,
             Record::Access(a) => serde_json::to_value(a)?,
             Record::Amendment(a) => serde_json::to_value(a)?,
+            Record::Review(r) => serde_json::to_value(r)?,
         };
         Ok(value.to_string())
     }
@@ -319,6 +360,7 @@ impl Record {
             "scope" => Some(Record::Scope(serde_json::from_str(body)?)),
             "access" => Some(Record::Access(serde_json::from_str(body)?)),
             "amendment" => Some(Record::Amendment(serde_json::from_str(body)?)),
+            "review" => Some(Record::Review(serde_json::from_str(body)?)),
             _ => None,
         })
     }
