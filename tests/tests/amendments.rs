@@ -262,6 +262,10 @@ async fn a_late_sample_after_session_end_is_one_amendment_not_a_second_record() 
     let header = rows.headers().expect("header").clone();
     let col = |name: &str| header.iter().position(|h| h == name).expect(name);
     let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("row")).collect();
+    let rows: Vec<&csv::StringRecord> = rows
+        .iter()
+        .filter(|r| ["session", "violation", "amendment"].contains(&&r[col("record")]))
+        .collect();
     let kinds: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (&r[col("record")], &r[col("amendment")]))
@@ -277,13 +281,32 @@ async fn a_late_sample_after_session_end_is_one_amendment_not_a_second_record() 
     assert_eq!(&amendment[col("new_violation")], "true");
     assert_eq!(&rows[0][col("amendments")], "1");
     assert_eq!(&rows[0][col("exceeded")], "false");
+    // The JSONL export of a journal holding an amendment still verifies offline.
+    let (jsonl, _) = export(&mut c, req(export_req(None, "jsonl", true), REVIEWER)).await;
+    let file = setup
+        .gateway()
+        .journal_path()
+        .with_file_name("export.jsonl");
+    std::fs::write(&file, &jsonl).expect("write export");
+    let out = std::process::Command::new(penwatch_tests::binary("penwatch").expect("built"))
+        .args(["verify-export", &file.display().to_string()])
+        .env("PENWATCH_GATEWAY", "http://127.0.0.1:9")
+        .output()
+        .expect("verify-export");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // With samples: the record's, then the amendment's, marked with it.
     let (csv, _) = export(&mut c, req(export_req(None, "csv", true), REVIEWER)).await;
     let mut rows = csv::Reader::from_reader(csv.as_bytes());
     let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("row")).collect();
     let samples: Vec<(&str, &str, &str)> = rows
         .iter()
-        .filter(|r| &r[col("record")] != "session" && &r[col("record")] != "violation")
+        .filter(|r| ["sample", "amendment"].contains(&&r[col("record")]))
         .map(|r| (&r[col("record")], &r[col("seq")], &r[col("amendment")]))
         .collect();
     assert_eq!(
