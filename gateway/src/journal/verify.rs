@@ -7,7 +7,7 @@
 //! entry of the chain); every closed session's samples must match its digest, unless a
 //! chained retention run (`pruned`) covers the session, which is then counted as unchecked.
 //! Open sessions are not final and not checked; a chained session whose row is open again
-//! (late data reopened it, before schema 8) is checked at its next close. Every amendment row
+//! (late data reopened it, before schema 9) is checked at its next close. Every amendment row
 //! must equal its entry and every entry have its row; an amendment must reference an earlier
 //! closed record of its session, be numbered 1, 2, … in chain order, and its added messages
 //! must match its digest (unless pruned); a violation an amendment raised must equal that
@@ -358,7 +358,7 @@ impl Reader {
         while let Some(r) = rows.next()? {
             let key: Key = (r.get("device_id")?, r.get("session_id")?);
             let reopened = r.get::<_, Option<String>>("state")?.as_deref() == Some("open");
-            // Before schema 8 there is no `amendment` column.
+            // Before schema 9 there is no `amendment` column.
             let amendment = r.get::<_, Option<i64>>("amendment").unwrap_or(None);
             if let Some(n) = amendment.filter(|n| *n > 0) {
                 if let Some(broken) = amended_violation(chained, &key, n as u64, r)? {
@@ -434,7 +434,7 @@ impl Reader {
                 )));
             }
         }
-        if schema::version(&self.conn)? < 8 {
+        if schema::version(&self.conn)? < 9 {
             return Ok(ordered.first().map(|((key, n), (seq, _))| {
                 (
                     *seq,
