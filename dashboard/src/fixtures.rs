@@ -160,6 +160,8 @@ pub fn sessions() -> Vec<Session> {
             state: "closed".into(),
             close_reason: "ended".into(),
             samples_digest: "9c1d2e3f4a5b6c7d8e9f".into(),
+            amendments: 1,
+            exceeded_by_amendment: true,
             ..session("s-old1", "pen-m1", "c01", "medical", "op-ben")
         },
         Session {
@@ -192,6 +194,8 @@ pub fn violation(s: &Session, is_final: bool) -> Violation {
         committed_ms: s.evidence.as_ref().map_or(0, |e| e.last_above_ms),
         unknown_operator: s.unknown_operator,
         conflicting_messages: 0,
+        amendment: 0,
+        session_amendments: s.amendments,
     }
 }
 
@@ -298,6 +302,7 @@ pub fn detail() -> SessionDetail {
                 exceeded: *d > 0.5,
             })
             .collect(),
+        amendments: Vec::new(),
     }
 }
 
@@ -322,7 +327,15 @@ pub fn app(role: &str) -> App {
         Msg::Connected,
         Msg::Fleet(fleet()),
         Msg::Sessions(page(ss.clone(), "")),
-        Msg::Violations(vec![violation(&ss[0], false), violation(&ss[4], true)]),
+        Msg::Violations(vec![
+            violation(&ss[0], false),
+            Violation {
+                evidence: Some(evidence(2.75, 2.5, "class", NOW - 95 * MIN)),
+                amendment: 1,
+                ..violation(&ss[3], true)
+            },
+            violation(&ss[4], true),
+        ]),
         Msg::Cartridges(cartridges()),
         Msg::Operators(if role == "manufacturer" {
             Vec::new()

@@ -36,6 +36,9 @@ pub enum LiveEvent {
         final_: bool,
         /// Gateway time of the commit, Unix ms.
         committed_ms: i64,
+        /// The amendment of the closed session that raised or grew it (0: the session's own
+        /// record).
+        amendment: u64,
     },
     /// A session closed.
     SessionClosed(Arc<Session>),

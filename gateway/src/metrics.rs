@@ -68,6 +68,8 @@ pub struct Metrics {
     pub sessions_open: Gauge,
     /// Sessions that exceeded their permitted depth.
     pub violations: Counter,
+    /// Amendments: batches of late messages for a closed session.
+    pub amendments: Counter,
     /// Cartridge events, by kind (`reuse`, `wear_80`, `wear_100`).
     pub cartridge_events: Family<Kind, Counter>,
     /// 1 while connected to the broker.
@@ -115,6 +117,7 @@ impl Metrics {
             journal_bytes: Gauge::default(),
             sessions_open: Gauge::default(),
             violations: Counter::default(),
+            amendments: Counter::default(),
             cartridge_events: Family::default(),
             mqtt_connected: Gauge::default(),
             mqtt_disconnects: Counter::default(),
@@ -172,6 +175,11 @@ impl Metrics {
             "violations",
             "Sessions that exceeded their permitted depth",
             m.violations.clone(),
+        );
+        registry.register(
+            "amendments",
+            "Amendments of closed sessions by late messages (one per session per batch)",
+            m.amendments.clone(),
         );
         registry.register(
             "cartridge_events",

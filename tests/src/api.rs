@@ -68,7 +68,7 @@ pub struct Setup {
     published: usize,
 }
 
-fn write_config(dir: &Path, api: &str, policy_text: &str) -> (PathBuf, PathBuf) {
+fn write_config(dir: &Path, api: &str, sections: &str, policy_text: &str) -> (PathBuf, PathBuf) {
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -77,7 +77,7 @@ fn write_config(dir: &Path, api: &str, policy_text: &str) -> (PathBuf, PathBuf) 
              [[api.tokens]]\nname = \"mgr-c01\"\ntoken = \"{MANAGER}\"\nrole = \"clinic-manager\"\nclinics = [\"c01\"]\n\
              [[api.tokens]]\nname = \"maker\"\ntoken = \"{MAKER}\"\nrole = \"manufacturer\"\n\
              [[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n\
-             [[api.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"
+             [[api.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n{sections}"
         ),
     )
     .expect("config");
@@ -99,23 +99,29 @@ struct Pen<'a> {
 impl Setup {
     /// Starts the broker and the gateway (with [`POLICY`]), and connects the publisher.
     pub async fn start() -> Self {
-        Self::start_configured("", POLICY).await
+        Self::start_configured("", "", POLICY).await
     }
 
     /// [`Setup::start`] with more `[api]` settings (TOML lines, e.g. `idle_timeout_s = 2`).
     pub async fn start_with(api: &str) -> Self {
-        Self::start_configured(api, POLICY).await
+        Self::start_configured(api, "", POLICY).await
+    }
+
+    /// [`Setup::start`] with more sections of the configuration (TOML, e.g. `[sessions]` or
+    /// `[influx]`).
+    pub async fn start_with_sections(sections: &str) -> Self {
+        Self::start_configured("", sections, POLICY).await
     }
 
     /// Starts the broker and the gateway with this policy text, and connects the publisher.
     pub async fn start_with_policy(policy_text: &str) -> Self {
-        Self::start_configured("", policy_text).await
+        Self::start_configured("", "", policy_text).await
     }
 
-    async fn start_configured(api: &str, policy_text: &str) -> Self {
+    async fn start_configured(api: &str, sections: &str, policy_text: &str) -> Self {
         let broker = Mosquitto::start().expect("broker");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (config, policy) = write_config(dir.path(), api, policy_text);
+        let (config, policy) = write_config(dir.path(), api, sections, policy_text);
         let gateway = Gateway::start(
             &broker.url(),
             dir.path(),

@@ -268,3 +268,156 @@ async fn every_deletion_edit_and_flip_of_a_served_row_is_caught() {
     }
     assert!(missed.is_empty(), "not caught:\n{}", missed.join("\n"));
 }
+
+/// A message of session `session` of salon pen `pen-late` (limit 1.0 mm).
+fn late_message(
+    session: &str,
+    seq: u64,
+    event: penwatch_proto::v1::Event,
+    depth_mm: f64,
+) -> penwatch_proto::v1::Telemetry {
+    use penwatch_proto::v1::{DeviceClass, Zone};
+    penwatch_proto::v1::Telemetry {
+        device_id: "pen-late".into(),
+        clinic_id: "c01".into(),
+        device_class: DeviceClass::Salon.into(),
+        model: "Pen-X".into(),
+        firmware: "2.1.0".into(),
+        operator_id: "op-1".into(),
+        session_id: session.into(),
+        cartridge_id: format!("cart-{session}"),
+        cartridge_model: "N12".into(),
+        seq,
+        timestamp_ms: 1_790_000_000_000 + seq as i64 * 1000,
+        event: event.into(),
+        depth_mm,
+        session_strokes: seq * 120,
+        cartridge_strokes: seq * 120,
+        speed_hz: 120.0,
+        battery_pct: 80.0,
+        zone: Zone::Cheek.into(),
+    }
+}
+
+/// A journal holding a session ended within its limit, then amended by two late batches (the
+/// first raising a violation the record did not have, the second growing it).
+async fn amended_journal(dir: &Path) -> PathBuf {
+    use penwatch_proto::v1::Event;
+    use prost::Message;
+    let broker = Mosquitto::start().expect("broker");
+    let mut gateway = Gateway::start(&broker.url(), dir, &[]).expect("gateway");
+    let client = penwatch_tests::publisher(broker.port(), "late-pub");
+    let mut sent = 0.0;
+    let batches: [&[(u64, Event, f64)]; 3] = [
+        &[
+            (1, Event::SessionStart, 0.0),
+            (2, Event::Sample, 0.5),
+            (3, Event::SessionEnd, 0.0),
+        ],
+        &[(4, Event::Sample, 1.3)],
+        &[(5, Event::Sample, 1.6)],
+    ];
+    for batch in batches {
+        for (seq, event, depth) in batch {
+            let t = late_message("s-late", *seq, *event, *depth);
+            client
+                .publish(
+                    "clinics/c01/pens/pen-late/telemetry",
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    t.encode_to_vec(),
+                )
+                .await
+                .expect("publish");
+            sent += 1.0;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gateway.metric("penwatch_messages_accepted_total") < sent {
+            assert!(Instant::now() < deadline, "gateway did not commit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(gateway.terminate().expect("terminate"), "{}", gateway.log());
+    gateway.journal_path()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_deletion_and_edit_of_an_amendment_is_caught() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let original = amended_journal(dir.path()).await;
+    let ok = verify(&original);
+    assert!(
+        ok.status.success(),
+        "the untouched journal verifies: {}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let conn = rusqlite::Connection::open(&original).expect("open");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(count("SELECT COUNT(*) FROM amendments"), 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_chain WHERE kind = 'session'"),
+        1
+    );
+    assert_eq!(count("SELECT amendment FROM violations"), 2);
+    drop(conn);
+
+    let late_sample = "(SELECT MAX(id) FROM samples WHERE seq = 4)";
+    let mutations = [
+        (
+            "late sample deleted",
+            format!("DELETE FROM samples WHERE id = {late_sample}"),
+        ),
+        (
+            "late sample depth edited",
+            format!("UPDATE samples SET depth_mm = 0.9 WHERE id = {late_sample}"),
+        ),
+        (
+            "amendment deleted",
+            "DELETE FROM amendments WHERE number = 1".to_owned(),
+        ),
+        (
+            "amendment record edited",
+            "UPDATE amendments SET record = json_set(record, '$.max_depth_mm', 0.9) \
+             WHERE number = 2"
+                .to_owned(),
+        ),
+        (
+            "amendment column edited",
+            "UPDATE amendments SET new_violation = 0 WHERE number = 1".to_owned(),
+        ),
+        (
+            "amendment made to reference another entry",
+            "UPDATE amendments SET amends_seq = amends_seq + 1 WHERE number = 1".to_owned(),
+        ),
+        (
+            "amended violation peak edited",
+            "UPDATE violations SET peak_depth_mm = 1.1".to_owned(),
+        ),
+        (
+            "amended violation passed off as the record's",
+            "UPDATE violations SET amendment = 0".to_owned(),
+        ),
+        (
+            "session record flipped to exceeded",
+            "UPDATE sessions SET exceeded = 1".to_owned(),
+        ),
+        (
+            "amendment entry deleted",
+            "DELETE FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain)".to_owned(),
+        ),
+        (
+            "amendment entries renumbered",
+            "UPDATE amendments SET number = number + 10".to_owned(),
+        ),
+    ];
+    let mut missed = Vec::new();
+    for (name, sql) in &mutations {
+        let copy = mutated(&original, dir.path(), &name.replace(' ', "-"), sql);
+        let out = verify(&copy);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() || !stdout.contains("BROKEN") {
+            missed.push(format!("{name}: {stdout}"));
+        }
+    }
+    assert!(missed.is_empty(), "not caught:\n{}", missed.join("\n"));
+}

@@ -134,12 +134,18 @@ impl App {
         }
     }
 
-    /// Flags the violation's session as exceeded, with its evidence.
+    /// Flags the violation's session as exceeded, with its evidence; one an amendment raised
+    /// (late messages) marks the session amended and leaves its closed record as it was.
     pub(super) fn mark_exceeded(&mut self, v: &Violation) {
         if let Some(s) = self
             .sessions
             .get_mut(&(v.device_id.clone(), v.session_id.clone()))
         {
+            if v.amendment > 0 {
+                s.amendments = s.amendments.max(v.amendment);
+                s.exceeded_by_amendment |= !s.exceeded;
+                return;
+            }
             s.exceeded = true;
             if let Some(e) = &v.evidence {
                 s.max_depth_mm = s.max_depth_mm.max(e.peak_depth_mm);
@@ -286,20 +292,40 @@ mod tests {
             app.violations.front().map(|v| v.session_id.as_str()),
             Some("s-x")
         );
-        assert_eq!(app.violations.len(), 3);
+        assert_eq!(app.violations.len(), 4);
 
         v.evidence = Some(fixtures::evidence(2.9, 2.5, "class", NOW));
         assert!(
             app.update(Msg::NewViolations(vec![v])).is_empty(),
             "grown evidence is not a new violation"
         );
-        assert_eq!(app.violations.len(), 3);
+        assert_eq!(app.violations.len(), 4);
         let peak = app.violations[0].evidence.as_ref().map(|e| e.peak_depth_mm);
         assert_eq!(peak, Some(2.9));
         assert_eq!(app.alert.as_ref().map(|a| a.count), Some(1));
 
         app.update(Msg::Tick(NOW + ALERT_MS + 1));
         assert!(app.alert.is_none(), "the banner expires");
+    }
+
+    #[test]
+    fn a_violation_raised_by_an_amendment_marks_the_closed_session_amended_not_exceeded() {
+        let mut app = fixtures::app("clinic-manager");
+        let closed = fixtures::sessions()[2].clone();
+        let key = (closed.device_id.clone(), closed.session_id.clone());
+        app.update(Msg::NewViolations(vec![Violation {
+            evidence: Some(fixtures::evidence(1.2, 1.0, "operator", NOW)),
+            r#final: true,
+            amendment: 2,
+            session_amendments: 2,
+            ..fixtures::violation(&closed, true)
+        }]));
+        let s = &app.sessions[&key];
+        assert!(!s.exceeded, "the record as it closed is not rewritten");
+        assert!(s.exceeded_by_amendment);
+        assert_eq!(s.amendments, 2);
+        assert_eq!(s.max_depth_mm, closed.max_depth_mm);
+        assert_eq!(app.violations.front().map(|v| v.amendment), Some(2));
     }
 
     #[test]

@@ -132,6 +132,27 @@ fn info_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
 }
 
 fn verdict_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
+    let mut lines = record_verdict_lines(app, s);
+    if s.amendments > 0 {
+        let (text, style) = if s.exceeded_by_amendment {
+            ("late messages EXCEEDED", theme::DANGER)
+        } else {
+            ("late messages", theme::WARN)
+        };
+        lines.push(Line::styled(
+            format!(
+                "{} amended ×{}: {text} (penwatch session shows them)",
+                theme::AMENDED,
+                s.amendments
+            ),
+            style,
+        ));
+    }
+    lines
+}
+
+/// The verdict of the session's record (as it closed, or open now).
+fn record_verdict_lines(app: &App, s: &Session) -> Vec<Line<'static>> {
     let Some(e) = s.evidence.as_ref().filter(|_| s.exceeded) else {
         let verdict = if s.exceeded {
             Line::styled(

@@ -21,7 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let zones: Vec<String> = rows.iter().map(|s| s.zones.join(",")).collect();
     let mut columns: Vec<Column> = vec![
         col("Verdict", 10, 0),
-        col("State", 5, 1),
+        col("State", 7, 1),
         col("Session", 12, 0)
             .grow(20)
             .ids(rows.iter().map(|s| s.session_id.as_str())),
@@ -93,6 +93,8 @@ fn more(app: &App) -> &'static str {
 pub fn verdict(s: &Session) -> Cell<'static> {
     if s.exceeded {
         Cell::from(theme::EXCEEDED).style(theme::DANGER)
+    } else if s.exceeded_by_amendment {
+        Cell::from(theme::EXCEEDED_LATE).style(theme::DANGER)
     } else if s.samples == 0 && s.strokes == 0 && s.state == "open" {
         Cell::from("")
     } else {
@@ -119,6 +121,8 @@ fn row(app: &App, s: &Session, ops: bool) -> Vec<Cell<'static>> {
     };
     let state = if s.state == "open" {
         Cell::from("live").style(theme::OK)
+    } else if s.amendments > 0 {
+        Cell::from(format!("ended{}", theme::AMENDED)).style(theme::WARN)
     } else {
         Cell::from("ended").style(theme::DIM)
     };

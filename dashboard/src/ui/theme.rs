@@ -25,6 +25,11 @@ pub const TITLE: Style = Style::new().add_modifier(Modifier::BOLD);
 pub const EXCEEDED: &str = "▲ EXCEEDED";
 /// The mark of a reused cartridge.
 pub const REUSED: &str = "‼ REUSED";
+/// Verdict of a session whose closed record was within limits and whose late messages (an
+/// amendment) exceeded.
+pub const EXCEEDED_LATE: &str = "▲ LATE";
+/// Mark of a closed session or violation amended by late messages.
+pub const AMENDED: &str = "+A";
 
 /// A bar of `width` cells filled to `value / full`.
 pub fn bar(value: f64, full: f64, width: usize) -> String {

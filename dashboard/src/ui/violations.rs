@@ -19,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let ops = app.shows_operators();
     let mut columns: Vec<Column> = vec![
         col("Last above", 11, 0),
-        col("State", 6, 2),
+        col("State", 7, 2),
         col("Session", 12, 0)
             .grow(20)
             .ids(rows.iter().map(|v| v.session_id.as_str())),
@@ -66,7 +66,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 fn row(app: &App, v: &Violation, ops: bool) -> Vec<Cell<'static>> {
     let e = v.evidence.clone().unwrap_or_default();
-    let state = if v.r#final {
+    let state = if v.amendment > 0 {
+        Cell::from(format!("late{}{}", theme::AMENDED, v.amendment)).style(theme::DANGER)
+    } else if v.r#final && v.session_amendments > 0 {
+        Cell::from(format!("final{}", theme::AMENDED)).style(theme::WARN)
+    } else if v.r#final {
         Cell::from("final").style(theme::DIM)
     } else {
         Cell::from("OPEN").style(theme::DANGER)

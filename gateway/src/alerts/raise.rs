@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::types::{Alert, Kind, Severity};
+use crate::audit::Amendment;
 use crate::cartridges::Cartridge;
 use crate::fleet::Device;
 use crate::sessions::Session;
@@ -68,6 +69,24 @@ pub fn violation(s: &Session, now_ms: i64, closed_ms: Option<i64>) -> Option<Ale
         }),
         ..session_alert(Kind::Violation, Severity::Critical, s, summary)
     })
+}
+
+/// A violation raised or grown by an amendment of a closed session (late messages): the
+/// session's violation alert (same key), marked with the amendment; `None` without evidence.
+pub fn amended_violation(s: &Session, a: &Amendment, now_ms: i64) -> Option<Alert> {
+    let mut alert = violation(s, now_ms, Some(now_ms))?;
+    alert.summary = format!(
+        "amendment {} ({}): {}",
+        a.number,
+        a.reason.replace('_', " "),
+        alert.summary
+    );
+    if let Some(details) = alert.details.as_object_mut() {
+        details.insert("amendment".to_owned(), json!(a.number));
+        details.insert("amendment_reason".to_owned(), json!(a.reason));
+        details.insert("new_violation".to_owned(), json!(a.new_violation));
+    }
+    Some(alert)
 }
 
 /// A session by an operator the policy does not know; `None` for a known one.
@@ -249,6 +268,38 @@ mod tests {
         assert_eq!(last.details["final"], true);
         assert_eq!(last.details["strokes_above"], 20);
         assert_eq!(live.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn a_violation_raised_by_an_amendment_is_the_sessions_alert_marked_with_it() {
+        let a: Amendment = serde_json::from_value(json!({
+            "session_id": "s1", "device_id": "pen", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "home", "number": 2, "amends": 7, "reason": "late_after_end",
+            "committed_ms": 9, "messages": 1, "first_seq": 5, "last_seq": 5,
+            "after_sample_id": 4, "last_sample_id": 5, "samples_digest": "d", "started_ms": 1,
+            "last_ms": 5, "strokes": 30, "max_depth_mm": 0.8, "exceeded": true, "ended": true,
+            "new_violation": true, "violation_changed": true
+        }))
+        .expect("amendment");
+        let alert = amended_violation(&session(true), &a, 9).expect("raised");
+        assert_eq!(alert.key, "violation/pen/s1", "the session's own alert");
+        assert_eq!(alert.ends_ms, Some(9));
+        assert!(
+            alert
+                .summary
+                .starts_with("amendment 2 (late after end): pen pen"),
+            "{}",
+            alert.summary
+        );
+        assert_eq!(
+            (
+                &alert.details["amendment"],
+                &alert.details["amendment_reason"],
+                &alert.details["new_violation"]
+            ),
+            (&json!(2), &json!("late_after_end"), &json!(true))
+        );
+        assert_eq!(amended_violation(&session(false), &a, 9), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use super::auth::Caller;
 use crate::cartridges::Cartridge;
 use crate::decode::Reading;
 use crate::fleet::Device;
-use crate::journal::queries::{Cursor, StoredSession, StoredViolation, TimelinePoint};
+use crate::journal::queries::{
+    Cursor, StoredAmendment, StoredSession, StoredViolation, TimelinePoint,
+};
 use crate::sessions::{Evidence, Excursion, Session, Verdict};
 
 /// What the fleet view adds to a [`Device`]: its open session and cartridge.
@@ -233,7 +235,33 @@ pub fn session(s: &StoredSession, caller: &Caller) -> pb::Session {
     out.state = if s.open { "open" } else { "closed" }.to_owned();
     out.close_reason = s.close_reason.clone().unwrap_or_default();
     out.samples_digest = s.samples_digest.clone().unwrap_or_default();
+    out.amendments = s.amendments;
+    out.exceeded_by_amendment = s.exceeded_by_amendment;
     out
+}
+
+/// An amendment of a closed session.
+pub fn amendment(a: &StoredAmendment) -> pb::Amendment {
+    let x = &a.amendment;
+    pb::Amendment {
+        number: u32::try_from(x.number).unwrap_or(u32::MAX),
+        reason: x.reason.clone(),
+        amends_audit_seq: x.amends,
+        audit_seq: a.audit_seq,
+        committed_ms: x.committed_ms,
+        messages: x.messages,
+        first_seq: x.first_seq,
+        last_seq: x.last_seq,
+        samples_digest: x.samples_digest.clone(),
+        last_ms: x.last_ms,
+        strokes: x.strokes,
+        max_depth_mm: x.max_depth_mm,
+        exceeded: x.exceeded,
+        ended: x.ended,
+        evidence: x.violation.as_ref().map(evidence),
+        new_violation: x.new_violation,
+        violation_changed: x.violation_changed,
+    }
 }
 
 /// A session's current fold (state "open" unless set by the caller).
@@ -262,6 +290,8 @@ pub fn live_session(s: &Session, caller: &Caller) -> pb::Session {
         evidence: s.violation.as_ref().map(evidence),
         samples_digest: String::new(),
         conflicting_messages: s.conflicting,
+        amendments: 0,
+        exceeded_by_amendment: false,
     }
 }
 
@@ -278,14 +308,18 @@ pub fn violation(v: &StoredViolation, caller: &Caller) -> pb::Violation {
         committed_ms: 0,
         unknown_operator: v.unknown_operator,
         conflicting_messages: v.conflicting,
+        amendment: u32::try_from(v.amendment).unwrap_or(u32::MAX),
+        session_amendments: v.session_amendments,
     }
 }
 
-/// A live violation from the committer (`None` if the session has no evidence).
+/// A live violation from the committer (`None` if the session has no evidence); `amendment`
+/// is the amendment that raised or grew it (0: none).
 pub fn live_violation(
     s: &Session,
     final_: bool,
     committed_ms: i64,
+    amendment: u64,
     caller: &Caller,
 ) -> Option<pb::Violation> {
     Some(pb::Violation {
@@ -299,6 +333,8 @@ pub fn live_violation(
         committed_ms,
         unknown_operator: s.unknown_operator,
         conflicting_messages: s.conflicting,
+        amendment: u32::try_from(amendment).unwrap_or(u32::MAX),
+        session_amendments: u32::try_from(amendment).unwrap_or(u32::MAX),
     })
 }
 

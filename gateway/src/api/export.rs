@@ -1,11 +1,13 @@
-//! Depth log export: sessions, their violations and (on request) their samples, oldest
+//! Depth log export: sessions, their violations, (on request) their samples, then their
+//! amendments (late messages after the session closed, each a row of its own after the record
+//! it amends, followed on request by the samples it added, which carry its number), oldest
 //! session first, then the policy versions in force during the period and the review
 //! signatures covering its clinics and period, as CSV or JSON lines, in chunks, read from one
 //! snapshot of the journal after verifying its audit chain.
 //!
 //! CSV has one header and one row per record; the `record` column says what the row is
-//! (`session`, `violation`, `sample`, `policy_version`, `review`) and columns that do not
-//! apply to it are empty; every
+//! (`session`, `violation`, `amendment`, `sample`, `policy_version`, `review`) and columns
+//! that do not apply to it are empty; every
 //! Unix ms time column has an RFC 3339 one beside it (`started_ms`, `started`); a text
 //! cell a spreadsheet would run as a formula gets a leading `'`. JSON lines carry what the
 //! audit chain covers, with the chain itself, so they can be verified offline
@@ -17,7 +19,9 @@ use tonic::Status;
 
 use super::auth::Caller;
 use crate::audit::Verification;
-use crate::journal::queries::{Order, SampleRow, Selection, StoredSession, StoredViolation};
+use crate::journal::queries::{
+    Order, SampleRow, Selection, StoredAmendment, StoredSession, StoredViolation,
+};
 use crate::journal::{self, PolicyVersionRow, Reader, ReviewRow};
 use crate::sessions::Excursion;
 
@@ -101,6 +105,15 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cartridge_strokes",
     "zone",
     "policy_version",
+    "amendments",
+    "amendment",
+    "amendment_reason",
+    "amends_audit_seq",
+    "audit_seq",
+    "committed_ms",
+    "committed",
+    "ended",
+    "new_violation",
     "in_force_from_ms",
     "in_force_from",
     "in_force_until_ms",
@@ -130,6 +143,7 @@ fn rfc3339_of(column: &str) -> Option<&'static str> {
         "last_above" => "last_above_ms",
         "timestamp" => "timestamp_ms",
         "received" => "received_ms",
+        "committed" => "committed_ms",
         "in_force_from" => "in_force_from_ms",
         "in_force_until" => "in_force_until_ms",
         "signed" => "signed_ms",
@@ -185,7 +199,58 @@ pub(super) fn session_record(s: &StoredSession, caller: &Caller) -> Record {
             "samples_digest",
             s.samples_digest.clone().unwrap_or_default().into(),
         ),
+        ("amendments", s.amendments.into()),
     ]
+}
+
+fn amendment_record(s: &StoredSession, a: &StoredAmendment, caller: &Caller) -> Record {
+    let (x, record) = (&a.amendment, &s.session);
+    let mut out = vec![
+        ("record", "amendment".into()),
+        ("session_id", x.session_id.clone().into()),
+        ("device_id", x.device_id.clone().into()),
+        ("clinic_id", x.clinic_id.clone().into()),
+        (
+            "operator_id",
+            caller.operator(&x.clinic_id, &x.operator_id).into(),
+        ),
+        ("device_class", x.device_class.clone().into()),
+        ("cartridge_id", record.cartridge_id.clone().into()),
+        ("started_ms", x.started_ms.into()),
+        ("last_ms", x.last_ms.into()),
+        ("samples", x.messages.into()),
+        ("strokes", x.strokes.into()),
+        ("max_depth_mm", x.max_depth_mm.into()),
+        ("exceeded", x.exceeded.into()),
+        ("samples_digest", x.samples_digest.clone().into()),
+        ("amendment", x.number.into()),
+        ("amendment_reason", x.reason.clone().into()),
+        ("amends_audit_seq", x.amends.into()),
+        ("audit_seq", a.audit_seq.into()),
+        ("committed_ms", x.committed_ms.into()),
+        ("ended", x.ended.into()),
+        ("new_violation", x.new_violation.into()),
+    ];
+    if let Some(e) = x.violation.as_ref().filter(|_| x.violation_changed) {
+        let w = &e.worst;
+        out.extend([
+            ("limit_mm", w.limit_mm.into()),
+            ("binding_rule", w.binding.clone().into()),
+            ("peak_depth_mm", w.peak_depth_mm.into()),
+            ("excess_mm", w.excess_mm.into()),
+            ("first_above_ms", w.first_above_ms.into()),
+            ("last_above_ms", w.last_above_ms.into()),
+            ("strokes_above", w.strokes_above.into()),
+            ("samples_above", w.samples_above.into()),
+            (
+                "other_excursions",
+                Value::Array(e.others.iter().map(excursion).collect()),
+            ),
+            ("unlisted_excursions", e.unlisted.into()),
+            ("policy_version", w.policy_version.clone().into()),
+        ]);
+    }
+    out
 }
 
 pub(super) fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
@@ -215,6 +280,7 @@ pub(super) fn violation_record(v: &StoredViolation, caller: &Caller) -> Record {
         ("unlisted_excursions", v.evidence.unlisted.into()),
         ("final", v.final_.into()),
         ("policy_version", e.policy_version.clone().into()),
+        ("amendment", v.amendment.into()),
     ]
 }
 
@@ -440,6 +506,58 @@ pub fn export(
     })?
 }
 
+/// Sample rows written as they are read, handed out a chunk at a time; those an amendment
+/// added carry its number.
+struct Samples<'a> {
+    out: &'a mut Encoder,
+    caller: &'a Caller,
+    emit: &'a mut dyn FnMut(Vec<u8>) -> bool,
+    amendment: u64,
+    stopped: bool,
+    failed: Option<csv::Error>,
+}
+
+impl<'a> Samples<'a> {
+    fn new(
+        out: &'a mut Encoder,
+        caller: &'a Caller,
+        emit: &'a mut dyn FnMut(Vec<u8>) -> bool,
+        amendment: u64,
+    ) -> Self {
+        Samples {
+            out,
+            caller,
+            emit,
+            amendment,
+            stopped: false,
+            failed: None,
+        }
+    }
+
+    fn write(&mut self, row: &SampleRow) {
+        let mut record = sample_record(row, self.caller);
+        if self.amendment > 0 {
+            record.push(("amendment", self.amendment.into()));
+        }
+        if self.failed.is_none()
+            && let Err(e) = self.out.write(record)
+        {
+            self.failed = Some(e);
+        }
+        if self.out.len() >= CHUNK_BYTES && !self.stopped {
+            self.stopped = !(self.emit)(self.out.take());
+        }
+    }
+
+    /// Whether `emit` asked to stop; the first write error, if any.
+    fn finish(self) -> Result<bool, ExportError> {
+        match self.failed {
+            Some(e) => Err(e.into()),
+            None => Ok(self.stopped),
+        }
+    }
+}
+
 fn export_snapshot(
     j: &Reader,
     sel: &Selection,
@@ -448,7 +566,7 @@ fn export_snapshot(
     caller: &Caller,
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
 ) -> Result<Outcome, ExportError> {
-    let verification = j.verify()?;
+    let verification = j.verify_within()?;
     let mut out = Encoder::new(format)?;
     if format == Format::Jsonl {
         let done = super::export_jsonl::export(j, sel, include_samples, caller, &mut out, emit)?;
@@ -461,30 +579,36 @@ fn export_snapshot(
         after = Some(last.cursor());
         for s in &page {
             out.write(session_record(s, caller))?;
-            if s.session.exceeded()
-                && let Some(v) = j.session_violation(&s.session.device_id, &s.session.session_id)?
+            let (device, session) = (&s.session.device_id, &s.session.session_id);
+            if (s.session.exceeded() || s.exceeded_by_amendment)
+                && let Some(v) = j.session_violation(device, session)?
             {
                 out.write(violation_record(&v, caller))?;
             }
             if include_samples {
-                let mut stopped = false;
-                let mut failed = None;
-                j.for_each_sample(&s.session.device_id, &s.session.session_id, |row| {
-                    if failed.is_none()
-                        && let Err(e) = out.write(sample_record(&row, caller))
-                    {
-                        failed = Some(e);
-                    }
-                    if out.len() >= CHUNK_BYTES && !stopped {
-                        stopped = !emit(out.take());
-                    }
+                let mut samples = Samples::new(&mut out, caller, emit, 0);
+                j.for_each_sample(device, session, |row| {
+                    samples.write(&row);
                     Ok(())
                 })?;
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
-                if stopped {
+                if samples.finish()? {
                     return Ok(None);
+                }
+            }
+            if s.amendments > 0 {
+                for a in j.amendments(device, session)? {
+                    out.write(amendment_record(s, &a, caller))?;
+                    if include_samples {
+                        let number = a.amendment.number;
+                        let mut samples = Samples::new(&mut out, caller, emit, number);
+                        j.for_each_amended_sample(&a.amendment, |row| {
+                            samples.write(&row);
+                            Ok(())
+                        })?;
+                        if samples.finish()? {
+                            return Ok(None);
+                        }
+                    }
                 }
             }
             if out.len() >= CHUNK_BYTES && !emit(out.take()) {

@@ -331,7 +331,16 @@ impl PenWatch for Api {
                 ))
             })?;
         let (device, session) = (req.device_id, req.session_id);
-        let points = self.read(move |j| j.timeline(&device, &session)).await?;
+        let (points, amendments) = self
+            .read(move |j| {
+                j.snapshot(|j| {
+                    Ok((
+                        j.timeline(&device, &session)?,
+                        j.amendments(&device, &session)?,
+                    ))
+                })
+            })
+            .await?;
         let timeline = queries::downsample(points, req.max_points as usize)
             .into_iter()
             .map(convert::depth_point)
@@ -345,6 +354,7 @@ impl PenWatch for Api {
         Ok(Response::new(pb::SessionDetail {
             session: Some(convert::session(&stored, &caller)),
             timeline,
+            amendments: amendments.iter().map(convert::amendment).collect(),
         }))
     }
 
@@ -396,6 +406,7 @@ impl PenWatch for Api {
                         session: s,
                         final_,
                         committed_ms,
+                        amendment,
                     } if sel.matches(
                         &s.clinic_id,
                         &s.device_id,
@@ -405,7 +416,7 @@ impl PenWatch for Api {
                         true,
                     ) =>
                     {
-                        convert::live_violation(s, *final_, *committed_ms, &caller)
+                        convert::live_violation(s, *final_, *committed_ms, *amendment, &caller)
                             .into_iter()
                             .collect()
                     }

@@ -1,5 +1,6 @@
-//! Tamper evidence: an append-only hash chain over closed sessions, final violations,
-//! cartridge events, retention runs, the access log and signed reviews.
+//! Tamper evidence: an append-only hash chain over closed sessions, final violations, the
+//! amendments late data makes to a closed session, cartridge events, retention runs, the
+//! access log and signed reviews.
 //!
 //! Each entry's hash is `SHA-256(prev_hash ‖ "\n" ‖ kind ‖ "\n" ‖ body)`, where `body` is the
 //! record as canonical JSON (keys sorted). A session's record carries `samples_digest`, the
@@ -26,7 +27,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct Entry {
     /// Position, from 1.
     pub seq: i64,
-    /// `session` or `violation`.
+    /// The record's kind (`session`, `violation`, `amendment`, …).
     pub kind: String,
     /// Canonical JSON of the record.
     pub body: String,
@@ -130,6 +131,93 @@ pub struct FinalViolation {
     pub evidence: Evidence,
 }
 
+/// Why late data amended a closed session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmendReason {
+    /// Messages arrived after the pen's `session_end` had closed the session.
+    LateAfterEnd,
+    /// Messages (a pen's offline buffer, replayed) arrived after the session was closed for
+    /// inactivity.
+    ReplayAfterInactive,
+}
+
+impl AmendReason {
+    /// The reason for a session closed with `close_reason` (`ended` or `inactive`).
+    pub fn after(close_reason: &str) -> Self {
+        if close_reason == "ended" {
+            AmendReason::LateAfterEnd
+        } else {
+            AmendReason::ReplayAfterInactive
+        }
+    }
+
+    /// `late_after_end` or `replay_after_inactive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AmendReason::LateAfterEnd => "late_after_end",
+            AmendReason::ReplayAfterInactive => "replay_after_inactive",
+        }
+    }
+}
+
+/// The audit entry of an amendment (kind `amendment`): messages of a closed session that were
+/// journaled after it closed, one entry per session per committed batch. It references the
+/// session's chained record (`amends`), never replaces it, and carries the session as the new
+/// evidence makes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Amendment {
+    /// Opaque session id.
+    pub session_id: String,
+    /// Pen serial.
+    pub device_id: String,
+    /// Clinic.
+    pub clinic_id: String,
+    /// Operator staff id.
+    pub operator_id: String,
+    /// Effective device class.
+    pub device_class: String,
+    /// Its number among the session's amendments, from 1.
+    pub number: u64,
+    /// Chain position of the session's closed record it amends.
+    pub amends: i64,
+    /// `late_after_end` or `replay_after_inactive`.
+    pub reason: String,
+    /// Gateway time of the commit, Unix ms.
+    pub committed_ms: i64,
+    /// Journaled messages it adds (samples and session events), which the digest covers.
+    pub messages: u64,
+    /// Lowest `seq` among them.
+    pub first_seq: u64,
+    /// Highest `seq` among them.
+    pub last_seq: u64,
+    /// Journal ids of the messages it adds are above this (the last one the session's record
+    /// or its previous amendment covered)…
+    pub after_sample_id: i64,
+    /// …and at most this.
+    pub last_sample_id: i64,
+    /// SHA-256 over the added messages' canonical lines in `seq` order.
+    pub samples_digest: String,
+    /// The session's first device time (as in its record), Unix ms.
+    pub started_ms: i64,
+    /// The session's last device time with the new messages, Unix ms.
+    pub last_ms: i64,
+    /// Strokes delivered, with the new messages.
+    pub strokes: u64,
+    /// Deepest setting, with the new messages, mm.
+    pub max_depth_mm: f64,
+    /// Whether any sample, the new ones included, exceeded its permitted depth.
+    pub exceeded: bool,
+    /// Whether the pen's `session_end` is among the session's messages now.
+    pub ended: bool,
+    /// The session's violation evidence with the new messages, when it exceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation: Option<Evidence>,
+    /// The new messages raised a violation the session's record did not have.
+    pub new_violation: bool,
+    /// The new messages changed the violation evidence (raised or grew it).
+    pub violation_changed: bool,
+}
+
 /// A chained record, typed by its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -145,6 +233,8 @@ pub enum Record {
     Scope(Scope),
     /// A run of access log entries.
     Access(AccessBatch),
+    /// Late data for a closed session.
+    Amendment(Amendment),
     /// A signed review.
     Review(SignedReview),
 }
@@ -240,6 +330,7 @@ impl Record {
             Record::Pruned(_) => "pruned",
             Record::Scope(_) => "scope",
             Record::Access(_) => "access",
+            Record::Amendment(_) => "amendment",
             Record::Review(_) => "review",
         }
     }
@@ -253,6 +344,7 @@ impl Record {
             Record::Pruned(p) => serde_json::to_value(p)?,
             Record::Scope(s) => serde_json::to_value(s)?,
             Record::Access(a) => serde_json::to_value(a)?,
+            Record::Amendment(a) => serde_json::to_value(a)?,
             Record::Review(r) => serde_json::to_value(r)?,
         };
         Ok(value.to_string())
@@ -267,6 +359,7 @@ impl Record {
             "pruned" => Some(Record::Pruned(serde_json::from_str(body)?)),
             "scope" => Some(Record::Scope(serde_json::from_str(body)?)),
             "access" => Some(Record::Access(serde_json::from_str(body)?)),
+            "amendment" => Some(Record::Amendment(serde_json::from_str(body)?)),
             "review" => Some(Record::Review(serde_json::from_str(body)?)),
             _ => None,
         })
@@ -370,6 +463,37 @@ mod tests {
         let mut c = chain(&["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]);
         c.remove(1);
         assert_eq!(verify_links(&c).first_broken.map(|b| b.0), Some(3));
+    }
+
+    #[test]
+    fn an_amendment_chains_as_its_own_kind_and_reads_back() {
+        let body = r#"{"session_id":"s","device_id":"pen","clinic_id":"c01","operator_id":"op",
+            "device_class":"salon","number":1,"amends":3,"reason":"late_after_end",
+            "committed_ms":9,"messages":1,"first_seq":5,"last_seq":5,"after_sample_id":4,
+            "last_sample_id":5,"samples_digest":"d","started_ms":1,"last_ms":5,"strokes":600,
+            "max_depth_mm":0.8,"exceeded":false,"ended":true,"new_violation":false,
+            "violation_changed":false}"#;
+        let record = Record::parse("amendment", body)
+            .expect("parses")
+            .expect("a known kind");
+        assert_eq!(record.kind(), "amendment");
+        let Record::Amendment(a) = &record else {
+            panic!("an amendment");
+        };
+        assert_eq!((a.number, a.amends, a.violation.as_ref()), (1, 3, None));
+        let chained = record.body().expect("body");
+        assert!(!chained.contains("violation\":null"), "{chained}");
+        assert_eq!(
+            Record::parse("amendment", &chained).expect("parses"),
+            Some(record)
+        );
+        assert_eq!(
+            (
+                AmendReason::after("ended").as_str(),
+                AmendReason::after("inactive").as_str()
+            ),
+            ("late_after_end", "replay_after_inactive")
+        );
     }
 
     #[test]

@@ -3,18 +3,21 @@
 use std::sync::LazyLock;
 
 use penwatch_proto::names::ShortName;
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Result;
 use super::outbox;
-use super::rows::{self, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count, placeholders};
+use super::rows::{
+    self, AMENDMENT_COLUMNS, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count,
+    placeholders,
+};
 use super::schema::Kept;
 use crate::alerts::Alert;
 use crate::audit;
 use crate::cartridges::{Cartridge, CartridgeEvent};
 use crate::decode::{Encoding, Reading};
 use crate::fleet::Device;
-use crate::sessions::{CloseReason, Session, Verdict};
+use crate::sessions::{CloseReason, Evidence, Session, Verdict};
 
 static INSERT_SAMPLE: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -41,12 +44,48 @@ static PUT_VIOLATION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+static PUT_AMENDMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO amendments ({AMENDMENT_COLUMNS}) VALUES ({})",
+        placeholders(count(AMENDMENT_COLUMNS))
+    )
+});
+
 static SESSION_SAMPLES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id, {SAMPLE_COLUMNS} FROM samples \
          WHERE device_id = ?1 AND seq >= ?3 AND session_id = ?2 ORDER BY seq, version"
     )
 });
+
+/// How a session closed, as its row keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Closing<'a> {
+    /// Why it closed.
+    pub reason: CloseReason,
+    /// The digest over its samples, as chained.
+    pub digest: &'a str,
+    /// Chain position of its closed record.
+    pub audit_seq: i64,
+}
+
+/// A closed session as late data finds it: its final record and what amends it so far.
+#[derive(Debug, Clone)]
+pub struct ClosedRecord {
+    /// The final record (never rewritten).
+    pub session: Session,
+    /// `ended` or `inactive`.
+    pub close_reason: String,
+    /// Chain position of the closed record (0 if the chain has none).
+    pub audit_seq: i64,
+    /// The session's messages with a journal id up to this are covered by its record or an
+    /// amendment.
+    pub covered_id: i64,
+    /// Amendments so far.
+    pub amendments: u64,
+    /// The latest evidence: the last amendment's, else the record's.
+    pub evidence: Option<Evidence>,
+}
 
 /// The writes of one batch, in one transaction.
 pub struct Batch<'a> {
@@ -181,10 +220,15 @@ impl Batch<'_> {
     }
 
     /// Stores a session's current state (open) or final record (closed).
-    pub fn put_session(&self, s: &Session, close: Option<(CloseReason, &str)>) -> Result<()> {
-        let (state, reason, digest) = match close {
-            Some((reason, digest)) => ("closed", Some(reason.as_str()), Some(digest)),
-            None => ("open", None, None),
+    pub fn put_session(&self, s: &Session, close: Option<Closing<'_>>) -> Result<()> {
+        let (state, reason, digest, audit_seq) = match close {
+            Some(c) => (
+                "closed",
+                Some(c.reason.as_str()),
+                Some(c.digest),
+                Some(c.audit_seq),
+            ),
+            None => ("open", None, None, None),
         };
         self.tx.prepare_cached(&PUT_SESSION)?.execute(params![
             s.device_id,
@@ -202,6 +246,7 @@ impl Batch<'_> {
             s.min_seq as i64,
             s.max_seq as i64,
             s.max_depth_mm,
+            audit_seq,
         ])?;
         if let Some(e) = &s.violation {
             // The worst excursion; the others are in the session's record.
@@ -220,9 +265,121 @@ impl Batch<'_> {
                 e.worst.samples_above as i64,
                 e.worst.policy_version,
                 close.is_some(),
+                0,
             ])?;
         }
         Ok(())
+    }
+
+    /// A closed session, with what amends it so far; `None` unless it is stored closed.
+    pub fn closed_session(
+        &self,
+        device_id: &str,
+        session_id: &str,
+    ) -> Result<Option<ClosedRecord>> {
+        let row: Option<(String, String, Option<String>, Option<i64>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT record, state, close_reason, audit_seq FROM sessions \
+                 WHERE device_id = ?1 AND session_id = ?2",
+            )?
+            .query_row(params![device_id, session_id], |r| {
+                Ok((
+                    r.get("record")?,
+                    r.get("state")?,
+                    r.get("close_reason")?,
+                    r.get("audit_seq")?,
+                ))
+            })
+            .optional()?;
+        let Some((record, state, close_reason, audit_seq)) = row else {
+            return Ok(None);
+        };
+        if state != "closed" {
+            return Ok(None);
+        }
+        let session: Session = serde_json::from_str(&record)?;
+        // Migrated journals have it; one whose closed record is missing from the chain amends
+        // entry 0, which `verify` reports.
+        let audit_seq = audit_seq.unwrap_or(0);
+        let chained = match self.audit_record(audit_seq)? {
+            Some(audit::Record::Session(c)) => c.last_sample_id,
+            _ => 0,
+        };
+        let last: Option<String> = self
+            .tx
+            .prepare_cached(
+                "SELECT record FROM amendments WHERE device_id = ?1 AND session_id = ?2 \
+                 ORDER BY number DESC LIMIT 1",
+            )?
+            .query_row(params![device_id, session_id], |r| r.get("record"))
+            .optional()?;
+        let last: Option<audit::Amendment> = last.map(|a| serde_json::from_str(&a)).transpose()?;
+        Ok(Some(ClosedRecord {
+            close_reason: close_reason.unwrap_or_default(),
+            audit_seq,
+            covered_id: last.as_ref().map_or(chained, |a| a.last_sample_id),
+            amendments: last.as_ref().map_or(0, |a| a.number),
+            evidence: match last {
+                Some(a) => a.violation,
+                None => session.violation.clone(),
+            },
+            session,
+        }))
+    }
+
+    /// The chained record at position `seq`.
+    fn audit_record(&self, seq: i64) -> Result<Option<audit::Record>> {
+        let entry: Option<(String, String)> = self
+            .tx
+            .prepare_cached("SELECT kind, body FROM audit_chain WHERE seq = ?1")?
+            .query_row([seq], |r| Ok((r.get("kind")?, r.get("body")?)))
+            .optional()?;
+        Ok(match entry {
+            Some((kind, body)) => audit::Record::parse(&kind, &body)?,
+            None => None,
+        })
+    }
+
+    /// Chains an amendment and stores its row; a violation it raised on a session whose
+    /// record had none is stored as the session's violation, marked with the amendment.
+    pub fn put_amendment(&self, a: &audit::Amendment, record_exceeded: bool) -> Result<i64> {
+        let audit_seq = self.append_audit(&audit::Record::Amendment(a.clone()))?;
+        self.tx.prepare_cached(&PUT_AMENDMENT)?.execute(params![
+            a.device_id,
+            a.session_id,
+            a.number as i64,
+            audit_seq,
+            a.amends,
+            a.reason,
+            a.committed_ms,
+            a.messages as i64,
+            a.last_sample_id,
+            a.max_depth_mm,
+            a.exceeded,
+            a.new_violation,
+            serde_json::to_string(a)?,
+        ])?;
+        if let (false, true, Some(e)) = (record_exceeded, a.violation_changed, &a.violation) {
+            self.tx.prepare_cached(&PUT_VIOLATION)?.execute(params![
+                a.device_id,
+                a.session_id,
+                a.clinic_id,
+                a.operator_id,
+                a.device_class,
+                e.worst.limit_mm,
+                e.worst.binding,
+                e.worst.peak_depth_mm,
+                e.worst.first_above_ms,
+                e.worst.last_above_ms,
+                e.worst.strokes_above as i64,
+                e.worst.samples_above as i64,
+                e.worst.policy_version,
+                true,
+                a.number as i64,
+            ])?;
+        }
+        Ok(audit_seq)
     }
 
     /// A session as stored: its record and `open` / `closed`.
@@ -333,26 +490,22 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Appends a record to the audit chain; returns its hash.
-    pub fn append_audit(&self, record: &audit::Record) -> Result<String> {
+    /// Appends a record to the audit chain; returns its position.
+    pub fn append_audit(&self, record: &audit::Record) -> Result<i64> {
         rows::append_audit(&self.tx, record)
     }
 
-    /// Digest over a session's samples from `seq` `from_seq` on: how many there were, the
-    /// highest journal id among them (0 when none) and the digest.
+    /// Digest over a session's samples within the `seq` range `seqs` with a journal id above
+    /// `after_id`: how many there were, the highest journal id among them (0 when none) and
+    /// the digest.
     pub fn samples_digest(
         &self,
         device_id: &str,
         session_id: &str,
-        from_seq: u64,
+        seqs: (u64, u64),
+        after_id: i64,
     ) -> Result<(u64, i64, String)> {
-        rows::samples_digest(
-            &self.tx,
-            device_id,
-            session_id,
-            (from_seq, u64::MAX),
-            i64::MAX,
-        )
+        rows::samples_digest(&self.tx, device_id, session_id, seqs, (after_id, i64::MAX))
     }
 
     /// Writes an alert to the outbox: a new key raises it (revision 1); a change of its

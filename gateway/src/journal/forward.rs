@@ -447,8 +447,15 @@ mod tests {
             );
             let mut s = Session::new(&r, &verdict());
             s.observe(&r2, &verdict());
-            b.put_session(&s, closed.then_some((CloseReason::Ended, "d")))
-                .expect("session");
+            b.put_session(
+                &s,
+                closed.then_some(crate::journal::Closing {
+                    reason: CloseReason::Ended,
+                    digest: "d",
+                    audit_seq: 0,
+                }),
+            )
+            .expect("session");
         }
         b.commit().expect("commit");
         drop(j);
@@ -542,7 +549,9 @@ mod tests {
             b.insert_sample(&earlier, &v, 5).expect("seen"),
             Inserted::Duplicate
         );
-        let (n, _, _) = b.samples_digest("pen-1", "s", 0).expect("digest");
+        let (n, _, _) = b
+            .samples_digest("pen-1", "s", (0, u64::MAX), 0)
+            .expect("digest");
         assert_eq!(n, 3, "every version is in the session's digest");
     }
 }

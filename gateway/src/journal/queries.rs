@@ -5,6 +5,8 @@
 //! Filtering is by a [`Selection`]; listings are keyset-paged by `(started_ms, device_id,
 //! session_id)` so a page never repeats or skips a row while new sessions arrive.
 
+use std::sync::LazyLock;
+
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
@@ -97,7 +99,9 @@ impl Selection {
             args.push(Value::Integer(t));
         }
         if self.only_exceeded {
-            sql.push("s.exceeded = 1".to_owned());
+            sql.push(format!(
+                "(s.exceeded = 1 OR EXISTS (SELECT 1 {AMENDED} AND a.exceeded = 1))"
+            ));
         }
         (sql.join(" AND "), args)
     }
@@ -146,11 +150,19 @@ impl Order {
     }
 }
 
+/// The amendments of session `s` (a subquery's `FROM` and `WHERE`).
+const AMENDED: &str =
+    "FROM amendments a WHERE a.device_id = s.device_id AND a.session_id = s.session_id";
+
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSession {
-    /// The record.
+    /// The record (a closed session's as chained; its amendments never rewrite it).
     pub session: Session,
+    /// Amendments of the closed session by late messages.
+    pub amendments: u32,
+    /// An amendment found the session exceeded (its record did not).
+    pub exceeded_by_amendment: bool,
     /// Still open.
     pub open: bool,
     /// `ended` or `inactive` once closed.
@@ -193,6 +205,19 @@ pub struct StoredViolation {
     pub unknown_operator: bool,
     /// Messages of the session that conflict with another of the same `(device_id, seq)`.
     pub conflicting: u64,
+    /// The amendment that raised it (0: the session's own record).
+    pub amendment: u64,
+    /// Amendments of the session.
+    pub session_amendments: u32,
+}
+
+/// An amendment as stored: the chained record and its chain position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAmendment {
+    /// The record, as chained.
+    pub amendment: crate::audit::Amendment,
+    /// Its chain position.
+    pub audit_seq: i64,
 }
 
 impl StoredViolation {
@@ -295,49 +320,91 @@ const SESSION_SEQS: &str = "\
     (SELECT IIF(state = 'closed' AND max_seq > 0, max_seq, 9223372036854775807) FROM sessions \
      WHERE device_id = ?1 AND session_id = ?2)";
 
-/// What a listing reads of a session.
-const STORED_SESSION: &str = "s.record, s.state, s.close_reason, s.samples_digest";
+/// The journal ids of session `(?1, ?2)`'s record: up to the first amendment's (messages
+/// journaled after the session closed belong to its amendments).
+const RECORD_IDS: &str = "id <= IFNULL((SELECT json_extract(record, '$.after_sample_id') \
+    FROM amendments WHERE device_id = ?1 AND session_id = ?2 AND number = 1), \
+    9223372036854775807)";
 
-fn stored_session(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, Option<String>, Option<String>)> {
-    Ok((
-        r.get("record")?,
-        r.get("state")?,
-        r.get("close_reason")?,
-        r.get("samples_digest")?,
-    ))
+/// What a listing reads of a session (with its amendments' count and whether one found it
+/// exceeded).
+static STORED_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "s.record, s.state, s.close_reason, s.samples_digest, \
+         (SELECT COUNT(*) {AMENDED}) AS amendments, \
+         EXISTS (SELECT 1 {AMENDED} AND a.new_violation = 1) AS exceeded_by_amendment"
+    )
+});
+
+/// A session row as read, before its record is decoded.
+struct SessionRow {
+    record: String,
+    state: String,
+    close_reason: Option<String>,
+    samples_digest: Option<String>,
+    amendments: u32,
+    exceeded_by_amendment: bool,
 }
 
-fn decode_session(
-    (record, state, close_reason, samples_digest): (String, String, Option<String>, Option<String>),
-) -> Result<StoredSession> {
+fn stored_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        record: r.get("record")?,
+        state: r.get("state")?,
+        close_reason: r.get("close_reason")?,
+        samples_digest: r.get("samples_digest")?,
+        amendments: r.get("amendments")?,
+        exceeded_by_amendment: r.get("exceeded_by_amendment")?,
+    })
+}
+
+fn decode_session(row: SessionRow) -> Result<StoredSession> {
     Ok(StoredSession {
-        session: serde_json::from_str(&record)?,
-        open: state == "open",
-        close_reason,
-        samples_digest,
+        session: serde_json::from_str(&row.record)?,
+        amendments: row.amendments,
+        exceeded_by_amendment: row.exceeded_by_amendment,
+        open: row.state == "open",
+        close_reason: row.close_reason,
+        samples_digest: row.samples_digest,
     })
 }
 
 /// What a listing reads of a violation (with its session's start): the worst excursion from
-/// its columns, the other excursions from the session's record.
-const STORED_VIOLATION: &str = "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
-    v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms, \
-    v.strokes_above, v.samples_above, v.policy_version, v.final, s.started_ms, \
-    s.record";
+/// its columns, the other excursions from the session's record (or from the amendment that
+/// raised it).
+static STORED_VIOLATION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "v.session_id, v.device_id, v.clinic_id, v.operator_id, \
+         v.device_class, v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, \
+         v.last_above_ms, v.strokes_above, v.samples_above, v.policy_version, v.final, \
+         v.amendment, s.started_ms, s.record, \
+         (SELECT COUNT(*) {AMENDED}) AS session_amendments, \
+         (SELECT a.record FROM amendments a WHERE a.device_id = v.device_id \
+            AND a.session_id = v.session_id AND a.number = v.amendment) AS amendment_record"
+    )
+});
+
+fn json_column<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
 
 /// A violation row with its session's record; the worst excursion is in the columns, the
-/// other excursions and the session's flags in the record.
+/// other excursions and the session's flags in the record (the other excursions of one an
+/// amendment raised in the amendment's record).
 fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation> {
     let peak_depth_mm: f64 = r.get("peak_depth_mm")?;
     let limit_mm: f64 = r.get("limit_mm")?;
-    let record: Session = serde_json::from_str(&r.get::<_, String>("record")?).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })?;
-    let (others, unlisted) = record
-        .violation
-        .map_or((Vec::new(), 0), |e| (e.others, e.unlisted));
+    let record: Session = json_column(&r.get::<_, String>("record")?)?;
+    let amended: Option<crate::audit::Amendment> = r
+        .get::<_, Option<String>>("amendment_record")?
+        .map(|a| json_column(&a))
+        .transpose()?;
+    let evidence = match &amended {
+        Some(a) => a.violation.clone(),
+        None => record.violation,
+    };
+    let (others, unlisted) = evidence.map_or((Vec::new(), 0), |e| (e.others, e.unlisted));
     Ok(StoredViolation {
         session_id: r.get("session_id")?,
         device_id: r.get("device_id")?,
@@ -363,7 +430,25 @@ fn violation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredViolation
         started_ms: r.get("started_ms")?,
         unknown_operator: record.unknown_operator,
         conflicting: record.conflicting,
+        amendment: r.get::<_, i64>("amendment")? as u64,
+        session_amendments: r.get("session_amendments")?,
     })
+}
+
+/// Hands each `samples` row (selected with `id` and [`SAMPLE_COLUMNS`]) to `f`.
+fn each_sample(
+    mut rows: rusqlite::Rows<'_>,
+    mut f: impl FnMut(SampleRow) -> Result<()>,
+) -> Result<()> {
+    while let Some(row) = rows.next()? {
+        let (reading, verdict) = rows::sample(row)?;
+        f(SampleRow {
+            reading,
+            verdict,
+            received_ms: row.get("received_ms")?,
+        })?;
+    }
+    Ok(())
 }
 
 fn paged_args(mut args: Vec<Value>, after: Option<&Cursor>, limit: u32) -> Vec<Value> {
@@ -396,8 +481,9 @@ impl Reader {
         let (cond, args) = sel.condition();
         let (after_sql, order_sql) = order.sql(after.is_some());
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {STORED_SESSION} FROM sessions s WHERE {cond} AND {after_sql} \
-             ORDER BY {order_sql} LIMIT ?"
+            "SELECT {} FROM sessions s WHERE {cond} AND {after_sql} \
+             ORDER BY {order_sql} LIMIT ?",
+            *STORED_SESSION
         ))?;
         let rows = stmt
             .query_map(
@@ -417,18 +503,41 @@ impl Reader {
         let row = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {STORED_SESSION} FROM sessions s WHERE s.device_id = ?1 AND s.session_id = ?2"
+                "SELECT {} FROM sessions s WHERE s.device_id = ?1 AND s.session_id = ?2",
+                *STORED_SESSION
             ))?
             .query_row(params![device_id, session_id], stored_session)
             .optional()?;
         row.map(decode_session).transpose()
     }
 
+    /// A session's amendments, in order.
+    pub fn amendments(&self, device_id: &str, session_id: &str) -> Result<Vec<StoredAmendment>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT record, audit_seq FROM amendments WHERE device_id = ?1 AND session_id = ?2 \
+             ORDER BY number",
+        )?;
+        let rows = stmt
+            .query_map(params![device_id, session_id], |r| {
+                Ok((r.get::<_, String>("record")?, r.get::<_, i64>("audit_seq")?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(record, audit_seq)| {
+                Ok(StoredAmendment {
+                    amendment: serde_json::from_str(&record)?,
+                    audit_seq,
+                })
+            })
+            .collect()
+    }
+
     /// A session's depth timeline in `seq` order.
     pub fn timeline(&self, device_id: &str, session_id: &str) -> Result<Vec<TimelinePoint>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT ts_ms, depth_mm, permitted_mm, session_strokes, zone, exceeded FROM samples \
-             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} ORDER BY seq, version"
+             WHERE device_id = ?1 AND session_id = ?2 AND seq BETWEEN {SESSION_SEQS} \
+             AND {RECORD_IDS} ORDER BY seq, version"
         ))?;
         let rows = stmt.query_map(params![device_id, session_id], |r| {
             Ok(TimelinePoint {
@@ -453,9 +562,10 @@ impl Reader {
         let (cond, args) = sel.condition();
         let (after_sql, order_sql) = Order::NewestFirst.sql(after.is_some());
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {STORED_VIOLATION} FROM violations v JOIN sessions s \
+            "SELECT {} FROM violations v JOIN sessions s \
              ON s.device_id = v.device_id AND s.session_id = v.session_id \
-             WHERE {cond} AND {after_sql} ORDER BY {order_sql} LIMIT ?"
+             WHERE {cond} AND {after_sql} ORDER BY {order_sql} LIMIT ?",
+            *STORED_VIOLATION
         ))?;
         let rows = stmt.query_map(
             params_from_iter(paged_args(args, after, limit)),
@@ -473,9 +583,10 @@ impl Reader {
         Ok(self
             .conn
             .prepare_cached(&format!(
-                "SELECT {STORED_VIOLATION} FROM violations v JOIN sessions s \
+                "SELECT {} FROM violations v JOIN sessions s \
                  ON s.device_id = v.device_id AND s.session_id = v.session_id \
-                 WHERE v.device_id = ?1 AND v.session_id = ?2"
+                 WHERE v.device_id = ?1 AND v.session_id = ?2",
+                *STORED_VIOLATION
             ))?
             .query_row(params![device_id, session_id], violation_from_row)
             .optional()?)
@@ -530,27 +641,41 @@ impl Reader {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Hands each sample of a session to `f`, in `seq` order.
+    /// Hands each sample of a session's record (not those of its amendments) to `f`, in `seq`
+    /// order.
     pub fn for_each_sample(
         &self,
         device_id: &str,
         session_id: &str,
-        mut f: impl FnMut(SampleRow) -> Result<()>,
+        f: impl FnMut(SampleRow) -> Result<()>,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND session_id = ?2 \
-             AND seq BETWEEN {SESSION_SEQS} ORDER BY seq, version"
+             AND seq BETWEEN {SESSION_SEQS} AND {RECORD_IDS} ORDER BY seq, version"
         ))?;
-        let mut rows = stmt.query(params![device_id, session_id])?;
-        while let Some(row) = rows.next()? {
-            let (reading, verdict) = rows::sample(row)?;
-            f(SampleRow {
-                reading,
-                verdict,
-                received_ms: row.get("received_ms")?,
-            })?;
-        }
-        Ok(())
+        let rows = stmt.query(params![device_id, session_id])?;
+        each_sample(rows, f)
+    }
+
+    /// Hands each message an amendment added to `f`, in `seq` order.
+    pub fn for_each_amended_sample(
+        &self,
+        a: &crate::audit::Amendment,
+        f: impl FnMut(SampleRow) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, {SAMPLE_COLUMNS} FROM samples WHERE device_id = ?1 AND session_id = ?2 \
+             AND seq BETWEEN ?3 AND ?4 AND id > ?5 AND id <= ?6 ORDER BY seq, version"
+        ))?;
+        let rows = stmt.query(params![
+            a.device_id,
+            a.session_id,
+            a.first_seq.min(i64::MAX as u64) as i64,
+            a.last_seq.min(i64::MAX as u64) as i64,
+            a.after_sample_id,
+            a.last_sample_id
+        ])?;
+        each_sample(rows, f)
     }
 
     /// Number of quarantined messages kept.
@@ -819,7 +944,10 @@ mod tests {
         let (sql, args) = sel.condition();
         assert_eq!(
             sql,
-            "1 AND s.clinic_id IN (?) AND s.device_class IN (?) AND s.started_ms >= ? AND s.exceeded = 1"
+            format!(
+                "1 AND s.clinic_id IN (?) AND s.device_class IN (?) AND s.started_ms >= ? \
+                 AND (s.exceeded = 1 OR EXISTS (SELECT 1 {AMENDED} AND a.exceeded = 1))"
+            )
         );
         assert_eq!(args.len(), 3);
         let none = Selection {

@@ -22,12 +22,17 @@ pub(super) const SAMPLE_COLUMNS: &str = "device_id, seq, clinic_id, device_class
 /// The columns of `sessions`, in the order [`super::Batch`] binds them.
 pub(super) const SESSION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \
     device_class, started_ms, last_ms, exceeded, state, close_reason, samples_digest, record, \
-    min_seq, max_seq, max_depth_mm";
+    min_seq, max_seq, max_depth_mm, audit_seq";
 
 /// The columns of `violations`, in the order [`super::Batch`] binds them.
 pub(super) const VIOLATION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \
     device_class, limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above, \
-    samples_above, policy_version, final";
+    samples_above, policy_version, final, amendment";
+
+/// The columns of `amendments`, in the order [`super::Batch`] binds them.
+pub(super) const AMENDMENT_COLUMNS: &str = "device_id, session_id, number, audit_seq, \
+    amends_seq, reason, committed_ms, messages, last_sample_id, max_depth_mm, exceeded, \
+    new_violation, record";
 
 /// The columns of `reviews`, in the order [`super::Signatures`] binds them.
 pub(super) const REVIEW_COLUMNS: &str = "id, signer, token, role, meaning, clinic_id, from_ms, \
@@ -189,27 +194,29 @@ fn digest_sample(row: &Row<'_>) -> rusqlite::Result<DigestSample> {
 }
 
 /// Hands `f` each sample a session digest covers, with its journal id, in digest order:
-/// the session's samples within the `seq` range `seqs` with a journal id up to `upto`. The
-/// range is a superset of the session's samples, looked up through the `(device_id, seq)`
-/// index, then filtered by session.
+/// the session's samples within the `seq` range `seqs` with a journal id in `ids` (above the
+/// first, up to the second). The range is a superset of the session's samples, looked up
+/// through the `(device_id, seq)` index, then filtered by session.
 pub(super) fn digest_samples(
     conn: &Connection,
     device_id: &str,
     session_id: &str,
     seqs: (u64, u64),
-    upto: i64,
+    ids: (i64, i64),
     mut f: impl FnMut(i64, DigestSample) -> Result<()>,
 ) -> Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {DIGEST_COLUMNS} FROM samples WHERE device_id = ?1 \
-         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id <= ?3 ORDER BY seq, version"
+         AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id > ?6 AND id <= ?3 \
+         ORDER BY seq, version"
     ))?;
     let mut rows = stmt.query(params![
         device_id,
         session_id,
-        upto,
-        seqs.0 as i64,
-        seqs.1.min(i64::MAX as u64) as i64
+        ids.1,
+        seqs.0.min(i64::MAX as u64) as i64,
+        seqs.1.min(i64::MAX as u64) as i64,
+        ids.0
     ])?;
     while let Some(row) = rows.next()? {
         f(row.get("id")?, digest_sample(row)?)?;
@@ -224,11 +231,11 @@ pub(super) fn samples_digest(
     device_id: &str,
     session_id: &str,
     seqs: (u64, u64),
-    upto: i64,
+    ids: (i64, i64),
 ) -> Result<(u64, i64, String)> {
     let mut digest = SampleDigest::default();
     let (mut n, mut last_id) = (0, 0);
-    digest_samples(conn, device_id, session_id, seqs, upto, |id, sample| {
+    digest_samples(conn, device_id, session_id, seqs, ids, |id, sample| {
         last_id = i64::max(last_id, id);
         digest.add(&sample.digest_line());
         n += 1;
@@ -246,8 +253,8 @@ pub(super) fn chain_head(conn: &Connection) -> Result<(i64, String)> {
     Ok(head.unwrap_or((0, audit::GENESIS.to_owned())))
 }
 
-/// Appends a record to the audit chain inside the caller's transaction; returns its hash.
-pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<String> {
+/// Appends a record to the audit chain inside the caller's transaction; returns its position.
+pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<i64> {
     let (kind, body) = (record.kind(), record.body()?);
     let (head, prev_hash) = chain_head(conn)?;
     let seq = head + 1;
@@ -256,7 +263,7 @@ pub(super) fn append_audit(conn: &Connection, record: &audit::Record) -> Result<
         "INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![seq, kind, body, prev_hash, hash])?;
-    Ok(hash)
+    Ok(seq)
 }
 
 #[cfg(test)]

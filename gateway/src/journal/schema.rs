@@ -4,6 +4,11 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+/// Version 9 keeps amendments: `amendments`, one row per chained `amendment` record (late data
+/// for a closed session, which stays closed); `sessions.audit_seq`, the chain position of a
+/// closed session's record, which its amendments reference; `violations.amendment`, the number
+/// of the amendment that raised a session's only violation (0 for a violation of the record).
+///
 /// Version 8 adds signed reviews (`reviews`, each row chained as a `review` entry by the
 /// connection that writes it) and the policy history (`policy_in_force`: one row each time a
 /// version came into force, so a version put back in force after another is seen twice);
@@ -28,7 +33,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -95,6 +100,19 @@ fn migrate_7_to_8() -> String {
          SELECT version, loaded_ms FROM policy_versions ORDER BY loaded_ms, version;"
     )
 }
+
+/// From version 8 to 9: the new columns (`SCHEMA` adds the `amendments` table), and each closed
+/// session's chain position from its latest `session` entry, found in one pass over the chain.
+const MIGRATE_8_TO_9: &str = "
+ALTER TABLE sessions ADD COLUMN audit_seq INTEGER;
+ALTER TABLE violations ADD COLUMN amendment INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET audit_seq = chained.seq
+FROM (SELECT json_extract(body, '$.device_id') AS device_id,
+        json_extract(body, '$.session_id') AS session_id, MAX(seq) AS seq
+      FROM audit_chain WHERE kind = 'session' GROUP BY 1, 2) AS chained
+WHERE sessions.state = 'closed' AND sessions.device_id = chained.device_id
+    AND sessions.session_id = chained.session_id;
+";
 
 /// From version 4 to 5: `samples` rebuilt with `version` in its unique key (a table's
 /// constraint cannot be altered in place), ids kept.
@@ -165,6 +183,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     min_seq INTEGER NOT NULL DEFAULT 0,
     max_seq INTEGER NOT NULL DEFAULT 0,
     max_depth_mm REAL NOT NULL DEFAULT 0,
+    audit_seq INTEGER,
     PRIMARY KEY (device_id, session_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_clinic ON sessions (clinic_id, started_ms);
@@ -183,7 +202,24 @@ CREATE TABLE IF NOT EXISTS violations (
     samples_above INTEGER NOT NULL,
     policy_version TEXT NOT NULL,
     final INTEGER NOT NULL,
+    amendment INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (device_id, session_id)
+);
+CREATE TABLE IF NOT EXISTS amendments (
+    device_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    audit_seq INTEGER NOT NULL,
+    amends_seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    committed_ms INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    last_sample_id INTEGER NOT NULL,
+    max_depth_mm REAL NOT NULL,
+    exceeded INTEGER NOT NULL,
+    new_violation INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (device_id, session_id, number)
 );
 CREATE TABLE IF NOT EXISTS cartridges (
     cartridge_id TEXT PRIMARY KEY,
@@ -288,6 +324,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         MIGRATE_5_TO_6.to_owned(),
         MIGRATE_6_TO_7.to_owned(),
         migrate_7_to_8(),
+        MIGRATE_8_TO_9.to_owned(),
     ];
     let migration = if found == 0 {
         String::new()
@@ -360,12 +397,18 @@ mod tests {
     use super::*;
     use crate::journal::{Sync, Writer};
 
+    /// Takes a new journal back to before version 9 (the older tests' starting point).
+    const BEFORE_9: &str = "DROP TABLE amendments;
+        ALTER TABLE sessions DROP COLUMN audit_seq;
+        ALTER TABLE violations DROP COLUMN amendment;";
+
     #[test]
     fn a_version_2_journal_gets_each_sessions_deepest_sample_from_its_record() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(
             "ALTER TABLE sessions DROP COLUMN max_depth_mm;
              ALTER TABLE quarantine DROP COLUMN size_bytes;
@@ -393,6 +436,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(
             "ALTER TABLE quarantine DROP COLUMN size_bytes;
              ALTER TABLE quarantine DROP COLUMN sha256;
@@ -417,6 +461,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(&format!(
             "DROP TABLE samples;
              CREATE TABLE samples ({SAMPLES_COLUMNS_DEFINED}, UNIQUE (device_id, seq));
@@ -460,6 +505,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(BEFORE_9).expect("version 8");
         conn.execute_batch(
             "DROP TABLE reviews;
              DROP TABLE policy_in_force;
@@ -488,6 +534,63 @@ mod tests {
                 .expect("reviews")
                 .is_empty()
         );
+        assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_8_journal_gets_amendments_and_keeps_its_sessions_and_violations() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        drop(Writer::open(&path, Sync::Normal).expect("create"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(
+            "INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
+                started_ms, last_ms, exceeded, state, record)
+             VALUES ('pen', 's', 'c', 'op', 'home', 1, 2, 1, 'closed', '{}');
+             INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
+                started_ms, last_ms, exceeded, state, record)
+             VALUES ('pen', 'open', 'c', 'op', 'home', 1, 2, 0, 'open', '{}');
+             INSERT INTO audit_chain (seq, kind, body, prev_hash, hash) VALUES
+                (4, 'session', '{\"device_id\":\"pen\",\"session_id\":\"s\"}', '', ''),
+                (5, 'session', '{\"device_id\":\"pen\",\"session_id\":\"other\"}', '', '');
+             INSERT INTO violations (device_id, session_id, clinic_id, operator_id, device_class,
+                limit_mm, binding, peak_depth_mm, first_above_ms, last_above_ms, strokes_above,
+                samples_above, policy_version, final)
+             VALUES ('pen', 's', 'c', 'op', 'home', 0.5, 'class', 0.7, 1, 2, 3, 1, 'p', 1);
+             PRAGMA user_version = 8;",
+        )
+        .expect("version 8");
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        let (audit_seq, amendment): (Option<i64>, i64) = writer
+            .conn
+            .query_row(
+                "SELECT s.audit_seq, v.amendment FROM sessions s JOIN violations v USING (device_id, session_id)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("kept");
+        assert_eq!(
+            (audit_seq, amendment),
+            (Some(4), 0),
+            "the closed session's chain position is found"
+        );
+        let open: Option<i64> = writer
+            .conn
+            .query_row(
+                "SELECT audit_seq FROM sessions WHERE session_id = 'open'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("open session");
+        assert_eq!(open, None);
+        let amendments: i64 = writer
+            .conn
+            .query_row("SELECT COUNT(*) FROM amendments", [], |r| r.get(0))
+            .expect("table");
+        assert_eq!(amendments, 0);
         assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
     }
 

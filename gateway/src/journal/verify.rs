@@ -7,7 +7,11 @@
 //! entry of the chain); every closed session's samples must match its digest, unless a
 //! chained retention run (`pruned`) covers the session, which is then counted as unchecked.
 //! Open sessions are not final and not checked; a chained session whose row is open again
-//! (late data reopened it) is checked at its next close.
+//! (late data reopened it, before schema 9) is checked at its next close. Every amendment row
+//! must equal its entry and every entry have its row; an amendment must reference an earlier
+//! closed record of its session, be numbered 1, 2, … in chain order, and its added messages
+//! must match its digest (unless pruned); a violation an amendment raised must equal that
+//! amendment's evidence.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,10 +20,10 @@ use rusqlite::{OptionalExtension, params};
 use super::{Reader, Result, rows, schema};
 use crate::audit::lines::DigestSample;
 use crate::audit::{
-    self, AccessBatch, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation, Record, Scope,
-    SignedReview, Verification,
+    self, AccessBatch, Amendment, ChainedCartridgeEvent, ClosedSession, Entry, FinalViolation,
+    Record, Scope, SignedReview, Verification,
 };
-use crate::sessions::Session;
+use crate::sessions::{Excursion, Session};
 
 type Key = (String, String);
 
@@ -35,6 +39,12 @@ struct Chained {
     pruned_before: Option<i64>,
     /// The access log's runs.
     access: Vec<(i64, AccessBatch)>,
+    /// Every session entry's position, with its session.
+    session_entries: HashMap<i64, Key>,
+    /// Amendments by session and number.
+    amendments: HashMap<(Key, u64), (i64, Amendment)>,
+    /// The first amendment entry numbered out of order, if any.
+    misnumbered: Option<(i64, String)>,
     /// Signed reviews by row id.
     reviews: HashMap<i64, (i64, SignedReview)>,
 }
@@ -45,8 +55,29 @@ impl Chained {
         for e in entries {
             match Record::parse(&e.kind, &e.body)? {
                 Some(Record::Session(s)) => {
-                    c.sessions
-                        .insert((s.device_id.clone(), s.session_id.clone()), (e.seq, s));
+                    let key = (s.device_id.clone(), s.session_id.clone());
+                    c.session_entries.insert(e.seq, key.clone());
+                    c.sessions.insert(key, (e.seq, s));
+                }
+                Some(Record::Amendment(a)) => {
+                    let key = (a.device_id.clone(), a.session_id.clone());
+                    let previous = c
+                        .amendments
+                        .keys()
+                        .filter(|(k, _)| *k == key)
+                        .map(|(_, n)| *n)
+                        .max()
+                        .unwrap_or(0);
+                    if a.number != previous + 1 && c.misnumbered.is_none() {
+                        c.misnumbered = Some((
+                            e.seq,
+                            format!(
+                                "amendment {} of session {}/{} follows amendment {previous}",
+                                a.number, key.0, key.1
+                            ),
+                        ));
+                    }
+                    c.amendments.insert((key, a.number), (e.seq, a));
                 }
                 Some(Record::Violation(v)) => {
                     c.violations
@@ -89,6 +120,57 @@ fn first_missing<'a, K: Eq + std::hash::Hash, V>(
 
 /// A finding: the chain position it concerns (0 for a row with no entry) and what is wrong.
 pub(super) type Broken = Option<(i64, String)>;
+
+/// Whether a violation row's columns equal a chained identity (clinic, operator, class) and
+/// worst excursion.
+fn violation_matches(
+    r: &rusqlite::Row<'_>,
+    (clinic_id, operator_id, device_class): (&str, &str, &str),
+    e: &Excursion,
+) -> rusqlite::Result<bool> {
+    Ok(r.get::<_, String>("clinic_id")? == clinic_id
+        && r.get::<_, String>("operator_id")? == operator_id
+        && r.get::<_, String>("device_class")? == device_class
+        && r.get::<_, f64>("limit_mm")? == e.limit_mm
+        && r.get::<_, String>("binding")? == e.binding
+        && r.get::<_, f64>("peak_depth_mm")? == e.peak_depth_mm
+        && r.get::<_, i64>("first_above_ms")? == e.first_above_ms
+        && r.get::<_, i64>("last_above_ms")? == e.last_above_ms
+        && r.get::<_, i64>("strokes_above")? as u64 == e.strokes_above
+        && r.get::<_, i64>("samples_above")? as u64 == e.samples_above
+        && r.get::<_, String>("policy_version")? == e.policy_version)
+}
+
+/// A violation row an amendment raised (amendment `n`) against that amendment's evidence.
+fn amended_violation(
+    chained: &Chained,
+    key: &Key,
+    n: u64,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Broken> {
+    let found = chained.amendments.get(&(key.clone(), n));
+    let Some((seq, Some(e), a)) = found.map(|(seq, a)| (seq, a.violation.as_ref(), a)) else {
+        return Ok(Some((
+            0,
+            format!(
+                "violation {}/{} names amendment {n}, which has no evidence in the chain",
+                key.0, key.1
+            ),
+        )));
+    };
+    let matches = !chained.violations.contains_key(key)
+        && r.get::<_, bool>("final")?
+        && violation_matches(r, (&a.clinic_id, &a.operator_id, &a.device_class), &e.worst)?;
+    Ok((!matches).then(|| {
+        (
+            *seq,
+            format!(
+                "violation {}/{} as stored differs from amendment {n}'s evidence",
+                key.0, key.1
+            ),
+        )
+    }))
+}
 
 impl Reader {
     /// The chain's first scope record, if a gateway wrote one.
@@ -155,13 +237,20 @@ impl Reader {
             device_id,
             session_id,
             seqs,
-            last_sample_id,
+            (0, last_sample_id),
             |_, s| f(s),
         )
     }
 
-    /// Recomputes the audit chain and checks every final row against it (see the module).
+    /// Recomputes the audit chain and checks every final row against it (see the module), in
+    /// one read transaction: a gateway writing beside it (the committer, the access log) is
+    /// not seen half-way.
     pub fn verify(&self) -> Result<Verification> {
+        self.snapshot(Reader::verify_within)
+    }
+
+    /// [`Reader::verify`] inside the caller's read transaction ([`Reader::snapshot`]).
+    pub fn verify_within(&self) -> Result<Verification> {
         let entries = self.chain()?;
         let mut v = audit::verify_links(&entries);
         if !v.ok() {
@@ -170,10 +259,13 @@ impl Reader {
         let chained = Chained::read(&entries)?;
         v.first_broken = match self.check_sessions(&chained)? {
             None => match self.check_violations(&chained)? {
-                None => match self.check_cartridge_events(&chained)? {
-                    None => match self.check_access_log(&chained)? {
-                        None => match self.check_reviews(&chained.reviews, &entries)? {
-                            None => self.check_digests(&chained, &mut v)?,
+                None => match self.check_amendments(&chained)? {
+                    None => match self.check_cartridge_events(&chained)? {
+                        None => match self.check_access_log(&chained)? {
+                            None => match self.check_reviews(&chained.reviews, &entries)? {
+                                None => self.check_digests(&chained, &mut v)?,
+                                broken => broken,
+                            },
                             broken => broken,
                         },
                         broken => broken,
@@ -184,6 +276,9 @@ impl Reader {
             },
             broken => broken,
         };
+        if v.first_broken.is_none() {
+            v.first_broken = self.check_amendment_digests(&chained, &mut v)?;
+        }
         Ok(v)
     }
 
@@ -254,9 +349,7 @@ impl Reader {
     /// Final violation rows against their entries, and entries against their rows.
     fn check_violations(&self, chained: &Chained) -> Result<Broken> {
         let mut stmt = self.conn.prepare(
-            "SELECT v.device_id, v.session_id, v.clinic_id, v.operator_id, v.device_class,
-                v.limit_mm, v.binding, v.peak_depth_mm, v.first_above_ms, v.last_above_ms,
-                v.strokes_above, v.samples_above, v.policy_version, v.final, s.state
+            "SELECT v.*, s.state
              FROM violations v LEFT JOIN sessions s
                 ON s.device_id = v.device_id AND s.session_id = v.session_id",
         )?;
@@ -265,6 +358,14 @@ impl Reader {
         while let Some(r) = rows.next()? {
             let key: Key = (r.get("device_id")?, r.get("session_id")?);
             let reopened = r.get::<_, Option<String>>("state")?.as_deref() == Some("open");
+            // Before schema 9 there is no `amendment` column.
+            let amendment = r.get::<_, Option<i64>>("amendment").unwrap_or(None);
+            if let Some(n) = amendment.filter(|n| *n > 0) {
+                if let Some(broken) = amended_violation(chained, &key, n as u64, r)? {
+                    return Ok(Some(broken));
+                }
+                continue;
+            }
             let entry = chained.violations.get(&key);
             stored.insert(key.clone());
             if !r.get::<_, bool>("final")? {
@@ -285,18 +386,11 @@ impl Reader {
                     format!("final violation {}/{} has no audit entry", key.0, key.1),
                 )));
             };
-            let e = &fv.evidence.worst;
-            let matches = r.get::<_, String>("clinic_id")? == fv.clinic_id
-                && r.get::<_, String>("operator_id")? == fv.operator_id
-                && r.get::<_, String>("device_class")? == fv.device_class
-                && r.get::<_, f64>("limit_mm")? == e.limit_mm
-                && r.get::<_, String>("binding")? == e.binding
-                && r.get::<_, f64>("peak_depth_mm")? == e.peak_depth_mm
-                && r.get::<_, i64>("first_above_ms")? == e.first_above_ms
-                && r.get::<_, i64>("last_above_ms")? == e.last_above_ms
-                && r.get::<_, i64>("strokes_above")? as u64 == e.strokes_above
-                && r.get::<_, i64>("samples_above")? as u64 == e.samples_above
-                && r.get::<_, String>("policy_version")? == e.policy_version;
+            let matches = violation_matches(
+                r,
+                (&fv.clinic_id, &fv.operator_id, &fv.device_class),
+                &fv.evidence.worst,
+            )?;
             if !matches {
                 return Ok(Some((
                     *seq,
@@ -318,6 +412,120 @@ impl Reader {
                 )
             }),
         )
+    }
+
+    /// Amendment rows against their entries, entries against their rows, and each entry
+    /// against the closed record it amends.
+    fn check_amendments(&self, chained: &Chained) -> Result<Broken> {
+        if let Some(broken) = &chained.misnumbered {
+            return Ok(Some(broken.clone()));
+        }
+        let mut ordered: Vec<_> = chained.amendments.iter().collect();
+        ordered.sort_by_key(|(_, (seq, _))| *seq);
+        for ((key, _), (seq, a)) in &ordered {
+            let amends_own = chained.session_entries.get(&a.amends) == Some(key);
+            if !amends_own || a.amends >= *seq {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "amendment {} of session {}/{} does not reference the session's closed record",
+                        a.number, key.0, key.1
+                    ),
+                )));
+            }
+        }
+        if schema::version(&self.conn)? < 9 {
+            return Ok(ordered.first().map(|((key, n), (seq, _))| {
+                (
+                    *seq,
+                    format!("amendment {n} of session {}/{} is not stored", key.0, key.1),
+                )
+            }));
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT device_id, session_id, number, audit_seq, amends_seq, reason, committed_ms,
+                messages, last_sample_id, max_depth_mm, exceeded, new_violation, record
+             FROM amendments",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut stored = HashSet::new();
+        while let Some(r) = rows.next()? {
+            let key: Key = (r.get("device_id")?, r.get("session_id")?);
+            let number = r.get::<_, i64>("number")? as u64;
+            let id = (key.clone(), number);
+            let Some((seq, a)) = chained.amendments.get(&id) else {
+                return Ok(Some((
+                    0,
+                    format!(
+                        "amendment {number} of session {}/{} has no audit entry",
+                        key.0, key.1
+                    ),
+                )));
+            };
+            stored.insert(id);
+            let record: Option<Amendment> =
+                serde_json::from_str(&r.get::<_, String>("record")?).ok();
+            let matches = record.as_ref() == Some(a)
+                && r.get::<_, i64>("audit_seq")? == *seq
+                && r.get::<_, i64>("amends_seq")? == a.amends
+                && r.get::<_, String>("reason")? == a.reason
+                && r.get::<_, i64>("committed_ms")? == a.committed_ms
+                && r.get::<_, i64>("messages")? as u64 == a.messages
+                && r.get::<_, i64>("last_sample_id")? == a.last_sample_id
+                && r.get::<_, f64>("max_depth_mm")? == a.max_depth_mm
+                && r.get::<_, bool>("exceeded")? == a.exceeded
+                && r.get::<_, bool>("new_violation")? == a.new_violation;
+            if !matches {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "amendment {number} of session {}/{} as stored differs from its audit entry",
+                        key.0, key.1
+                    ),
+                )));
+            }
+        }
+        Ok(
+            first_missing(&chained.amendments, &stored).map(|((key, n), seq)| {
+                (
+                    seq,
+                    format!(
+                        "amendment {n} of session {}/{} is in the chain but not stored",
+                        key.0, key.1
+                    ),
+                )
+            }),
+        )
+    }
+
+    /// Every amendment's added messages against its digest; pruned ones are unchecked.
+    fn check_amendment_digests(&self, chained: &Chained, v: &mut Verification) -> Result<Broken> {
+        let mut ordered: Vec<_> = chained.amendments.values().collect();
+        ordered.sort_by_key(|(seq, _)| *seq);
+        for (seq, a) in ordered {
+            let (found, _, recomputed) = rows::samples_digest(
+                &self.conn,
+                &a.device_id,
+                &a.session_id,
+                (a.first_seq, a.last_seq),
+                (a.after_sample_id, a.last_sample_id),
+            )?;
+            let pruned = chained
+                .pruned_before
+                .is_some_and(|cutoff| a.last_ms < cutoff);
+            if found == 0 && pruned {
+                v.digests_unchecked += 1;
+            } else if found != a.messages || recomputed != a.samples_digest {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "samples added by amendment {} of session {}/{} do not match its digest",
+                        a.number, a.device_id, a.session_id
+                    ),
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Cartridge event rows the chain covers against their entries, and entries against rows.
@@ -412,7 +620,7 @@ impl Reader {
                 &c.device_id,
                 &c.session_id,
                 seqs,
-                c.last_sample_id,
+                (0, c.last_sample_id),
             )?;
             let pruned = chained
                 .pruned_before
@@ -462,7 +670,7 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::journal::fixtures::{reading, verdict};
-    use crate::journal::{Sync, Upkeep, Writer};
+    use crate::journal::{Closing, Sync, Upkeep, Writer};
     use crate::sessions::CloseReason;
 
     /// A journal holding one session of two samples at device times 100 and 200, closed and
@@ -478,7 +686,9 @@ mod tests {
         let mut s = Session::new(&r1, &v);
         s.observe(&r1, &v);
         s.observe(&r2, &v);
-        let (n, last_id, digest) = b.samples_digest("pen-1", "s", 0).expect("digest");
+        let (n, last_id, digest) = b
+            .samples_digest("pen-1", "s", (0, u64::MAX), 0)
+            .expect("digest");
         b.append_audit(&Record::Session(ClosedSession {
             session_id: "s".into(),
             device_id: "pen-1".into(),
@@ -499,8 +709,15 @@ mod tests {
             conflicting: 0,
         }))
         .expect("chain");
-        b.put_session(&s, Some((CloseReason::Ended, &digest)))
-            .expect("session");
+        b.put_session(
+            &s,
+            Some(Closing {
+                reason: CloseReason::Ended,
+                digest: &digest,
+                audit_seq: 1,
+            }),
+        )
+        .expect("session");
         b.commit().expect("commit");
         path
     }

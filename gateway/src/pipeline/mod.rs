@@ -52,6 +52,8 @@ pub struct Outcome {
     pub quarantined: u64,
     /// Sessions closed.
     pub closed: u64,
+    /// Closed sessions amended by late messages.
+    pub amended: u64,
 }
 
 /// Live state plus the journal.
@@ -208,6 +210,7 @@ impl Pipeline {
                 work.closed(closed, committed_ms);
             }
         }
+        out.amended = self.state.amend(&tx, &mut work, committed_ms)?;
         self.state.write(&tx, &mut work, committed_ms, flush_all)?;
         tx.commit()?;
         for e in work.events {
@@ -448,5 +451,153 @@ impl Trouble {
         }
         self.last_logged = None;
         self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use penwatch_proto::v1::{DeviceClass, Event};
+
+    use super::*;
+    use crate::decode::Encoding;
+    use crate::journal::{Reader, Sync};
+
+    fn reading(seq: u64, event: Event, depth_mm: f64) -> Reading {
+        Reading {
+            device_id: "pen-1".into(),
+            clinic_id: "c01".into(),
+            claimed_class: DeviceClass::Salon,
+            model: "m".into(),
+            firmware: "f".into(),
+            operator_id: "op".into(),
+            session_id: "s-1".into(),
+            cartridge_id: "cart".into(),
+            cartridge_model: "N12".into(),
+            seq,
+            timestamp_ms: 1_000 * seq as i64,
+            event,
+            depth_mm,
+            session_strokes: 100 * seq,
+            cartridge_strokes: 100 * seq,
+            speed_hz: 100.0,
+            battery_pct: 50.0,
+            zone: None,
+            encoding: Encoding::Protobuf,
+        }
+    }
+
+    fn inflight(r: Reading) -> Inflight {
+        Inflight {
+            publish: rumqttc::Publish::new("t", rumqttc::QoS::AtLeastOnce, Vec::new()),
+            received_ms: now_ms(),
+            generation: 0,
+            decoded: Ok(Inbound::Telemetry(Arc::new(r))),
+        }
+    }
+
+    fn pipeline(path: &Path) -> Pipeline {
+        let settings = Settings {
+            batch_max: 100,
+            linger: Duration::from_millis(1),
+            inactivity_timeout: Duration::from_secs(600),
+            alerts: None,
+        };
+        Pipeline::open(
+            Writer::open(path, Sync::Normal).expect("journal"),
+            PolicyHandle::new(Policy::defaults()),
+            Metrics::new(),
+            settings,
+            crate::live::channel(),
+        )
+        .expect("pipeline")
+    }
+
+    /// The chain's entry kinds, in order, after the scope entry.
+    fn kinds(path: &Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT kind FROM audit_chain WHERE kind != 'scope' ORDER BY seq")
+            .expect("query");
+        stmt.query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("kinds")
+    }
+
+    #[test]
+    fn late_messages_committed_together_are_one_amendment_and_the_record_stays_closed_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        let mut p = pipeline(&path);
+        let session = [
+            reading(1, Event::SessionStart, 0.0),
+            reading(2, Event::Sample, 0.5),
+            reading(3, Event::SessionEnd, 0.0),
+        ];
+        let out = p
+            .commit(&session.map(inflight))
+            .expect("the session commits");
+        assert_eq!((out.closed, out.amended), (1, 0));
+
+        let late = [
+            reading(4, Event::Sample, 0.6),
+            reading(5, Event::Sample, 1.4),
+            reading(6, Event::Sample, 0.5),
+        ];
+        let out = p.commit(&late.clone().map(inflight)).expect("late batch");
+        assert_eq!((out.accepted, out.closed, out.amended), (3, 0, 1));
+        assert_eq!(
+            p.state.devices["pen-1"].session_id, "",
+            "the pen is not put back in the closed session"
+        );
+        let again = p.commit(&late.map(inflight)).expect("redelivered");
+        assert_eq!((again.duplicates, again.amended), (3, 0));
+        let out = p
+            .commit(&[inflight(reading(7, Event::SessionEnd, 0.0))])
+            .expect("another late batch");
+        assert_eq!(out.amended, 1);
+        assert_eq!(p.state.open_sessions(), 0, "never reopened");
+        assert_eq!(
+            kinds(&path),
+            ["session", "amendment", "amendment"],
+            "one record, one amendment per batch"
+        );
+
+        let reader = Reader::open(&path).expect("reader");
+        let amendments = reader.amendments("pen-1", "s-1").expect("amendments");
+        let a: Vec<_> = amendments
+            .iter()
+            .map(|a| {
+                let x = &a.amendment;
+                (
+                    x.number,
+                    x.messages,
+                    x.first_seq,
+                    x.last_seq,
+                    x.new_violation,
+                )
+            })
+            .collect();
+        assert_eq!(a, [(1, 3, 4, 6, true), (2, 1, 7, 7, false)]);
+        let v = reader.verify().expect("verify");
+        assert!(v.ok(), "{:?}", v.first_broken);
+
+        // After a restart, late data still amends it, numbered on.
+        drop(p);
+        let mut p = pipeline(&path);
+        let out = p
+            .commit(&[inflight(reading(8, Event::Sample, 0.5))])
+            .expect("after a restart");
+        assert_eq!((out.closed, out.amended), (0, 1));
+        let numbers: Vec<u64> = reader
+            .amendments("pen-1", "s-1")
+            .expect("amendments")
+            .iter()
+            .map(|a| a.amendment.number)
+            .collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert!(reader.verify().expect("verify").ok());
     }
 }

@@ -8,6 +8,10 @@
 //! the alerts behind it). After a crash the journal's samples are the
 //! truth: open sessions are refolded from them at start, and pens and cartridges fold
 //! cumulative counters, so the next message brings them up to date.
+//!
+//! A closed session stays closed: its messages that arrive later (after its `session_end`, or
+//! replayed from a pen's offline buffer after an inactivity close) are journaled like any
+//! other and amend it: one chained amendment per session per batch ([`LiveState::amend`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,11 +21,11 @@ use penwatch_proto::v1::Event;
 
 use super::dirty::Dirty;
 use crate::alerts::{self, Kind, raise};
-use crate::audit::{ClosedSession, FinalViolation, Record};
+use crate::audit::{AmendReason, Amendment, ClosedSession, FinalViolation, Record};
 use crate::cartridges::{Cartridge, CartridgeEvent, Wear};
 use crate::decode::{BadInput, Reading};
 use crate::fleet::Device;
-use crate::journal::{self, Batch};
+use crate::journal::{self, Batch, ClosedRecord, Closing};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -69,6 +73,8 @@ pub struct Work {
     pub(super) touched_devices: HashSet<String>,
     /// Sessions that ended in this batch.
     pub(super) to_close: Vec<SessionKey>,
+    /// Closed sessions this batch brought messages for, with the `seq` range of those.
+    late: HashMap<SessionKey, (u64, u64)>,
     violations: HashSet<SessionKey>,
     /// Quarantine reasons, counted after the commit.
     pub(super) quarantined: Vec<&'static str>,
@@ -109,6 +115,7 @@ impl Work {
                 session: s.clone(),
                 final_: true,
                 committed_ms,
+                amendment: 0,
             });
         }
         self.events.push(LiveEvent::SessionClosed(s));
@@ -282,6 +289,19 @@ impl LiveState {
         }
         if !r.session_id.is_empty() {
             self.apply_session(tx, r, v, received_ms, conflicting, work)?;
+            // A late message of a closed session does not put its pen back in that session.
+            if !work.late.is_empty()
+                && work
+                    .late
+                    .contains_key(&(r.device_id.clone(), r.session_id.clone()))
+                && let Some(d) = self
+                    .devices
+                    .get_mut(&r.device_id)
+                    .filter(|d| d.session_id == r.session_id)
+            {
+                d.session_id.clear();
+                d.depth_mm = 0.0;
+            }
         }
         if !r.cartridge_id.is_empty() {
             self.apply_cartridge(tx, policy, r, received_ms, work)?;
@@ -299,10 +319,19 @@ impl LiveState {
         work: &mut Work,
     ) -> journal::Result<()> {
         let key = (r.device_id.clone(), r.session_id.clone());
+        if let Some(seqs) = work.late.get_mut(&key) {
+            *seqs = (seqs.0.min(r.seq), seqs.1.max(r.seq));
+            return Ok(());
+        }
         let s = match self.sessions.get_mut(&key) {
             Some(s) => s,
             None => {
                 let s = match tx.session(&r.device_id, &r.session_id)? {
+                    // Closed: it stays so, and this message amends it.
+                    Some((_, state)) if state == "closed" => {
+                        work.late.insert(key, (r.seq, r.seq));
+                        return Ok(());
+                    }
                     Some((mut stored, _)) => {
                         stored.needs_refold = true;
                         stored
@@ -417,7 +446,7 @@ impl LiveState {
         s.ended |= live.ended;
         s.conflicting = live.conflicting;
         let (n, last_id, digest) =
-            tx.samples_digest(&key.0, &key.1, s.min_seq.min(live.min_seq))?;
+            tx.samples_digest(&key.0, &key.1, (s.min_seq.min(live.min_seq), u64::MAX), 0)?;
         if n == 0 {
             return Ok(None);
         }
@@ -431,7 +460,7 @@ impl LiveState {
                 evidence: e.clone(),
             }))?;
         }
-        tx.append_audit(&Record::Session(ClosedSession {
+        let audit_seq = tx.append_audit(&Record::Session(ClosedSession {
             session_id: s.session_id.clone(),
             device_id: s.device_id.clone(),
             clinic_id: s.clinic_id.clone(),
@@ -450,7 +479,14 @@ impl LiveState {
             samples_digest: digest.clone(),
             conflicting: s.conflicting,
         }))?;
-        tx.put_session(&s, Some((reason, &digest)))?;
+        tx.put_session(
+            &s,
+            Some(Closing {
+                reason,
+                digest: &digest,
+                audit_seq,
+            }),
+        )?;
         if self.alerts.is_some() {
             let now = crate::clock::now_ms();
             if let Some(a) = raise::violation(&s, now, Some(now)) {
@@ -472,6 +508,70 @@ impl LiveState {
             tx.resolve_alert(&raise::session_key(Kind::PenSilent, &key.0, &key.1), now)?;
         }
         Ok(Some(s))
+    }
+
+    /// Amends the closed sessions this batch brought messages for: one chained amendment per
+    /// session, which references the session's closed record (never rewritten) and carries
+    /// the session as the new messages make it. A violation they raise or grow is alerted and
+    /// published live as that amendment. Returns how many amendments were written.
+    pub fn amend(
+        &mut self,
+        tx: &Batch<'_>,
+        work: &mut Work,
+        committed_ms: i64,
+    ) -> journal::Result<u64> {
+        let mut written = 0;
+        for (key, seqs) in std::mem::take(&mut work.late) {
+            let Some(closed) = tx.closed_session(&key.0, &key.1)? else {
+                continue;
+            };
+            let (messages, last_id, digest) =
+                tx.samples_digest(&key.0, &key.1, seqs, closed.covered_id)?;
+            if messages == 0 {
+                continue;
+            }
+            let from = closed.session.min_seq.min(seqs.0);
+            let (samples, _) = tx.session_samples(&key.0, &key.1, from)?;
+            let Some(mut now) = refold(&samples) else {
+                continue;
+            };
+            now.ended |= closed.session.ended;
+            now.conflicting = now.conflicting.max(closed.session.conflicting);
+            let a = amendment(
+                &closed,
+                &now,
+                Added {
+                    messages,
+                    seqs,
+                    last_id,
+                    digest,
+                },
+                committed_ms,
+            );
+            tx.put_amendment(&a, closed.session.violation.is_some())?;
+            self.metrics.amendments.inc();
+            written += 1;
+            if !a.violation_changed {
+                continue;
+            }
+            if a.new_violation {
+                self.metrics.violations.inc();
+            }
+            if self.alerts.is_some() {
+                if let Some(alert) = raise::amended_violation(&now, &a, committed_ms) {
+                    tx.raise_alert(&alert, committed_ms)?;
+                }
+            }
+            if work.live {
+                work.events.push(LiveEvent::Violation {
+                    session: Arc::new(now),
+                    final_: true,
+                    committed_ms,
+                    amendment: a.number,
+                });
+            }
+        }
+        Ok(written)
     }
 
     /// Writes what this batch must make visible and its share of the other changes (all of
@@ -531,6 +631,7 @@ impl LiveState {
                         session: Arc::new(s.clone()),
                         final_: false,
                         committed_ms,
+                        amendment: 0,
                     });
                 }
             }
@@ -615,6 +716,45 @@ impl LiveState {
     }
 }
 
+/// The messages an amendment adds.
+struct Added {
+    messages: u64,
+    seqs: (u64, u64),
+    last_id: i64,
+    digest: String,
+}
+
+/// The amendment of a closed session by the messages `added`, which make it `now`.
+fn amendment(closed: &ClosedRecord, now: &Session, added: Added, committed_ms: i64) -> Amendment {
+    let record = &closed.session;
+    Amendment {
+        session_id: record.session_id.clone(),
+        device_id: record.device_id.clone(),
+        clinic_id: record.clinic_id.clone(),
+        operator_id: record.operator_id.clone(),
+        device_class: record.device_class.clone(),
+        number: closed.amendments + 1,
+        amends: closed.audit_seq,
+        reason: AmendReason::after(&closed.close_reason).as_str().to_owned(),
+        committed_ms,
+        messages: added.messages,
+        first_seq: added.seqs.0,
+        last_seq: added.seqs.1,
+        after_sample_id: closed.covered_id,
+        last_sample_id: added.last_id,
+        samples_digest: added.digest,
+        started_ms: record.started_ms,
+        last_ms: now.last_ms,
+        strokes: now.strokes,
+        max_depth_mm: now.max_depth_mm,
+        exceeded: now.exceeded(),
+        ended: now.ended,
+        new_violation: record.violation.is_none() && closed.evidence.is_none() && now.exceeded(),
+        violation_changed: now.violation != closed.evidence,
+        violation: now.violation.clone(),
+    }
+}
+
 /// A session folded from its samples in `seq` order; `None` without samples.
 fn refold(samples: &[(Reading, Verdict)]) -> Option<Session> {
     let (first_r, first_v) = samples.first()?;
@@ -623,4 +763,96 @@ fn refold(samples: &[(Reading, Verdict)]) -> Option<Session> {
         s.observe(r, v);
     }
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::{Evidence, Excursion};
+
+    fn excursion(peak: f64) -> Evidence {
+        Evidence::new(Excursion {
+            limit_mm: 1.0,
+            binding: "class".into(),
+            peak_depth_mm: peak,
+            excess_mm: peak - 1.0,
+            first_above_ms: 5,
+            last_above_ms: 5,
+            strokes_above: 120,
+            samples_above: 1,
+            policy_version: "p".into(),
+        })
+    }
+
+    fn session(violation: Option<Evidence>) -> Session {
+        let mut s: Session = serde_json::from_value(serde_json::json!({
+            "session_id": "s1", "device_id": "pen", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "salon", "cartridge_id": "cart", "cartridge_model": "N12",
+            "started_ms": 1, "last_ms": 4, "samples": 2, "strokes": 480, "max_depth_mm": 0.8,
+            "permitted_mm": 1.0, "binding": "class", "zones": [], "unknown_operator": false,
+            "unregistered_device": false, "class_mismatch": false, "ended": true,
+            "violation": null, "last_seq": 4, "last_strokes": 480
+        }))
+        .expect("session");
+        s.violation = violation;
+        s
+    }
+
+    fn added() -> Added {
+        Added {
+            messages: 1,
+            seqs: (5, 5),
+            last_id: 12,
+            digest: "d".into(),
+        }
+    }
+
+    fn closed(record: Session, amendments: u64, evidence: Option<Evidence>) -> ClosedRecord {
+        ClosedRecord {
+            session: record,
+            close_reason: "ended".into(),
+            audit_seq: 3,
+            covered_id: 10,
+            amendments,
+            evidence,
+        }
+    }
+
+    #[test]
+    fn a_late_violation_on_a_session_that_had_none_is_a_new_violation_of_the_next_amendment() {
+        let mut now = session(Some(excursion(1.4)));
+        now.max_depth_mm = 1.4;
+        now.last_ms = 5;
+        let a = amendment(&closed(session(None), 0, None), &now, added(), 9);
+        assert_eq!((a.number, a.amends, a.after_sample_id), (1, 3, 10));
+        assert_eq!((a.first_seq, a.last_seq, a.last_sample_id), (5, 5, 12));
+        assert_eq!(a.reason, "late_after_end");
+        assert!(a.new_violation && a.violation_changed && a.exceeded);
+        assert_eq!((a.started_ms, a.last_ms, a.max_depth_mm), (1, 5, 1.4));
+    }
+
+    #[test]
+    fn late_data_that_grows_a_violation_changes_it_without_raising_a_new_one() {
+        let record = session(Some(excursion(1.2)));
+        let now = session(Some(excursion(1.5)));
+        let a = amendment(
+            &closed(record.clone(), 1, Some(excursion(1.3))),
+            &now,
+            added(),
+            9,
+        );
+        assert_eq!(a.number, 2);
+        assert!(!a.new_violation && a.violation_changed);
+        let same = amendment(&closed(record, 1, Some(excursion(1.5))), &now, added(), 9);
+        assert!(!same.new_violation && !same.violation_changed);
+    }
+
+    #[test]
+    fn a_session_closed_for_inactivity_is_amended_by_a_replay() {
+        let mut c = closed(session(None), 0, None);
+        c.close_reason = "inactive".into();
+        let a = amendment(&c, &session(None), added(), 9);
+        assert_eq!(a.reason, "replay_after_inactive");
+        assert!(!a.new_violation && !a.violation_changed);
+    }
 }

@@ -1,7 +1,9 @@
 //! Mapping journal records to InfluxDB points, and line-protocol encoding.
 //!
-//! Measurements: `pen_sample`, `pen_session`, `pen_violation`, `cartridge_wear`,
-//! `device_status`. Tags are low-cardinality (clinic, device, class, operator, models,
+//! Measurements: `pen_sample`, `pen_session`, `pen_violation`, `pen_session_amendment`,
+//! `cartridge_wear`, `device_status`. A session has one `pen_session` point (its closed
+//! record); late messages add `pen_session_amendment` points beside it, never a second
+//! `pen_session`. Tags are low-cardinality (clinic, device, class, operator, models,
 //! zone, event kinds); ids that grow without bound (session, cartridge) are fields, so the
 //! series count stays proportional to the fleet, not to its history.
 //!
@@ -172,7 +174,8 @@ pub fn sample(r: &SampleRecord, p: Precision) -> Point {
     }
 }
 
-/// `pen_session` or `pen_violation` from an audit entry; `None` for other kinds.
+/// `pen_session`, `pen_violation` or `pen_session_amendment` from an audit entry; `None` for
+/// other kinds.
 pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
     let tags = |clinic: &str, device: &str, class: &str, operator: &str, extra| {
         vec![
@@ -237,6 +240,42 @@ pub fn audit(a: &AuditRecord, p: Precision) -> Option<Point> {
                     ("audit_seq", Field::I(a.seq)),
                 ],
                 time: p.time(e.first_above_ms, a.seq),
+            })
+        }
+        Record::Amendment(x) => {
+            let mut fields = vec![
+                ("session_id", Field::S(x.session_id.clone())),
+                ("amendment", Field::I(x.number as i64)),
+                ("amends_audit_seq", Field::I(x.amends)),
+                ("messages", Field::I(x.messages as i64)),
+                ("strokes", Field::I(x.strokes as i64)),
+                ("max_depth_mm", Field::F(x.max_depth_mm)),
+                ("exceeded", Field::B(x.exceeded)),
+                ("ended", Field::B(x.ended)),
+                ("new_violation", Field::B(x.new_violation)),
+                ("violation_changed", Field::B(x.violation_changed)),
+                ("samples_digest", Field::S(x.samples_digest.clone())),
+                ("audit_seq", Field::I(a.seq)),
+            ];
+            if let Some(e) = &x.violation {
+                fields.extend([
+                    ("limit_mm", Field::F(e.worst.limit_mm)),
+                    ("peak_depth_mm", Field::F(e.worst.peak_depth_mm)),
+                    ("excess_mm", Field::F(e.worst.excess_mm)),
+                    ("binding", Field::S(e.worst.binding.clone())),
+                ]);
+            }
+            Some(Point {
+                measurement: "pen_session_amendment",
+                tags: tags(
+                    &x.clinic_id,
+                    &x.device_id,
+                    &x.device_class,
+                    &x.operator_id,
+                    ("reason", x.reason.clone()),
+                ),
+                fields,
+                time: p.time(x.started_ms, a.seq),
             })
         }
         // Cartridge events reach InfluxDB from their own table; the rest are the chain's own
@@ -361,6 +400,42 @@ mod tests {
         sample(&r, Precision::Ns).write_line(&mut out);
         assert!(!out.contains("battery_pct"), "{out}");
         assert!(out.contains("depth_mm="), "{out}");
+    }
+
+    #[test]
+    fn an_amendment_is_a_point_of_its_own_not_a_second_session_point() {
+        let body = serde_json::json!({
+            "session_id": "s-1", "device_id": "pen-1", "clinic_id": "c01", "operator_id": "op",
+            "device_class": "salon", "number": 1, "amends": 4, "reason": "replay_after_inactive",
+            "committed_ms": 9, "messages": 3, "first_seq": 5, "last_seq": 7,
+            "after_sample_id": 4, "last_sample_id": 7, "samples_digest": "d", "started_ms": 1000,
+            "last_ms": 7000, "strokes": 840, "max_depth_mm": 1.2, "exceeded": true, "ended": true,
+            "new_violation": true, "violation_changed": true,
+            "violation": {"limit_mm": 1.0, "binding": "class", "peak_depth_mm": 1.2,
+                "excess_mm": 0.2, "first_above_ms": 5000, "last_above_ms": 5000,
+                "strokes_above": 120, "samples_above": 1, "policy_version": "p1"}
+        });
+        let p = audit(
+            &AuditRecord {
+                seq: 6,
+                record: Record::parse("amendment", &body.to_string()).expect("parses"),
+            },
+            Precision::Ns,
+        )
+        .expect("amendment");
+        assert_eq!(p.measurement, "pen_session_amendment");
+        assert_eq!(p.time, 1_000_000_006);
+        assert!(p.tags.contains(&("reason", "replay_after_inactive".into())));
+        for field in [
+            ("amendment", Field::I(1)),
+            ("amends_audit_seq", Field::I(4)),
+            ("messages", Field::I(3)),
+            ("new_violation", Field::B(true)),
+            ("peak_depth_mm", Field::F(1.2)),
+            ("audit_seq", Field::I(6)),
+        ] {
+            assert!(p.fields.contains(&field), "{field:?} in {:?}", p.fields);
+        }
     }
 
     #[test]

@@ -205,8 +205,49 @@ fn session_json(s: &pb::Session) -> Value {
         "unknown_operator": s.unknown_operator, "unregistered_device": s.unregistered_device,
         "state": s.state, "close_reason": s.close_reason,
         "evidence": evidence_json(s.evidence.as_ref()), "samples_digest": s.samples_digest,
-        "conflicting_messages": s.conflicting_messages,
+        "conflicting_messages": s.conflicting_messages, "amendments": s.amendments,
+        "exceeded_by_amendment": s.exceeded_by_amendment,
     })
+}
+
+fn amendment_json(a: &pb::Amendment) -> Value {
+    json!({
+        "number": a.number, "reason": a.reason, "amends_audit_seq": a.amends_audit_seq,
+        "audit_seq": a.audit_seq, "committed_ms": a.committed_ms, "messages": a.messages,
+        "first_seq": a.first_seq, "last_seq": a.last_seq, "samples_digest": a.samples_digest,
+        "last_ms": a.last_ms, "strokes": a.strokes, "max_depth_mm": a.max_depth_mm,
+        "exceeded": a.exceeded, "ended": a.ended, "evidence": evidence_json(a.evidence.as_ref()),
+        "new_violation": a.new_violation, "violation_changed": a.violation_changed,
+    })
+}
+
+/// One amendment, as a line a reviewer reads under the record it amends.
+fn amendment_line(a: &pb::Amendment) -> String {
+    let mut line = format!(
+        "AMENDMENT {} ({}, chain entry {} amends entry {}), committed {}: {} late message{} \
+         (seq {}–{}), session now max {} mm, {} strokes{}",
+        a.number,
+        a.reason.replace('_', " "),
+        a.audit_seq,
+        a.amends_audit_seq,
+        time(a.committed_ms),
+        a.messages,
+        if a.messages == 1 { "" } else { "s" },
+        a.first_seq,
+        a.last_seq,
+        mm(a.max_depth_mm),
+        a.strokes,
+        if a.ended { ", ended" } else { "" }
+    );
+    if let Some(e) = a.evidence.as_ref().filter(|_| a.violation_changed) {
+        let what = if a.new_violation {
+            "NEW VIOLATION"
+        } else {
+            "violation grew"
+        };
+        line.push_str(&format!("; {what}: {}", excursion_line(&worst(e))));
+    }
+    line
 }
 
 fn violation_json(v: &pb::Violation) -> Value {
@@ -215,7 +256,8 @@ fn violation_json(v: &pb::Violation) -> Value {
         "operator_id": v.operator_id, "device_class": v.device_class,
         "evidence": evidence_json(v.evidence.as_ref()), "final": v.r#final,
         "committed_ms": v.committed_ms, "unknown_operator": v.unknown_operator,
-        "conflicting_messages": v.conflicting_messages,
+        "conflicting_messages": v.conflicting_messages, "amendment": v.amendment,
+        "session_amendments": v.session_amendments,
     })
 }
 
@@ -234,13 +276,18 @@ fn violation_row(v: &pb::Violation) -> Vec<String> {
         mm(e.excess_mm),
         e.strokes_above.to_string(),
         (e.other_excursions.len() as u64 + e.unlisted_excursions).to_string(),
-        match (v.r#final, v.conflicting_messages > 0) {
-            (true, false) => "closed",
-            (false, false) => "open",
-            (true, true) => "closed, conflicting",
-            (false, true) => "open, conflicting",
-        }
-        .to_owned(),
+        {
+            let mut state = if v.r#final { "closed" } else { "open" }.to_owned();
+            if v.conflicting_messages > 0 {
+                state.push_str(", conflicting");
+            }
+            if v.amendment > 0 {
+                state.push_str(&format!(", by amendment {}", v.amendment));
+            } else if v.session_amendments > 0 {
+                state.push_str(", amended");
+            }
+            state
+        },
     ]
 }
 
@@ -349,8 +396,16 @@ impl Out {
                     s.strokes.to_string(),
                     mm(s.max_depth_mm),
                     mm(s.permitted_mm),
-                    yes(s.exceeded),
-                    s.state.clone(),
+                    if s.exceeded_by_amendment {
+                        "by amendment".to_owned()
+                    } else {
+                        yes(s.exceeded)
+                    },
+                    if s.amendments > 0 {
+                        format!("{}, amended ×{}", s.state, s.amendments)
+                    } else {
+                        s.state.clone()
+                    },
                 ]
             })
             .collect();
@@ -386,7 +441,10 @@ impl Out {
                         "zone": p.zone, "exceeded": p.exceeded})
                 })
                 .collect();
-            self.print(&json!({"session": session_json(&s), "timeline": timeline}));
+            let amendments: Vec<Value> = d.amendments.iter().map(amendment_json).collect();
+            self.print(
+                &json!({"session": session_json(&s), "timeline": timeline, "amendments": amendments}),
+            );
             return;
         }
         self.sessions(std::slice::from_ref(&s));
@@ -407,6 +465,15 @@ impl Out {
                     "  and {} less severe excursions, not listed",
                     e.unlisted_excursions
                 );
+            }
+        }
+        if !d.amendments.is_empty() {
+            println!(
+                "\nThe record above is the session as it closed; late messages amend it (the \
+                 timeline shows the record's samples):"
+            );
+            for a in &d.amendments {
+                println!("  {}", shown(&amendment_line(a)));
             }
         }
         println!();
@@ -799,6 +866,49 @@ mod tests {
         assert!(!out.chars().any(text::is_control), "{out:?}");
         let back: Value = serde_json::from_str(&out).expect("still JSON");
         assert_eq!(back, v, "the same value");
+    }
+
+    #[test]
+    fn an_amendment_line_says_what_it_amends_why_and_what_it_found() {
+        let a = pb::Amendment {
+            number: 2,
+            reason: "replay_after_inactive".into(),
+            amends_audit_seq: 5,
+            audit_seq: 9,
+            messages: 3,
+            first_seq: 51,
+            last_seq: 53,
+            max_depth_mm: 1.2,
+            strokes: 840,
+            ended: true,
+            new_violation: true,
+            violation_changed: true,
+            evidence: Some(pb::Evidence {
+                peak_depth_mm: 1.2,
+                limit_mm: 1.0,
+                binding_rule: "class".into(),
+                excess_mm: 0.2,
+                ..pb::Evidence::default()
+            }),
+            ..pb::Amendment::default()
+        };
+        let line = amendment_line(&a);
+        assert!(
+            line.starts_with("AMENDMENT 2 (replay after inactive, chain entry 9 amends entry 5)"),
+            "{line}"
+        );
+        assert!(line.contains("3 late messages (seq 51–53)"), "{line}");
+        assert!(
+            line.contains("NEW VIOLATION: peak 1.20 mm over a 1.00 mm limit (class)"),
+            "{line}"
+        );
+        let quiet = amendment_line(&pb::Amendment {
+            messages: 1,
+            violation_changed: false,
+            ..a
+        });
+        assert!(quiet.contains("1 late message (seq"), "{quiet}");
+        assert!(!quiet.contains("VIOLATION"), "{quiet}");
     }
 
     #[test]
