@@ -299,6 +299,36 @@ async fn a_late_sample_after_session_end_is_one_amendment_not_a_second_record() 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(", 1 amendments, "), "{said}");
+    let amended: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .filter(|v: &serde_json::Value| v["record"] == "amendment")
+        .collect();
+    assert_eq!(amended.len(), 1, "the amendment is a line of its own");
+    assert_eq!(amended[0]["reason"], "late_after_end");
+    // The late sample's depth changed in the file: its amendment's digest catches it.
+    let late = jsonl
+        .lines()
+        .skip_while(|l| !l.contains("\"record\":\"amendment\""))
+        .find(|l| l.contains("\"record\":\"sample\"") && l.contains("\"depth_mm\":1.4"))
+        .expect("the late sample's line");
+    std::fs::write(
+        &file,
+        jsonl.replace(late, &late.replace("\"depth_mm\":1.4", "\"depth_mm\":0.4")),
+    )
+    .expect("write edited export");
+    let out = std::process::Command::new(penwatch_tests::binary("penwatch").expect("built"))
+        .args(["verify-export", &file.display().to_string()])
+        .output()
+        .expect("verify-export");
+    assert!(!out.status.success(), "an edited late sample is caught");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the samples amendment 1 of session"),
+        "{said}"
+    );
 
     // With samples: the record's, then the amendment's, marked with it.
     let (csv, _) = export(&mut c, req(export_req(None, "csv", true), REVIEWER)).await;

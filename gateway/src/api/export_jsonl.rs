@@ -35,6 +35,7 @@ struct ChainIndex {
     violations: HashMap<Key, usize>,
     cartridge_events: HashMap<i64, usize>,
     reviews: HashMap<i64, usize>,
+    amendments: HashMap<(Key, u64), usize>,
     /// Entries a line names.
     covered: HashSet<usize>,
 }
@@ -47,6 +48,7 @@ impl ChainIndex {
             violations: HashMap::new(),
             cartridge_events: HashMap::new(),
             reviews: HashMap::new(),
+            amendments: HashMap::new(),
             covered: HashSet::new(),
         };
         for (i, e) in entries.iter().enumerate() {
@@ -65,6 +67,11 @@ impl ChainIndex {
                 }
                 Ok(Some(Record::Review(r))) => {
                     index.reviews.insert(r.id, i);
+                }
+                Ok(Some(Record::Amendment(a))) => {
+                    index
+                        .amendments
+                        .insert(((a.device_id, a.session_id), a.number), i);
                 }
                 _ => {}
             }
@@ -153,6 +160,9 @@ pub(super) fn export(
             if include_samples && !samples(j, &key, upto, out, emit)? {
                 return Ok(false);
             }
+            if s.amendments > 0 && !amendments(j, &key, &mut chain, include_samples, out, emit)? {
+                return Ok(false);
+            }
             if out.len() >= CHUNK_BYTES && !emit(out.take()) {
                 return Ok(false);
             }
@@ -234,6 +244,46 @@ fn samples(
         return Err(e.into());
     }
     Ok(!stopped)
+}
+
+/// Writes a closed session's amendments, each as its chain entry followed (with samples) by
+/// the samples it added as its digest covers them; `Ok(false)` when `emit` asked to stop.
+fn amendments(
+    j: &Reader,
+    key: &Key,
+    chain: &mut ChainIndex,
+    include_samples: bool,
+    out: &mut Encoder,
+    emit: &mut dyn FnMut(Vec<u8>) -> bool,
+) -> Result<bool, ExportError> {
+    for stored in j.amendments(&key.0, &key.1)? {
+        let a = &stored.amendment;
+        let Some(&i) = chain.amendments.get(&(key.clone(), a.number)) else {
+            continue;
+        };
+        out.line(&chain.line(i)?);
+        if include_samples {
+            let mut stopped = false;
+            let mut failed = None;
+            j.for_each_amendment_digest_sample(a, |sample| {
+                match lines::encode(&SampleLine::new(sample)) {
+                    Ok(line) => out.line(&line),
+                    Err(e) => failed = failed.take().or(Some(e)),
+                }
+                if out.len() >= CHUNK_BYTES && !stopped {
+                    stopped = !emit(out.take());
+                }
+                Ok(())
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if stopped {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// A sample's line: its record tag and what the digest covers.

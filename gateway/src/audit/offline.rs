@@ -14,7 +14,7 @@ use std::io::BufRead;
 use serde_json::{Map, Value};
 
 use super::lines::{self, ChainLine, DigestSample, HeadLine};
-use super::{ClosedSession, GENESIS, Record, SampleDigest, link_hash};
+use super::{Amendment, ClosedSession, GENESIS, Record, SampleDigest, link_hash};
 
 /// What a valid export holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub struct Summary {
     pub violations: u64,
     /// Cartridge event lines checked.
     pub cartridge_events: u64,
+    /// Amendment lines checked (late data for a closed session), each with the samples it
+    /// added against its digest.
+    pub amendments: u64,
     /// Review signature lines checked, with the chain entry each is bound to.
     pub reviews: u64,
     /// Policy version lines (journaled, not chained: not checked).
@@ -79,6 +82,8 @@ struct Block {
     key: Key,
     /// The chained record, for a closed session.
     closed: Option<ClosedSession>,
+    /// The chained amendment, for the lines of one (its samples follow it).
+    amendment: Option<Amendment>,
     digest: SampleDigest,
     samples: u64,
     /// Lines of its first and last sample.
@@ -178,6 +183,8 @@ impl Checker {
             ("violation", claim) => self.violation(n, &fields, claim)?,
             ("cartridge_event", claim) => self.cartridge_event(n, &fields, claim)?,
             ("sample", _) => self.sample(n, fields)?,
+            ("amendment", Some(claim)) => self.amendment(n, &fields, claim)?,
+            ("amendment", None) => return Err("an amendment without its chain entry".into()),
             ("review", Some(claim)) => {
                 self.end_block();
                 let Record::Review(r) = self.claim(n, claim)? else {
@@ -238,6 +245,36 @@ impl Checker {
             line: n,
             key,
             closed,
+            amendment: None,
+            digest: SampleDigest::default(),
+            samples: 0,
+            sample_lines: (0, 0),
+            violation: false,
+        });
+        Ok(())
+    }
+
+    /// An amendment of the session whose lines come just before; the samples it added follow.
+    fn amendment(
+        &mut self,
+        n: u64,
+        fields: &Map<String, Value>,
+        claim: (String, i64, String),
+    ) -> Result<(), String> {
+        let key = key(fields)?;
+        if self.block_of(&key, "amendment")?.closed.is_none() {
+            return Err("an amendment of a session exported as open".into());
+        }
+        self.end_block();
+        let Record::Amendment(a) = self.claim(n, claim)? else {
+            return Err("an amendment line naming another kind of entry".into());
+        };
+        self.out.summary.amendments += 1;
+        self.block = Some(Block {
+            line: n,
+            key,
+            closed: None,
+            amendment: Some(a),
             digest: SampleDigest::default(),
             samples: 0,
             sample_lines: (0, 0),
@@ -304,7 +341,7 @@ impl Checker {
             serde_json::from_value(Value::Object(fields)).map_err(|e| format!("sample: {e}"))?;
         let key = (sample.device_id.clone(), sample.session_id.clone());
         let block = self.block_of(&key, "sample")?;
-        if block.closed.is_some() {
+        if block.closed.is_some() || block.amendment.is_some() {
             block.digest.add(&sample.digest_line());
             block.samples += 1;
             if block.sample_lines.0 == 0 {
@@ -321,6 +358,27 @@ impl Checker {
     /// Checks the finished session's samples and violation.
     fn end_block(&mut self) {
         let Some(b) = self.block.take() else { return };
+        if let Some(a) = &b.amendment {
+            if b.samples == 0 {
+                self.out.summary.digests_unchecked += 1;
+            } else if b.samples != a.messages || b.digest.finish() != a.samples_digest {
+                self.fail(
+                    b.line,
+                    format!(
+                        "the samples amendment {} of session {}/{} added (lines {} to {}) do not \
+                         match its digest ({} sample lines, {} recorded)",
+                        a.number,
+                        b.key.0,
+                        b.key.1,
+                        b.sample_lines.0,
+                        b.sample_lines.1,
+                        b.samples,
+                        a.messages
+                    ),
+                );
+            }
+            return;
+        }
         let Some(s) = b.closed else { return };
         if b.samples > 0 {
             if b.samples != s.journaled || b.digest.finish() != s.samples_digest {

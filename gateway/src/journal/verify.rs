@@ -242,6 +242,22 @@ impl Reader {
         )
     }
 
+    /// Hands `f` each message an amendment added, as its digest covers them, in digest order.
+    pub fn for_each_amendment_digest_sample(
+        &self,
+        a: &Amendment,
+        mut f: impl FnMut(DigestSample) -> Result<()>,
+    ) -> Result<()> {
+        rows::digest_samples(
+            &self.conn,
+            &a.device_id,
+            &a.session_id,
+            (a.first_seq, a.last_seq),
+            (a.after_sample_id, a.last_sample_id),
+            |_, s| f(s),
+        )
+    }
+
     /// Recomputes the audit chain and checks every final row against it (see the module), in
     /// one read transaction: a gateway writing beside it (the committer, the access log) is
     /// not seen half-way.

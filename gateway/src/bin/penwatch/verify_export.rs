@@ -32,7 +32,8 @@ fn print(o: &Outcome, json: bool) {
             .collect();
         let out = json!({"ok": o.ok(), "lines": s.lines, "sessions": s.sessions,
             "violations": s.violations, "cartridge_events": s.cartridge_events,
-            "reviews": s.reviews, "policy_versions": s.policy_versions,
+            "amendments": s.amendments, "reviews": s.reviews,
+            "policy_versions": s.policy_versions,
             "samples": s.samples, "chain_entries": s.chain_entries, "head_seq": head_seq,
             "head": head_hash, "open_sessions": s.open_sessions, "uncovered": s.uncovered,
             "digests_unchecked": s.digests_unchecked, "failures": failures});
@@ -48,11 +49,12 @@ fn print(o: &Outcome, json: bool) {
         println!("{at}: {}", escape_controls(&f.why));
     }
     println!(
-        "{}: {} sessions, {} violations, {} cartridge events, {} samples, {} review signatures \
-         against {} chain entries; {head}",
+        "{}: {} sessions, {} violations, {} amendments, {} cartridge events, {} samples, {} review \
+         signatures against {} chain entries; {head}",
         if o.ok() { "OK" } else { "FAILED" },
         s.sessions,
         s.violations,
+        s.amendments,
         s.cartridge_events,
         s.samples,
         s.reviews,
