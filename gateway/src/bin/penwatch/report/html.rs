@@ -85,6 +85,7 @@ pub fn render(r: &Report) -> String {
     header(&mut h, r);
     sessions(&mut h, r);
     violations(&mut h, r);
+    amendments(&mut h, r);
     operators(&mut h, &r.operators);
     policies(&mut h, r);
     signatures(&mut h, r);
@@ -166,6 +167,13 @@ fn sessions(h: &mut String, r: &Report) {
             (false, "open") => "within (still open)".to_owned(),
             (false, _) => "within".to_owned(),
         };
+        let verdict = match (s.amendments, s.exceeded_by_amendment) {
+            (0, _) => verdict,
+            (n, true) => {
+                format!("{verdict}; <span class=\"bad\">amended ×{n}: late data EXCEEDED</span>")
+            }
+            (n, false) => format!("{verdict}; amended ×{n} (late data)"),
+        };
         let unknown = if s.unknown_operator {
             " <span class=\"bad\">(unknown operator)</span>"
         } else {
@@ -191,6 +199,61 @@ fn sessions(h: &mut String, r: &Report) {
             mm(s.permitted_mm),
             t(&s.binding_rule),
         );
+    }
+    h.push_str("</table>");
+}
+
+/// Late data after sessions closed: each amendment beside the record it amends, which stays
+/// as it was.
+fn amendments(h: &mut String, r: &Report) {
+    let amended: Vec<&pb::Session> = r.sessions.iter().filter(|s| s.amendments > 0).collect();
+    if amended.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<h2>Amendments</h2><p>Messages that arrived after their session had closed. The \
+         session's record stays as it closed; each amendment is chained beside it with the \
+         messages it adds and the session as they make it.</p>\
+         <table id=\"amendments\"><tr><th>Session</th><th>No.</th><th>Reason</th>\
+         <th>Committed (UTC)</th><th>Messages (seq)</th><th>Deepest</th><th>Verdict with them</th>\
+         <th>Chain entry (amends)</th></tr>",
+    );
+    for s in amended {
+        let key = (s.device_id.clone(), s.session_id.clone());
+        for a in r.amendments.get(&key).into_iter().flatten() {
+            let verdict = match (&a.evidence, a.exceeded) {
+                (Some(e), true) => format!(
+                    "<span class=\"bad\">EXCEEDED</span> by {}: {} over a {} limit ({}){}",
+                    mm(e.excess_mm),
+                    mm(e.peak_depth_mm),
+                    mm(e.limit_mm),
+                    t(&e.binding_rule),
+                    if a.new_violation {
+                        ", a violation the record did not have"
+                    } else {
+                        ""
+                    }
+                ),
+                (_, true) => "<span class=\"bad\">EXCEEDED</span>".to_owned(),
+                (_, false) => "within".to_owned(),
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"time\">{}</td>\
+                 <td class=\"num\">{} ({}–{})</td><td class=\"num\">{}</td><td>{verdict}</td>\
+                 <td class=\"num\">{} ({})</td></tr>",
+                t(&s.session_id),
+                a.number,
+                t(&a.reason.replace('_', " ")),
+                cell_time(a.committed_ms),
+                a.messages,
+                a.first_seq,
+                a.last_seq,
+                mm(a.max_depth_mm),
+                a.audit_seq,
+                a.amends_audit_seq,
+            );
+        }
     }
     h.push_str("</table>");
 }
@@ -431,6 +494,40 @@ mod tests {
         );
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(!html.contains(" src=") && !html.contains("<link"));
+    }
+
+    #[test]
+    fn an_amended_session_is_marked_and_its_amendments_listed_beside_it() {
+        let mut r = report();
+        assert!(
+            !render(&r).contains("id=\"amendments\""),
+            "none: no section"
+        );
+        let s = &mut r.sessions[0];
+        s.amendments = 1;
+        s.exceeded_by_amendment = true;
+        let key = (s.device_id.clone(), s.session_id.clone());
+        r.amendments.insert(
+            key,
+            vec![pb::Amendment {
+                number: 1,
+                reason: "late_after_end".into(),
+                amends_audit_seq: 4,
+                audit_seq: 9,
+                messages: 2,
+                first_seq: 40,
+                last_seq: 41,
+                max_depth_mm: 1.4,
+                exceeded: true,
+                new_violation: true,
+                ..pb::Amendment::default()
+            }],
+        );
+        let html = render(&r);
+        assert!(html.contains("amended ×1: late data EXCEEDED"), "{html}");
+        assert!(html.contains("id=\"amendments\""), "{html}");
+        assert!(html.contains("late after end"), "{html}");
+        assert!(html.contains("9 (4)"), "its entry and the record's: {html}");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Report {
     pub sessions: Vec<pb::Session>,
     /// Depth timelines of the sessions that exceeded, by (device, session).
     pub timelines: HashMap<(String, String), Vec<pb::DepthPoint>>,
+    /// Amendments (late data after a session closed) of the sessions that have any, by
+    /// (device, session), in order.
+    pub amendments: HashMap<(String, String), Vec<pb::Amendment>>,
     /// Operators of the period with their qualification.
     pub operators: Vec<pb::OperatorSummary>,
     /// Policy versions that judged the period's violations, and the one in force.
@@ -98,7 +101,8 @@ pub async fn gather(
         ))
     });
     let mut timelines = HashMap::new();
-    for s in sessions.iter().filter(|s| s.exceeded) {
+    let mut amendments = HashMap::new();
+    for s in sessions.iter().filter(|s| s.exceeded || s.amendments > 0) {
         let detail = c
             .get_session(pb::GetSessionRequest {
                 device_id: s.device_id.clone(),
@@ -107,7 +111,11 @@ pub async fn gather(
             })
             .await?
             .into_inner();
-        timelines.insert((s.device_id.clone(), s.session_id.clone()), detail.timeline);
+        let key = (s.device_id.clone(), s.session_id.clone());
+        if !detail.amendments.is_empty() {
+            amendments.insert(key.clone(), detail.amendments);
+        }
+        timelines.insert(key, detail.timeline);
     }
     let operators = c
         .list_operators(pb::ListOperatorsRequest {
@@ -140,6 +148,7 @@ pub async fn gather(
         policies: policy_versions(&sessions, &history, from_ms, until_ms),
         sessions,
         timelines,
+        amendments,
         operators,
         signatures,
     })
