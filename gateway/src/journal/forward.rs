@@ -13,7 +13,7 @@ use super::{Access, Reader, Result, connect};
 use crate::audit::{Pruned, Record};
 
 /// A journaled sample as a sink forwards it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SampleRecord {
     /// Journal id (journal order).
     pub id: i64,
@@ -146,8 +146,15 @@ impl Upkeep {
         Ok(())
     }
 
-    /// Up to `limit` samples with an id above `after`, in journal order.
-    pub fn samples_after(&self, after: i64, limit: usize) -> Result<Vec<SampleRecord>> {
+    /// Calls `each` with up to `limit` samples with an id above `after`, in journal order,
+    /// and returns how many it read. One record is refilled row after row, so a batch
+    /// allocates nothing per row however large it is.
+    pub fn samples_after(
+        &self,
+        after: i64,
+        limit: usize,
+        mut each: impl FnMut(&SampleRecord),
+    ) -> Result<usize> {
         let mut stmt = self.reader.conn.prepare_cached(
             "SELECT id, device_id, seq, clinic_id, device_class, operator_id, session_id,
                 cartridge_id, cartridge_model, ts_ms, event, depth_mm, permitted_mm, exceeded,
@@ -206,33 +213,40 @@ impl Upkeep {
                 "version",
             ],
         )?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok(SampleRecord {
-                id: r.get(id)?,
-                device_id: r.get(device_id)?,
-                seq: r.get(seq)?,
-                clinic_id: r.get(clinic_id)?,
-                device_class: r.get(device_class)?,
-                operator_id: r.get(operator_id)?,
-                session_id: r.get(session_id)?,
-                cartridge_id: r.get(cartridge_id)?,
-                cartridge_model: r.get(cartridge_model)?,
-                ts_ms: r.get(ts_ms)?,
-                event: r.get(event)?,
-                depth_mm: r.get(depth_mm)?,
-                permitted_mm: r.get(permitted_mm)?,
-                exceeded: r.get(exceeded)?,
-                session_strokes: r.get(session_strokes)?,
-                cartridge_strokes: r.get(cartridge_strokes)?,
-                speed_hz: r.get(speed_hz)?,
-                battery_pct: r.get(battery_pct)?,
-                zone: r.get(zone)?,
-                binding: r.get(binding)?,
-                policy_version: r.get(policy_version)?,
-                version: r.get(version)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut rows = stmt.query(params![after, limit as i64])?;
+        let mut s = SampleRecord::default();
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            s.id = r.get(id)?;
+            refill(&mut s.device_id, r, device_id)?;
+            s.seq = r.get(seq)?;
+            refill(&mut s.clinic_id, r, clinic_id)?;
+            refill(&mut s.device_class, r, device_class)?;
+            refill(&mut s.operator_id, r, operator_id)?;
+            refill(&mut s.session_id, r, session_id)?;
+            refill(&mut s.cartridge_id, r, cartridge_id)?;
+            refill(&mut s.cartridge_model, r, cartridge_model)?;
+            s.ts_ms = r.get(ts_ms)?;
+            refill(&mut s.event, r, event)?;
+            s.depth_mm = r.get(depth_mm)?;
+            s.permitted_mm = r.get(permitted_mm)?;
+            s.exceeded = r.get(exceeded)?;
+            s.session_strokes = r.get(session_strokes)?;
+            s.cartridge_strokes = r.get(cartridge_strokes)?;
+            s.speed_hz = r.get(speed_hz)?;
+            s.battery_pct = r.get(battery_pct)?;
+            if r.get_ref(zone)? == rusqlite::types::ValueRef::Null {
+                s.zone = None;
+            } else {
+                refill(s.zone.get_or_insert_with(String::new), r, zone)?;
+            }
+            refill(&mut s.binding, r, binding)?;
+            refill(&mut s.policy_version, r, policy_version)?;
+            s.version = r.get(version)?;
+            each(&s);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Up to `limit` audit chain entries with a seq above `after`, in chain order.
@@ -415,6 +429,17 @@ pub enum Backlog {
     CartridgeEvents,
 }
 
+/// Replaces `into` with the text in column `i`, reusing its buffer.
+fn refill(into: &mut String, row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<()> {
+    let v = row.get_ref(i)?;
+    let text = v
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))?;
+    into.clear();
+    into.push_str(text);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,12 +487,17 @@ mod tests {
         Upkeep::open(&path).expect("forwarding")
     }
 
+    fn ids_after(j: &Upkeep, after: i64, limit: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let n = j
+            .samples_after(after, limit, |r| ids.push(r.id))
+            .expect("read");
+        assert_eq!(n, ids.len());
+        ids
+    }
+
     fn ids(j: &Upkeep) -> Vec<i64> {
-        j.samples_after(0, 100)
-            .expect("read")
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
+        ids_after(j, 0, 100)
     }
 
     #[test]
@@ -477,13 +507,7 @@ mod tests {
         assert_eq!(j.cursor("influx:samples").expect("cursor"), 0);
         j.set_cursor("influx:samples", 2).expect("set");
         assert_eq!(j.cursor("influx:samples").expect("cursor"), 2);
-        let next: Vec<i64> = j
-            .samples_after(2, 3)
-            .expect("read")
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(next, vec![3, 4, 5]);
+        assert_eq!(ids_after(&j, 2, 3), vec![3, 4, 5]);
         assert_eq!(j.backlog(Backlog::Samples, 2).expect("backlog"), 4);
     }
 

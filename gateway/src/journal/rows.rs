@@ -172,25 +172,69 @@ const DIGEST_COLUMNS: &str = "id, session_id, device_id, seq, ts_ms, event, dept
     session_strokes, cartridge_strokes, operator_id, cartridge_id, IFNULL(zone, '') AS zone, \
     permitted_mm, binding, exceeded, policy_version, version";
 
-fn digest_sample(row: &Row<'_>) -> rusqlite::Result<DigestSample> {
-    Ok(DigestSample {
-        session_id: row.get("session_id")?,
-        device_id: row.get("device_id")?,
-        seq: row.get("seq")?,
-        timestamp_ms: row.get("ts_ms")?,
-        event: row.get("event")?,
-        depth_mm: row.get("depth_mm")?,
-        session_strokes: row.get("session_strokes")?,
-        cartridge_strokes: row.get("cartridge_strokes")?,
-        operator_id: row.get("operator_id")?,
-        cartridge_id: row.get("cartridge_id")?,
-        zone: row.get("zone")?,
-        permitted_mm: row.get("permitted_mm")?,
-        binding_rule: row.get("binding")?,
-        exceeded: row.get("exceeded")?,
-        policy_version: row.get("policy_version")?,
-        version: row.get::<_, i64>("version")?.max(0) as u64,
-    })
+/// The names of [`DIGEST_COLUMNS`], looked up once per query rather than once per row (a
+/// closing session reads every sample it covers).
+const DIGEST_NAMES: [&str; 17] = [
+    "id",
+    "session_id",
+    "device_id",
+    "seq",
+    "ts_ms",
+    "event",
+    "depth_mm",
+    "session_strokes",
+    "cartridge_strokes",
+    "operator_id",
+    "cartridge_id",
+    "zone",
+    "permitted_mm",
+    "binding",
+    "exceeded",
+    "policy_version",
+    "version",
+];
+
+/// A row of [`DIGEST_COLUMNS`] with its journal id; `at` holds the positions of
+/// [`DIGEST_NAMES`].
+fn digest_sample(row: &Row<'_>, at: &[usize; 17]) -> rusqlite::Result<(i64, DigestSample)> {
+    let [
+        id,
+        session_id,
+        device_id,
+        seq,
+        ts_ms,
+        event,
+        depth_mm,
+        session_strokes,
+        cartridge_strokes,
+        operator_id,
+        cartridge_id,
+        zone,
+        permitted_mm,
+        binding,
+        exceeded,
+        policy_version,
+        version,
+    ] = *at;
+    let sample = DigestSample {
+        session_id: row.get(session_id)?,
+        device_id: row.get(device_id)?,
+        seq: row.get(seq)?,
+        timestamp_ms: row.get(ts_ms)?,
+        event: row.get(event)?,
+        depth_mm: row.get(depth_mm)?,
+        session_strokes: row.get(session_strokes)?,
+        cartridge_strokes: row.get(cartridge_strokes)?,
+        operator_id: row.get(operator_id)?,
+        cartridge_id: row.get(cartridge_id)?,
+        zone: row.get(zone)?,
+        permitted_mm: row.get(permitted_mm)?,
+        binding_rule: row.get(binding)?,
+        exceeded: row.get(exceeded)?,
+        policy_version: row.get(policy_version)?,
+        version: row.get::<_, i64>(version)?.max(0) as u64,
+    };
+    Ok((row.get(id)?, sample))
 }
 
 /// Hands `f` each sample a session digest covers, with its journal id, in digest order:
@@ -210,6 +254,7 @@ pub(super) fn digest_samples(
          AND seq BETWEEN ?4 AND ?5 AND session_id = ?2 AND id > ?6 AND id <= ?3 \
          ORDER BY seq, version"
     ))?;
+    let at = indexes(&stmt, DIGEST_NAMES)?;
     let mut rows = stmt.query(params![
         device_id,
         session_id,
@@ -219,7 +264,8 @@ pub(super) fn digest_samples(
         ids.0
     ])?;
     while let Some(row) = rows.next()? {
-        f(row.get("id")?, digest_sample(row)?)?;
+        let (id, sample) = digest_sample(row, &at)?;
+        f(id, sample)?;
     }
     Ok(())
 }

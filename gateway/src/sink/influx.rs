@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use reqwest::StatusCode;
@@ -214,9 +215,9 @@ impl Writer {
     }
 
     /// Writes newline-separated line protocol; `Ok` only on a 2xx.
-    pub async fn write(&self, lines: String) -> Result<(), WriteError> {
-        let body: Vec<u8> = if self.gzip {
-            tokio::task::spawn_blocking(move || gzip(lines.as_bytes()))
+    pub async fn write(&self, lines: Bytes) -> Result<(), WriteError> {
+        let body: Bytes = if self.gzip {
+            tokio::task::spawn_blocking(move || gzip(&lines).map(Bytes::from))
                 .await
                 .map_err(|e| WriteError::Retry {
                     kind: "gzip",
@@ -229,7 +230,7 @@ impl Writer {
                     retry_after: None,
                 })?
         } else {
-            lines.into_bytes()
+            lines
         };
         match &self.target {
             Target::V1 {

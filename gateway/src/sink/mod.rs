@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use bytes::Bytes;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -261,7 +262,8 @@ pub const SAMPLES_CURSOR: &str = "influx:samples";
 
 /// One batch read from the journal and encoded.
 struct Encoded {
-    text: String,
+    /// Line protocol; retries and split halves share it rather than copy it.
+    text: Bytes,
     /// End offset of each line in `text`.
     ends: Vec<usize>,
     /// Journal rows read (a row may yield no point).
@@ -439,8 +441,8 @@ impl Forwarder {
                 continue;
             }
             let start = if from == 0 { 0 } else { batch.ends[from - 1] };
-            let text = &batch.text[start..batch.ends[to - 1]];
-            match self.write_retrying(text, stop).await? {
+            let text = batch.text.slice(start..batch.ends[to - 1]);
+            match self.write_retrying(&text, stop).await? {
                 Ok(()) => written += to - from,
                 Err((status, detail)) if to - from > 1 => {
                     tracing::warn!(status, error = %detail, points = to - from, "InfluxDB refused some points; splitting the batch to find them");
@@ -449,7 +451,8 @@ impl Forwarder {
                     todo.push((from, mid));
                 }
                 Err((status, detail)) => {
-                    tracing::error!(status, error = %detail, line = text.trim_end(), "InfluxDB refused a point; skipped (it stays in the journal)");
+                    let line = String::from_utf8_lossy(&text);
+                    tracing::error!(status, error = %detail, line = line.trim_end(), "InfluxDB refused a point; skipped (it stays in the journal)");
                     self.metrics.sink_points_rejected.inc();
                 }
             }
@@ -460,12 +463,12 @@ impl Forwarder {
     /// Writes `text` until it succeeds or is refused as bad points (`Err((status, text))`).
     async fn write_retrying(
         &mut self,
-        text: &str,
+        text: &Bytes,
         stop: &CancellationToken,
     ) -> Result<Result<(), (u16, String)>, Stopped> {
         loop {
             let result = tokio::select! {
-                r = self.writer.write(text.to_owned()) => r,
+                r = self.writer.write(text.clone()) => r,
                 () = stop.cancelled() => return Err(Stopped),
             };
             let e = match result {
@@ -542,7 +545,7 @@ impl Forwarder {
             schema::device_status(d, at_ms, self.config.precision).write_line(&mut text);
         }
         let result = tokio::select! {
-            r = self.writer.write(text) => r,
+            r = self.writer.write(Bytes::from(text)) => r,
             () = stop.cancelled() => return Ok(Err(Stopped)),
         };
         match result {
@@ -600,38 +603,38 @@ fn read_batch(
     limit: usize,
     p: Precision,
 ) -> journal::Result<Encoded> {
-    let mut e = Encoded {
-        text: String::with_capacity(limit * 320),
-        ends: Vec::with_capacity(limit),
-        rows: 0,
-        last_id: after,
-    };
-    let push = |e: &mut Encoded, id: i64, point: Option<schema::Point>| {
-        e.rows += 1;
-        e.last_id = e.last_id.max(id);
+    let mut text = String::with_capacity(limit * 320);
+    let mut ends = Vec::with_capacity(limit);
+    let (mut rows, mut last_id) = (0, after);
+    let mut push = |id: i64, point: Option<schema::Point>| {
+        rows += 1;
+        last_id = last_id.max(id);
         if let Some(point) = point {
-            point.write_line(&mut e.text);
-            e.ends.push(e.text.len());
+            point.write_line(&mut text);
+            ends.push(text.len());
         }
     };
     match stream {
         Stream::Samples => {
-            for r in j.samples_after(after, limit)? {
-                push(&mut e, r.id, Some(schema::sample(&r, p)));
-            }
+            j.samples_after(after, limit, |r| push(r.id, Some(schema::sample(r, p))))?;
         }
         Stream::Audit => {
             for a in j.audit_after(after, limit)? {
-                push(&mut e, a.seq, schema::audit(&a, p));
+                push(a.seq, schema::audit(&a, p));
             }
         }
         Stream::CartridgeEvents => {
             for c in j.cartridge_events_after(after, limit)? {
-                push(&mut e, c.id, Some(schema::cartridge_event(&c, p)));
+                push(c.id, Some(schema::cartridge_event(&c, p)));
             }
         }
     }
-    Ok(e)
+    Ok(Encoded {
+        text: Bytes::from(text),
+        ends,
+        rows,
+        last_id,
+    })
 }
 
 #[cfg(test)]
