@@ -36,7 +36,10 @@ impl Zone {
     pub fn label(&self, ms: i64) -> String {
         let abbreviation = self.at(ms).map(|z| z.strftime("%Z").to_string());
         match (abbreviation, self.0.iana_name()) {
-            (Some(a), Some(name)) if a != name && name != "UTC" => format!("{a} {name}"),
+            // `UTC` for `Etc/UTC`; `CEST Europe/Berlin`.
+            (Some(a), Some(name)) if name.rsplit('/').next() != Some(a.as_str()) => {
+                format!("{a} {name}")
+            }
             (Some(a), _) => a,
             (None, Some(name)) => name.to_owned(),
             (None, None) => "UTC".to_owned(),
@@ -131,6 +134,7 @@ mod tests {
         assert_eq!(utc.clock(t), "14:13:20");
         assert_eq!(utc.date_time(t), "09-21 14:13");
         assert_eq!(utc.label(t), "UTC");
+        assert_eq!(Zone::named("Etc/UTC").label(t), "UTC");
         assert_eq!(utc.clock(0), "--:--:--");
         assert_eq!(utc.date_time(0), "-");
         let berlin = Zone::named("Europe/Berlin");
