@@ -24,7 +24,9 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use super::auth::{Auth, Caller, Role};
+use super::convert;
 use super::stream::Stream;
+use crate::journal::queries::Cursor;
 use crate::journal::{self, Reader};
 use crate::policy::Policy;
 
@@ -98,6 +100,17 @@ fn page_size(requested: u32) -> u32 {
         DEFAULT_PAGE
     } else {
         requested.min(MAX_PAGE)
+    }
+}
+
+/// Keeps the first `size` of `rows` (read as one more than a page) and returns the token of
+/// the page after them ("" when there is none).
+fn next_page<T>(rows: &mut Vec<T>, size: u32, cursor: impl Fn(&T) -> Cursor) -> String {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    match rows.last() {
+        Some(last) if more => convert::page_token(&cursor(last)),
+        _ => String::new(),
     }
 }
 

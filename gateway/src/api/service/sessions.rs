@@ -4,7 +4,7 @@
 use penwatch_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{ALL, Api, page_size};
+use super::{ALL, Api, next_page, page_size};
 use crate::api::{convert, limits};
 use crate::journal::queries::{self, Order};
 
@@ -22,12 +22,7 @@ impl Api {
         let mut rows = self
             .read(move |j| j.sessions_page(&sel, Order::NewestFirst, after.as_ref(), size + 1))
             .await?;
-        let more = rows.len() > size as usize;
-        rows.truncate(size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if more => convert::page_token(&last.cursor()),
-            _ => String::new(),
-        };
+        let next_page_token = next_page(&mut rows, size, queries::StoredSession::cursor);
         self.served(&caller, "ListSessions", req, rows.len());
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: rows.iter().map(|s| convert::session(s, &caller)).collect(),

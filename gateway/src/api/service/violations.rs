@@ -4,9 +4,10 @@
 use penwatch_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{ALL, Api, page_size};
+use super::{ALL, Api, next_page, page_size};
 use crate::api::convert;
 use crate::api::stream::{self, Stream};
+use crate::journal::queries::StoredViolation;
 use crate::live::LiveEvent;
 
 impl Api {
@@ -23,12 +24,7 @@ impl Api {
         let mut rows = self
             .read(move |j| j.violations_page(&sel, after.as_ref(), size + 1))
             .await?;
-        let more = rows.len() > size as usize;
-        rows.truncate(size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if more => convert::page_token(&last.cursor()),
-            _ => String::new(),
-        };
+        let next_page_token = next_page(&mut rows, size, StoredViolation::cursor);
         self.served(&caller, "ListViolations", req, rows.len());
         Ok(Response::new(pb::ListViolationsResponse {
             violations: rows
