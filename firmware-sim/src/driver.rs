@@ -406,7 +406,7 @@ impl PenDriver {
         let device = DeviceTruth {
             device_id: pen.id.clone(),
             clinic_id: pen.clinic_id.clone(),
-            device_class: pen.class.short_name(),
+            device_class: pen.class.short_name().to_owned(),
             telemetry_valid: self.model.counts().valid,
             last_seq: self.model.last_seq(),
             clock_skew_ms: self.model.clock_skew_ms(),

@@ -419,7 +419,7 @@ impl PenModel {
             device_id: self.pen.id.clone(),
             clinic_id: self.pen.clinic_id.clone(),
             operator_id: operator_id.clone(),
-            device_class: self.pen.class.short_name(),
+            device_class: self.pen.class.short_name().to_owned(),
             cartridge_id: self
                 .cartridge
                 .as_ref()
@@ -666,7 +666,7 @@ impl PenModel {
             limit,
             delta,
             msg.timestamp_ms,
-            Some(plan.zone.short_name()),
+            Some(plan.zone.short_name().to_owned()),
         );
         s.truth.strokes = s.strokes;
         s.zone_sample += 1;

@@ -395,8 +395,10 @@ impl Session {
         if r.event == Event::SessionEnd {
             self.ended = true;
         }
-        if let Some(z) = r.zone {
-            self.zones.insert(z.short_name());
+        if let Some(z) = r.zone.map(|z| z.short_name())
+            && !self.zones.contains(z)
+        {
+            self.zones.insert(z.to_owned());
         }
         self.min_seq = self.min_seq.min(r.seq);
         self.max_seq = self.max_seq.max(r.seq);

@@ -17,13 +17,8 @@ pub trait ShortName: Sized + Copy + 'static {
     /// The value for a protobuf value name.
     fn from_full_name(name: &str) -> Option<Self>;
 
-    /// The short lowercase name (`"home"`).
-    fn short_name(self) -> String {
-        self.full_name()
-            .strip_prefix(Self::PREFIX)
-            .unwrap_or(self.full_name())
-            .to_ascii_lowercase()
-    }
+    /// The short lowercase name (`"home"`; `"unspecified"` for the zero value).
+    fn short_name(self) -> &'static str;
 
     /// Parses a short or full name, in any case. The `*_UNSPECIFIED` value is not accepted.
     fn parse_name(name: &str) -> Option<Self> {
@@ -48,12 +43,18 @@ pub trait ShortName: Sized + Copy + 'static {
 }
 
 macro_rules! short_name {
-    ($ty:ty, $prefix:literal, [$($v:ident),+ $(,)?]) => {
+    ($ty:ty, $prefix:literal, [$($v:ident => $short:literal),+ $(,)?]) => {
         impl ShortName for $ty {
             const PREFIX: &'static str = $prefix;
             const ALL: &'static [Self] = &[$(<$ty>::$v),+];
             fn full_name(self) -> &'static str {
                 self.as_str_name()
+            }
+            fn short_name(self) -> &'static str {
+                match self {
+                    $(<$ty>::$v => $short,)+
+                    _ => "unspecified",
+                }
             }
             fn from_full_name(name: &str) -> Option<Self> {
                 Self::from_str_name(name)
@@ -62,26 +63,35 @@ macro_rules! short_name {
     };
 }
 
-short_name!(DeviceClass, "DEVICE_CLASS_", [Home, Salon, Medical]);
+short_name!(
+    DeviceClass,
+    "DEVICE_CLASS_",
+    [Home => "home", Salon => "salon", Medical => "medical"]
+);
 short_name!(
     Event,
     "EVENT_",
-    [Sample, SessionStart, SessionEnd, CartridgeInserted]
+    [
+        Sample => "sample",
+        SessionStart => "session_start",
+        SessionEnd => "session_end",
+        CartridgeInserted => "cartridge_inserted"
+    ]
 );
 short_name!(
     Zone,
     "ZONE_",
     [
-        Forehead,
-        Periorbital,
-        Cheek,
-        Perioral,
-        Nose,
-        Chin,
-        Neck,
-        Scalp,
-        Body,
-        Scar
+        Forehead => "forehead",
+        Periorbital => "periorbital",
+        Cheek => "cheek",
+        Perioral => "perioral",
+        Nose => "nose",
+        Chin => "chin",
+        Neck => "neck",
+        Scalp => "scalp",
+        Body => "body",
+        Scar => "scar"
     ]
 );
 
@@ -92,15 +102,29 @@ mod tests {
     #[test]
     fn short_names_round_trip() {
         for c in DeviceClass::ALL {
-            assert_eq!(DeviceClass::parse_name(&c.short_name()), Some(*c));
+            assert_eq!(DeviceClass::parse_name(c.short_name()), Some(*c));
         }
         for e in Event::ALL {
-            assert_eq!(Event::parse_name(&e.short_name()), Some(*e));
+            assert_eq!(Event::parse_name(e.short_name()), Some(*e));
         }
         for z in Zone::ALL {
-            assert_eq!(Zone::parse_name(&z.short_name()), Some(*z));
+            assert_eq!(Zone::parse_name(z.short_name()), Some(*z));
         }
         assert_eq!(Event::SessionStart.short_name(), "session_start");
+    }
+
+    fn is_lowercase_full_name<T: ShortName>() -> bool {
+        T::ALL.iter().all(|v| {
+            let full = v.full_name().strip_prefix(T::PREFIX).unwrap_or_default();
+            v.short_name() == full.to_ascii_lowercase()
+        })
+    }
+
+    #[test]
+    fn every_short_name_is_its_full_name_without_prefix_in_lowercase() {
+        assert!(is_lowercase_full_name::<DeviceClass>());
+        assert!(is_lowercase_full_name::<Event>());
+        assert!(is_lowercase_full_name::<Zone>());
     }
 
     #[test]

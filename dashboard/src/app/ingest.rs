@@ -240,7 +240,7 @@ impl App {
             let zone = penwatch_proto::v1::Zone::try_from(t.zone)
                 .ok()
                 .filter(|z| *z != penwatch_proto::v1::Zone::Unspecified)
-                .map(|z| z.short_name())
+                .map(|z| z.short_name().to_owned())
                 .unwrap_or_default();
             detail.points.push_back(DepthPoint {
                 timestamp_ms: t.timestamp_ms,

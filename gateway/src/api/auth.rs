@@ -200,7 +200,7 @@ impl Caller {
             .iter()
             .map(|c| {
                 DeviceClass::parse_name(c)
-                    .map(|c| c.short_name())
+                    .map(|c| c.short_name().to_owned())
                     .ok_or_else(|| {
                         Status::invalid_argument(format!(
                             "device class {}: expected one of {}",

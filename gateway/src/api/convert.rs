@@ -74,8 +74,10 @@ impl DeviceExtra {
         if self.started_ms == 0 || r.timestamp_ms < self.started_ms {
             self.started_ms = r.timestamp_ms;
         }
-        if let Some(z) = r.zone {
-            self.zones.insert(z.short_name());
+        if let Some(z) = r.zone.map(|z| z.short_name())
+            && !self.zones.contains(z)
+        {
+            self.zones.insert(z.to_owned());
         }
         if r.depth_mm > 0.0
             && self

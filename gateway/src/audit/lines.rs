@@ -85,10 +85,75 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl DigestSample {
-    /// The canonical line the session digest hashes: fields joined by `|`, depths with six
-    /// decimals, `exceeded` as 0 or 1, and `|vN` for a conflicting version N.
+    /// The fields its digest line is made of.
+    pub fn fields(&self) -> DigestFields<'_> {
+        DigestFields {
+            device_id: &self.device_id,
+            seq: self.seq,
+            timestamp_ms: self.timestamp_ms,
+            event: &self.event,
+            depth_mm: self.depth_mm,
+            session_strokes: self.session_strokes,
+            cartridge_strokes: self.cartridge_strokes,
+            operator_id: &self.operator_id,
+            cartridge_id: &self.cartridge_id,
+            zone: &self.zone,
+            permitted_mm: self.permitted_mm,
+            binding_rule: &self.binding_rule,
+            exceeded: self.exceeded,
+            policy_version: &self.policy_version,
+            version: self.version,
+        }
+    }
+
+    /// The canonical line the session digest hashes (see [`DigestFields`]).
     pub fn digest_line(&self) -> String {
-        let mut line = format!(
+        self.fields().to_string()
+    }
+}
+
+/// What a session digest covers of one sample, borrowed from a journal row
+/// ([`DigestSample::fields`]) or from a sample as it is journaled. Displays as its canonical
+/// line: fields joined by `|`, depths with six decimals, `exceeded` as 0 or 1, and `|vN` for a
+/// conflicting version N.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DigestFields<'a> {
+    /// Pen serial.
+    pub device_id: &'a str,
+    /// The pen's message sequence number, as the journal stores it.
+    pub seq: i64,
+    /// Device time, Unix ms.
+    pub timestamp_ms: i64,
+    /// `sample`, `session_start`, `session_end`, ….
+    pub event: &'a str,
+    /// Set needle protrusion, mm.
+    pub depth_mm: f64,
+    /// Strokes of the session so far.
+    pub session_strokes: i64,
+    /// Strokes of the cartridge so far.
+    pub cartridge_strokes: i64,
+    /// Operator staff id.
+    pub operator_id: &'a str,
+    /// Cartridge.
+    pub cartridge_id: &'a str,
+    /// Treatment zone ("" when none was reported).
+    pub zone: &'a str,
+    /// Permitted depth it was judged against, mm.
+    pub permitted_mm: f64,
+    /// Rule that set the permitted depth.
+    pub binding_rule: &'a str,
+    /// Whether it exceeded the permitted depth.
+    pub exceeded: bool,
+    /// Policy version that judged it.
+    pub policy_version: &'a str,
+    /// Version of a conflicting message on the same `seq` (0 for the first one).
+    pub version: u64,
+}
+
+impl std::fmt::Display for DigestFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "{}|{}|{}|{}|{:.6}|{}|{}|{}|{}|{}|{:.6}|{}|{}|{}",
             self.device_id,
             self.seq,
@@ -104,11 +169,11 @@ impl DigestSample {
             self.binding_rule,
             u8::from(self.exceeded),
             self.policy_version,
-        );
+        )?;
         if self.version > 0 {
-            line.push_str(&format!("|v{}", self.version));
+            write!(f, "|v{}", self.version)?;
         }
-        line
+        Ok(())
     }
 }
 
@@ -225,7 +290,7 @@ fn rename_evidence(fields: &mut Map<String, Value>, back: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{GENESIS, link_hash};
+    use crate::audit::{GENESIS, SampleDigest, link_hash};
 
     fn entry(kind: &str, body: &str) -> Entry {
         Entry {
@@ -281,5 +346,31 @@ mod tests {
         s.version = 2;
         assert!(s.digest_line().ends_with("|p1|v2"));
         assert!(encode(&s).expect("line").contains("\"version\":2"));
+    }
+
+    #[test]
+    fn a_digest_of_fields_hashes_the_same_bytes_as_a_digest_of_their_lines() {
+        let s = DigestSample {
+            session_id: "s".into(),
+            device_id: "pen-\u{e9}".into(),
+            seq: 9,
+            timestamp_ms: 1_700_000_000_123,
+            event: "session_end".into(),
+            depth_mm: 1.234_567_8,
+            session_strokes: 400,
+            cartridge_strokes: 9_000,
+            operator_id: "op|1".into(),
+            cartridge_id: "cart".into(),
+            zone: "cheek".into(),
+            permitted_mm: 1.5,
+            binding_rule: "zone".into(),
+            exceeded: false,
+            policy_version: "p2".into(),
+            version: 3,
+        };
+        let (mut lines, mut fields) = (SampleDigest::default(), SampleDigest::default());
+        lines.add(&s.digest_line());
+        fields.add_fields(&s.fields());
+        assert_eq!(lines.finish(), fields.finish());
     }
 }

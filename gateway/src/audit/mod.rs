@@ -59,9 +59,26 @@ impl SampleDigest {
         self.0.update(b"\n");
     }
 
+    /// Adds one sample's canonical line, hashed as it is formatted (no line is built).
+    pub fn add_fields(&mut self, fields: &lines::DigestFields<'_>) {
+        use std::fmt::Write;
+        // Writing into a hasher cannot fail.
+        let _ = writeln!(HashWriter(&mut self.0), "{fields}");
+    }
+
     /// The hex digest.
     pub fn finish(self) -> String {
         hex::encode(self.0.finalize())
+    }
+}
+
+/// Formatted text fed straight into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
     }
 }
 

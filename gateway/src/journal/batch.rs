@@ -96,7 +96,10 @@ pub struct Batch<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     /// Journaled: the first message with its `(device_id, seq)`.
-    New,
+    New {
+        /// Its journal id.
+        id: i64,
+    },
     /// A message with the same `(device_id, seq)` and the same content was journaled before.
     Duplicate,
     /// Journaled beside a message with the same `(device_id, seq)` and different content.
@@ -114,7 +117,9 @@ impl Batch<'_> {
     /// `(device_id, seq)` already; different content is kept beside it as a new version.
     pub fn insert_sample(&self, r: &Reading, v: &Verdict, received_ms: i64) -> Result<Inserted> {
         if self.insert_version(r, v, received_ms, 0)? {
-            return Ok(Inserted::New);
+            return Ok(Inserted::New {
+                id: self.tx.last_insert_rowid(),
+            });
         }
         let stored = self
             .tx
@@ -153,24 +158,27 @@ impl Batch<'_> {
         version: i64,
     ) -> Result<bool> {
         let mut stmt = self.tx.prepare_cached(&INSERT_SAMPLE)?;
+        // What the session digest covers is bound from its fields, so a digest kept as
+        // samples are journaled hashes what the journal holds.
+        let f = rows::digest_fields(r, v);
         let n = stmt.execute(params![
-            r.device_id,
-            r.seq as i64,
+            f.device_id,
+            f.seq,
             r.clinic_id,
             v.device_class,
             r.claimed_class.short_name(),
             r.model,
             r.firmware,
-            r.operator_id,
+            f.operator_id,
             r.session_id,
-            r.cartridge_id,
+            f.cartridge_id,
             r.cartridge_model,
-            r.timestamp_ms,
+            f.timestamp_ms,
             received_ms,
-            r.event.short_name(),
-            r.depth_mm,
-            r.session_strokes as i64,
-            r.cartridge_strokes as i64,
+            f.event,
+            f.depth_mm,
+            f.session_strokes,
+            f.cartridge_strokes,
             r.speed_hz,
             r.battery_pct,
             r.zone.map(|z| z.short_name()),
@@ -179,13 +187,13 @@ impl Batch<'_> {
             } else {
                 "protobuf"
             },
-            v.permitted_mm,
-            v.binding,
-            v.exceeded,
+            f.permitted_mm,
+            f.binding_rule,
+            f.exceeded,
             v.unknown_operator,
             v.unregistered_device,
             v.class_mismatch,
-            v.policy_version,
+            f.policy_version,
             version,
         ])?;
         Ok(n == 1)

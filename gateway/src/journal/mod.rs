@@ -42,6 +42,7 @@ pub use forward::Upkeep;
 pub use outbox::Outbox;
 pub use reader::{Counts, Quarantined, Reader};
 pub use reviews::{PolicyVersionRow, ReviewRow, Signatures, SignedBy};
+pub use rows::digest_fields;
 pub use schema::QUARANTINE_KEPT_BYTES;
 pub use writer::Writer;
 

@@ -5,7 +5,7 @@ use penwatch_proto::v1::{DeviceClass, Event, Zone};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Result;
-use crate::audit::lines::DigestSample;
+use crate::audit::lines::{DigestFields, DigestSample};
 use crate::audit::{self, SampleDigest};
 use crate::cartridges::Cartridge;
 use crate::decode::{Encoding, Reading};
@@ -235,6 +235,29 @@ fn digest_sample(row: &Row<'_>, at: &[usize; 17]) -> rusqlite::Result<(i64, Dige
         version: row.get::<_, i64>(version)?.max(0) as u64,
     };
     Ok((row.get(id)?, sample))
+}
+
+/// What a session digest covers of a sample as [`super::Batch::insert_sample`] journals it
+/// as its first version (its binding takes these values; [`DIGEST_COLUMNS`] reads them back,
+/// a missing zone as "").
+pub fn digest_fields<'a>(r: &'a Reading, v: &'a Verdict) -> DigestFields<'a> {
+    DigestFields {
+        device_id: &r.device_id,
+        seq: r.seq as i64,
+        timestamp_ms: r.timestamp_ms,
+        event: r.event.short_name(),
+        depth_mm: r.depth_mm,
+        session_strokes: r.session_strokes as i64,
+        cartridge_strokes: r.cartridge_strokes as i64,
+        operator_id: &r.operator_id,
+        cartridge_id: &r.cartridge_id,
+        zone: r.zone.map_or("", |z| z.short_name()),
+        permitted_mm: v.permitted_mm,
+        binding_rule: &v.binding,
+        exceeded: v.exceeded,
+        policy_version: &v.policy_version,
+        version: 0,
+    }
 }
 
 /// Hands `f` each sample a session digest covers, with its journal id, in digest order:

@@ -22,7 +22,9 @@ impl<K: Eq + Hash + Clone> Dirty<K> {
 
     /// Marks `key` as changed (a key already marked keeps its place).
     pub fn mark(&mut self, key: &K) {
-        if self.set.insert(key.clone()) {
+        // Most marks are of keys already marked: look before cloning.
+        if !self.set.contains(key) {
+            self.set.insert(key.clone());
             self.queue.push_back(key.clone());
         }
     }

@@ -7,6 +7,7 @@
 //! thread — the one serial stage of ingest — does only what must be serial.
 
 mod config;
+mod digest;
 mod dirty;
 mod state;
 
@@ -180,14 +181,13 @@ impl Pipeline {
                     }
                     if inserted != Inserted::Duplicate {
                         out.accepted += 1;
-                        let conflicting = inserted != Inserted::New;
                         self.state.apply(
                             &tx,
                             &loaded,
                             r,
                             &v,
                             m.received_ms,
-                            conflicting,
+                            inserted,
                             &mut work,
                         )?;
                         if work.live {
@@ -325,7 +325,7 @@ pub fn verdict(policy: &Policy, r: &Reading) -> Verdict {
         device_class: if j.class == DeviceClass::Unspecified {
             "unspecified".to_owned()
         } else {
-            j.class.short_name()
+            j.class.short_name().to_owned()
         },
         exceeded: j.exceeded,
         unknown_operator: j.unknown_operator,
@@ -599,5 +599,49 @@ mod tests {
             .collect();
         assert_eq!(numbers, [1, 2, 3]);
         assert!(reader.verify().expect("verify").ok());
+    }
+
+    #[test]
+    fn a_session_digest_kept_while_journaling_or_read_back_is_the_one_verify_recomputes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        let mut p = pipeline(&path);
+        let pen = |device: &str, seq: u64, event: Event, depth_mm: f64| Reading {
+            device_id: device.into(),
+            session_id: format!("s-{device}"),
+            zone: Some(penwatch_proto::v1::Zone::Cheek),
+            depth_mm,
+            ..reading(seq, event, depth_mm)
+        };
+        // In order over two batches (kept), out of order (read back), and with a
+        // conflicting version of one `seq` (read back).
+        p.commit(&[
+            inflight(pen("in-order", 1, Event::SessionStart, 0.0)),
+            inflight(pen("in-order", 2, Event::Sample, 0.25)),
+            inflight(pen("late-seq", 1, Event::SessionStart, 0.0)),
+            inflight(pen("late-seq", 3, Event::Sample, 0.5)),
+            inflight(pen("conflict", 1, Event::SessionStart, 0.0)),
+            inflight(pen("conflict", 2, Event::Sample, 0.5)),
+        ])
+        .expect("first batch");
+        let out = p
+            .commit(&[
+                inflight(pen("in-order", 3, Event::Sample, 2.0)),
+                inflight(pen("in-order", 4, Event::SessionEnd, 0.0)),
+                inflight(pen("late-seq", 2, Event::Sample, 0.75)),
+                inflight(pen("late-seq", 4, Event::SessionEnd, 0.0)),
+                inflight(pen("conflict", 2, Event::Sample, 0.6)),
+                inflight(pen("conflict", 3, Event::SessionEnd, 0.0)),
+            ])
+            .expect("second batch");
+        assert_eq!(out.closed, 3);
+        let v = Reader::open(&path)
+            .expect("reader")
+            .verify()
+            .expect("verify");
+        assert!(v.ok(), "{:?}", v.first_broken);
+        assert_eq!(v.digests_unchecked, 0);
+        let sessions = kinds(&path).iter().filter(|k| *k == "session").count();
+        assert_eq!(sessions, 3);
     }
 }

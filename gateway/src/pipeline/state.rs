@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use penwatch_proto::v1::Event;
 
+use super::digest::RunningDigest;
 use super::dirty::Dirty;
 use crate::alerts::{self, Kind, raise};
 use crate::audit::{AmendReason, Amendment, ClosedSession, FinalViolation, Record};
 use crate::cartridges::{Cartridge, CartridgeEvent, Wear};
 use crate::decode::{BadInput, Reading};
 use crate::fleet::Device;
-use crate::journal::{self, Batch, ClosedRecord, Closing};
+use crate::journal::{self, Batch, ClosedRecord, Closing, Inserted};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -46,6 +47,9 @@ pub type SessionKey = (String, String);
 /// What the committer knows now, and what the journal has not been told yet.
 pub struct LiveState {
     pub(super) sessions: HashMap<SessionKey, Session>,
+    /// Digests of the open sessions begun in this process, kept as their samples are
+    /// journaled (a session read back from the journal has none).
+    digests: HashMap<SessionKey, RunningDigest>,
     pub(super) last_activity: HashMap<SessionKey, i64>,
     pub(super) devices: HashMap<String, Device>,
     cartridges: HashMap<String, Cartridge>,
@@ -155,6 +159,7 @@ impl LiveState {
             .collect();
         Ok(Self {
             sessions,
+            digests: HashMap::new(),
             last_activity,
             devices,
             cartridges: HashMap::new(),
@@ -229,7 +234,8 @@ impl LiveState {
     }
 
     /// Folds a journaled, judged reading into the pen, its session and its cartridge;
-    /// `conflicting` when it was journaled beside a different message with its `seq`.
+    /// `inserted` says how it was journaled (first, or beside a different message with its
+    /// `seq`).
     #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
@@ -238,9 +244,10 @@ impl LiveState {
         r: &Reading,
         v: &Verdict,
         received_ms: i64,
-        conflicting: bool,
+        inserted: Inserted,
         work: &mut Work,
     ) -> journal::Result<()> {
+        let conflicting = !matches!(inserted, Inserted::New { .. });
         let device = match self.devices.get_mut(&r.device_id) {
             Some(d) => d,
             None => {
@@ -288,7 +295,7 @@ impl LiveState {
             work.touched_devices.insert(r.device_id.clone());
         }
         if !r.session_id.is_empty() {
-            self.apply_session(tx, r, v, received_ms, conflicting, work)?;
+            self.apply_session(tx, r, v, received_ms, inserted, work)?;
             // A late message of a closed session does not put its pen back in that session.
             if !work.late.is_empty()
                 && work
@@ -315,9 +322,10 @@ impl LiveState {
         r: &Reading,
         v: &Verdict,
         received_ms: i64,
-        conflicting: bool,
+        inserted: Inserted,
         work: &mut Work,
     ) -> journal::Result<()> {
+        let conflicting = !matches!(inserted, Inserted::New { .. });
         let key = (r.device_id.clone(), r.session_id.clone());
         if let Some(seqs) = work.late.get_mut(&key) {
             *seqs = (seqs.0.min(r.seq), seqs.1.max(r.seq));
@@ -336,13 +344,19 @@ impl LiveState {
                         stored.needs_refold = true;
                         stored
                     }
-                    None => Session::new(r, v),
+                    None => {
+                        self.digests.insert(key.clone(), RunningDigest::default());
+                        Session::new(r, v)
+                    }
                 };
                 work.sessions.insert(key.clone());
                 self.sessions.entry(key.clone()).or_insert(s)
             }
         };
         let change = s.observe(r, v);
+        if let (Inserted::New { id }, Some(d)) = (inserted, self.digests.get_mut(&key)) {
+            d.add(id, &journal::digest_fields(r, v));
+        }
         if change.newly_exceeded {
             self.metrics.violations.inc();
         }
@@ -429,6 +443,7 @@ impl LiveState {
         self.last_activity.remove(key);
         self.dirty_sessions.forget(key);
         self.silent.remove(key);
+        let kept = self.digests.remove(key);
         let Some(live) = self.sessions.remove(key) else {
             return Ok(None);
         };
@@ -445,8 +460,11 @@ impl LiveState {
         };
         s.ended |= live.ended;
         s.conflicting = live.conflicting;
-        let (n, last_id, digest) =
-            tx.samples_digest(&key.0, &key.1, (s.min_seq.min(live.min_seq), u64::MAX), 0)?;
+        // Kept while journaling when every sample came new and in `seq` order; else read back.
+        let (n, last_id, digest) = match kept {
+            Some(d) if !live.needs_refold && live.conflicting == 0 => d.finish(),
+            _ => tx.samples_digest(&key.0, &key.1, (s.min_seq.min(live.min_seq), u64::MAX), 0)?,
+        };
         if n == 0 {
             return Ok(None);
         }

@@ -180,7 +180,7 @@ fn clinic_zones(
         if let Some((_, _, first)) = ceilings.iter().find(|(z, _, _)| *z == zone) {
             let fault = Fault::ZoneTwice {
                 clinic: clinic_id.to_owned(),
-                zone: zone.short_name(),
+                zone: zone.short_name().to_owned(),
                 first: *first,
             };
             return Err(c.err(&name.span(), fault));

@@ -90,7 +90,7 @@ pub(super) fn classes(
         };
         if let Some((_, first)) = class_lines.iter().find(|(k, _)| *k == class) {
             let fault = Fault::ClassTwice {
-                class: class.short_name(),
+                class: class.short_name().to_owned(),
                 first: *first,
             };
             return Err(c.err(&name.span(), fault));
