@@ -25,7 +25,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_payload_bytes: 64 * 1024,
-            batch_max: 2000,
+            batch_max: 8000,
             batch_linger_ms: 5,
             queue_capacity: 8192,
         }
