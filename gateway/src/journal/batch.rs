@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use penwatch_proto::names::ShortName;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
 use super::Result;
 use super::outbox;
@@ -112,16 +112,24 @@ pub enum Inserted {
     },
 }
 
-impl Batch<'_> {
+/// Journals a batch's samples through one prepared statement, looked up once per batch
+/// rather than once per sample (the statement cache hashes the statement's text).
+pub struct Samples<'b, 'a> {
+    batch: &'b Batch<'a>,
+    insert: CachedStatement<'b>,
+}
+
+impl Samples<'_, '_> {
     /// Journals a judged sample, unless the same content is journaled under its
     /// `(device_id, seq)` already; different content is kept beside it as a new version.
-    pub fn insert_sample(&self, r: &Reading, v: &Verdict, received_ms: i64) -> Result<Inserted> {
+    pub fn insert(&mut self, r: &Reading, v: &Verdict, received_ms: i64) -> Result<Inserted> {
         if self.insert_version(r, v, received_ms, 0)? {
             return Ok(Inserted::New {
-                id: self.tx.last_insert_rowid(),
+                id: self.batch.tx.last_insert_rowid(),
             });
         }
         let stored = self
+            .batch
             .tx
             .prepare_cached(&SAMPLE_VERSIONS)?
             .query_map(params![r.device_id, r.seq as i64], |row| {
@@ -151,17 +159,16 @@ impl Batch<'_> {
 
     /// Inserts a sample as `version` of its `(device_id, seq)`; `false` if that exists.
     fn insert_version(
-        &self,
+        &mut self,
         r: &Reading,
         v: &Verdict,
         received_ms: i64,
         version: i64,
     ) -> Result<bool> {
-        let mut stmt = self.tx.prepare_cached(&INSERT_SAMPLE)?;
         // What the session digest covers is bound from its fields, so a digest kept as
         // samples are journaled hashes what the journal holds.
         let f = rows::digest_fields(r, v);
-        let n = stmt.execute(params![
+        let n = self.insert.execute(params![
             f.device_id,
             f.seq,
             r.clinic_id,
@@ -197,6 +204,16 @@ impl Batch<'_> {
             version,
         ])?;
         Ok(n == 1)
+    }
+}
+
+impl Batch<'_> {
+    /// The batch's sample writer.
+    pub fn samples(&self) -> Result<Samples<'_, '_>> {
+        Ok(Samples {
+            batch: self,
+            insert: self.tx.prepare_cached(&INSERT_SAMPLE)?,
+        })
     }
 
     /// Keeps a rejected message for inspection: its first 4 KiB, its size and SHA-256, and a

@@ -463,11 +463,17 @@ mod tests {
             let [(seq, ts), (seq2, ts2)] = samples;
             let (r, r2) = (reading(session, seq, ts), reading(session, seq2, ts2));
             assert!(matches!(
-                b.insert_sample(&r, &verdict(), ts).expect("insert"),
+                b.samples()
+                    .expect("samples")
+                    .insert(&r, &verdict(), ts)
+                    .expect("insert"),
                 Inserted::New { .. }
             ));
             assert!(matches!(
-                b.insert_sample(&r2, &verdict(), ts2).expect("insert"),
+                b.samples()
+                    .expect("samples")
+                    .insert(&r2, &verdict(), ts2)
+                    .expect("insert"),
                 Inserted::New { .. }
             ));
             let mut s = Session::new(&r, &verdict());
@@ -535,7 +541,10 @@ mod tests {
         let first = reading("s", 7, 1000);
         let v = verdict();
         assert!(matches!(
-            b.insert_sample(&first, &v, 1).expect("first"),
+            b.samples()
+                .expect("samples")
+                .insert(&first, &v, 1)
+                .expect("first"),
             Inserted::New { .. }
         ));
         let json = Reading {
@@ -543,7 +552,10 @@ mod tests {
             ..first.clone()
         };
         assert_eq!(
-            b.insert_sample(&json, &v, 2).expect("again"),
+            b.samples()
+                .expect("samples")
+                .insert(&json, &v, 2)
+                .expect("again"),
             Inserted::Duplicate
         );
         let earlier = Reading {
@@ -552,7 +564,10 @@ mod tests {
             ..first.clone()
         };
         assert_eq!(
-            b.insert_sample(&earlier, &v, 3).expect("conflict"),
+            b.samples()
+                .expect("samples")
+                .insert(&earlier, &v, 3)
+                .expect("conflict"),
             Inserted::Conflict {
                 version: 1,
                 reset: false
@@ -563,14 +578,20 @@ mod tests {
             ..first.clone()
         };
         assert_eq!(
-            b.insert_sample(&later, &v, 4).expect("reset"),
+            b.samples()
+                .expect("samples")
+                .insert(&later, &v, 4)
+                .expect("reset"),
             Inserted::Conflict {
                 version: 2,
                 reset: true
             }
         );
         assert_eq!(
-            b.insert_sample(&earlier, &v, 5).expect("seen"),
+            b.samples()
+                .expect("samples")
+                .insert(&earlier, &v, 5)
+                .expect("seen"),
             Inserted::Duplicate
         );
         let (n, _, _) = b

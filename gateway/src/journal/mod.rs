@@ -36,7 +36,7 @@ mod verify;
 mod writer;
 
 pub use access::{AccessEntry, AccessRecorder, AccessRow};
-pub use batch::{Batch, ClosedRecord, Closing, Inserted};
+pub use batch::{Batch, ClosedRecord, Closing, Inserted, Samples};
 pub use config::JournalConfig;
 pub use forward::Upkeep;
 pub use outbox::Outbox;

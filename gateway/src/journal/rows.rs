@@ -237,7 +237,7 @@ fn digest_sample(row: &Row<'_>, at: &[usize; 17]) -> rusqlite::Result<(i64, Dige
     Ok((row.get(id)?, sample))
 }
 
-/// What a session digest covers of a sample as [`super::Batch::insert_sample`] journals it
+/// What a session digest covers of a sample as [`super::batch::Samples::insert`] journals it
 /// as its first version (its binding takes these values; [`DIGEST_COLUMNS`] reads them back,
 /// a missing zone as "").
 pub fn digest_fields<'a>(r: &'a Reading, v: &'a Verdict) -> DigestFields<'a> {

@@ -125,6 +125,7 @@ impl Pipeline {
         if self.recorded_version != loaded.version() {
             tx.put_policy_version(loaded.version(), now_ms(), loaded.text())?;
         }
+        let mut samples = tx.samples()?;
         for m in batch {
             match &m.decoded {
                 Err(bad) => {
@@ -166,7 +167,7 @@ impl Pipeline {
                 }
                 Ok(Inbound::Telemetry(r)) => {
                     let v = verdict(&loaded, r);
-                    let inserted = tx.insert_sample(r, &v, m.received_ms)?;
+                    let inserted = samples.insert(r, &v, m.received_ms)?;
                     if let Inserted::Conflict { version, reset } = inserted {
                         let kind = if reset { "reset" } else { "conflict" };
                         work.conflicts.push(kind);
@@ -203,6 +204,7 @@ impl Pipeline {
                 }
             }
         }
+        drop(samples);
         let committed_ms = now_ms();
         for key in std::mem::take(&mut work.to_close) {
             if let Some(closed) = self.state.close(&tx, &key, CloseReason::Ended)? {

@@ -203,7 +203,10 @@ mod tests {
             };
             let mut s = Session::new(&r, &v);
             s.observe(&r, &v);
-            tx.insert_sample(&r, &v, 0).expect("sample");
+            tx.samples()
+                .expect("samples")
+                .insert(&r, &v, 0)
+                .expect("sample");
             tx.put_session(&s, None).expect("session");
         }
         tx.commit().expect("commit");

@@ -211,7 +211,10 @@ mod tests {
             session
                 .get_or_insert_with(|| Session::new(&r, &v))
                 .observe(&r, &v);
-            tx.insert_sample(&r, &v, 0).expect("sample");
+            tx.samples()
+                .expect("samples")
+                .insert(&r, &v, 0)
+                .expect("sample");
         }
         tx.put_session(&session.expect("session"), None)
             .expect("session");

@@ -111,8 +111,14 @@ mod tests {
         let b = j.batch().expect("batch");
         let v = verdict();
         let (r1, r2) = (reading("s", 1, 100), reading("s", 2, 200));
-        b.insert_sample(&r1, &v, 100).expect("sample");
-        b.insert_sample(&r2, &v, 200).expect("sample");
+        b.samples()
+            .expect("samples")
+            .insert(&r1, &v, 100)
+            .expect("sample");
+        b.samples()
+            .expect("samples")
+            .insert(&r2, &v, 200)
+            .expect("sample");
         let mut s = Session::new(&r1, &v);
         s.observe(&r1, &v);
         s.observe(&r2, &v);
