@@ -1,5 +1,5 @@
-//! The access log: every call that returns operator or session data, every export and verify,
-//! and every refused call is recorded in the journal, listable by reviewers and admins, and
+//! The access log: every call that returns operator or session data (the policy's text names
+//! operators), every policy validation, export and verify, and every refused call is recorded in the journal, listable by reviewers and admins, and
 //! covered by `verify`.
 
 use std::time::{Duration, Instant};
@@ -31,6 +31,17 @@ async fn reads_exports_verifies_and_refusals_are_recorded_and_listed_for_reviewe
         .verify_audit_chain(req(pb::VerifyRequest::default(), ADMIN))
         .await
         .expect("verify");
+    client
+        .get_policy(req(pb::GetPolicyRequest::default(), REVIEWER))
+        .await
+        .expect("the policy");
+    let candidate = pb::ValidatePolicyRequest {
+        text: "version = \"candidate\"\n".into(),
+    };
+    client
+        .validate_policy(req(candidate, ADMIN))
+        .await
+        .expect("a validation");
     assert_eq!(
         code(client.list_operators(req(
             pb::ListOperatorsRequest::default(),
@@ -78,6 +89,16 @@ async fn reads_exports_verifies_and_refusals_are_recorded_and_listed_for_reviewe
     );
     find("ExportDepthLog", "reviewer");
     find("VerifyAuditChain", "admin");
+    assert_eq!(
+        find("GetPolicy", "reviewer").rows,
+        1,
+        "its text was returned"
+    );
+    let validated = find("ValidatePolicy", "admin");
+    assert!(
+        validated.filter.ends_with(" bytes") && !validated.filter.contains("candidate"),
+        "the candidate's size, not its text: {validated:?}"
+    );
     let refused = find("ListOperators", "-");
     assert!(
         refused.outcome.starts_with("Unauthenticated"),

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use hmac::{Hmac, Mac};
 use penwatch_proto::names::ShortName;
 use penwatch_proto::topic::is_valid_id;
 use penwatch_proto::v1::{DeviceClass, Filter};
@@ -53,26 +54,12 @@ impl Role {
 
 /// Keyed hash for operator pseudonyms (HMAC-SHA-256).
 #[derive(Clone)]
-pub struct Pseudonymizer {
-    inner: Sha256,
-    outer: Sha256,
-}
+pub struct Pseudonymizer(Hmac<Sha256>);
 
 impl Pseudonymizer {
     /// A pseudonymizer with this secret key.
     pub fn new(key: &[u8]) -> Self {
-        let mut block = [0u8; 64];
-        if key.len() > 64 {
-            block[..32].copy_from_slice(&Sha256::digest(key));
-        } else {
-            block[..key.len()].copy_from_slice(key);
-        }
-        let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<_>>();
-        let mut inner = Sha256::new();
-        inner.update(pad(0x36));
-        let mut outer = Sha256::new();
-        outer.update(pad(0x5c));
-        Self { inner, outer }
+        Self(Hmac::new_from_slice(key).expect("HMAC takes a key of any length"))
     }
 
     /// `op-` and 10 hex digits of the keyed hash of `clinic/operator`; "" stays "".
@@ -80,13 +67,11 @@ impl Pseudonymizer {
         if operator_id.is_empty() {
             return String::new();
         }
-        let mut inner = self.inner.clone();
-        inner.update(clinic_id.as_bytes());
-        inner.update(b"/");
-        inner.update(operator_id.as_bytes());
-        let mut outer = self.outer.clone();
-        outer.update(inner.finalize());
-        let digest = hex::encode(outer.finalize());
+        let mut mac = self.0.clone();
+        mac.update(clinic_id.as_bytes());
+        mac.update(b"/");
+        mac.update(operator_id.as_bytes());
+        let digest = hex::encode(mac.finalize().into_bytes());
         format!("op-{}", &digest[..10])
     }
 }
@@ -453,15 +438,21 @@ mod tests {
 
     #[test]
     fn hmac_matches_rfc_4231() {
-        let p = Pseudonymizer::new(&[0x0b; 20]);
-        let mut inner = p.inner.clone();
-        inner.update(b"Hi There");
-        let mut outer = p.outer.clone();
-        outer.update(inner.finalize());
+        let mut mac = Pseudonymizer::new(&[0x0b; 20]).0;
+        mac.update(b"Hi There");
         assert_eq!(
-            hex::encode(outer.finalize()),
+            hex::encode(mac.finalize().into_bytes()),
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
         );
+    }
+
+    #[test]
+    fn a_pseudonym_is_the_keyed_hash_of_clinic_and_operator_whatever_the_key_length() {
+        let short = Pseudonymizer::new(&[b'k'; 20]);
+        assert_eq!(short.pseudonym("c01", "op-c01-1"), "op-1d4e6e290c");
+        let long = Pseudonymizer::new(&[b'x'; 100]);
+        assert_eq!(long.pseudonym("c01", "op-c01-1"), "op-d226fd6a48");
+        assert_eq!(long.pseudonym("c01", ""), "");
     }
 
     #[test]

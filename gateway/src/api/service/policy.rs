@@ -25,6 +25,13 @@ impl Api {
         } else {
             String::new()
         };
+        // The text names the operators and their qualifications.
+        self.served(
+            &caller,
+            "GetPolicy",
+            request.get_ref(),
+            usize::from(!text.is_empty()),
+        );
         Ok(Response::new(pb::PolicyInfo {
             version,
             text,
@@ -37,8 +44,15 @@ impl Api {
         &self,
         request: Request<pb::ValidatePolicyRequest>,
     ) -> Result<Response<pb::ValidatePolicyResponse>, Status> {
-        self.caller(&request, ADMIN, "ValidatePolicy")?;
+        let caller = self.caller(&request, ADMIN, "ValidatePolicy")?;
         let text = request.into_inner().text;
+        // The candidate's size, not its text (operators' names), goes into the log.
+        self.served(
+            &caller,
+            "ValidatePolicy",
+            &format_args!("{} bytes", text.len()),
+            0,
+        );
         Ok(Response::new(match Policy::parse(&text) {
             Ok(p) => pb::ValidatePolicyResponse {
                 valid: true,
