@@ -33,6 +33,7 @@ fn fill(journal: &mut Writer, points: u64) -> anyhow::Result<()> {
     let mut i = 0;
     while i < points {
         let batch = journal.batch()?;
+        let mut samples = batch.samples()?;
         for _ in 0..10_000.min(points - i) {
             let (device, seq) = (i % DEVICES, i / DEVICES + 1);
             let r = Reading {
@@ -66,9 +67,10 @@ fn fill(journal: &mut Writer, points: u64) -> anyhow::Result<()> {
                 class_mismatch: false,
                 policy_version: "bench".into(),
             };
-            batch.insert_sample(&r, &v, r.timestamp_ms)?;
+            samples.insert(&r, &v, r.timestamp_ms)?;
             i += 1;
         }
+        drop(samples);
         batch.commit()?;
     }
     Ok(())
