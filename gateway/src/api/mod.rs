@@ -14,7 +14,6 @@ pub mod auth;
 pub mod conn;
 pub mod convert;
 pub mod export;
-mod export_jsonl;
 pub mod limits;
 pub mod service;
 pub mod stream;

@@ -16,10 +16,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::auth::Caller;
-use super::export::{
-    CHUNK_BYTES, Encoder, ExportError, PAGE, policy_record, session_record, violation_record,
-};
+use super::encoder::Encoder;
+use super::records::{policy_record, session_record, violation_record};
+use super::{CHUNK_BYTES, ExportError, PAGE};
+use crate::api::auth::Caller;
 use crate::audit::lines::{self, ChainLine, HeadLine};
 use crate::audit::{ChainedCartridgeEvent, Entry, Record};
 use crate::journal::Reader;
