@@ -194,16 +194,13 @@ async fn v1_api_forwards_exactly_and_halts_on_a_missing_database() {
     publish(&client, devices, 1, n, n, base, true).await;
 
     // No database yet: a 404 halts the sink loudly, the journal keeps everything.
-    wait_for("the halt on 404", 20, || {
+    // The error is counted before its log line is written: wait for both.
+    wait_for("the halt on 404, counted and logged", 20, || {
         gateway.metric("penwatch_sink_errors_total{kind=\"not_found\"}") >= 1.0
             && gateway.metric("penwatch_messages_accepted_total") >= (devices as u64 * n) as f64
+            && gateway.log().contains("InfluxDB sink HALTED")
     });
     assert_eq!(gateway.metric("penwatch_sink_up"), 0.0);
-    assert!(
-        gateway.log().contains("InfluxDB sink HALTED"),
-        "{}",
-        gateway.log()
-    );
     create_db(influx.port());
 
     let total = devices as u64 * n;
