@@ -53,13 +53,14 @@ pub fn link_hash(prev_hash: &str, kind: &str, body: &str) -> String {
 pub struct SampleDigest(Sha256);
 
 impl SampleDigest {
-    /// Adds one sample's canonical line.
+    /// Adds one line (and its newline).
     pub fn add(&mut self, line: &str) {
         self.0.update(line.as_bytes());
         self.0.update(b"\n");
     }
 
-    /// Adds one sample's canonical line, hashed as it is formatted (no line is built).
+    /// Adds one sample's canonical line (and its newline), hashed as it is formatted: the same
+    /// bytes as [`SampleDigest::add`] of its line, without building the line.
     pub fn add_fields(&mut self, fields: &lines::DigestFields<'_>) {
         use std::fmt::Write;
         // Writing into a hasher cannot fail.

@@ -342,7 +342,7 @@ impl Checker {
         let key = (sample.device_id.clone(), sample.session_id.clone());
         let block = self.block_of(&key, "sample")?;
         if block.closed.is_some() || block.amendment.is_some() {
-            block.digest.add(&sample.digest_line());
+            block.digest.add_fields(&sample.fields());
             block.samples += 1;
             if block.sample_lines.0 == 0 {
                 block.sample_lines.0 = n;
@@ -580,7 +580,7 @@ mod tests {
     fn export() -> String {
         let samples = [sample(1, 0.5), sample(2, 0.75)];
         let mut digest = SampleDigest::default();
-        samples.iter().for_each(|s| digest.add(&s.digest_line()));
+        samples.iter().for_each(|s| digest.add_fields(&s.fields()));
         let session = Record::Session(ClosedSession {
             session_id: "s".into(),
             device_id: "pen".into(),

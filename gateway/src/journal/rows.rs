@@ -306,7 +306,7 @@ pub(super) fn samples_digest(
     let (mut n, mut last_id) = (0, 0);
     digest_samples(conn, device_id, session_id, seqs, ids, |id, sample| {
         last_id = i64::max(last_id, id);
-        digest.add(&sample.digest_line());
+        digest.add_fields(&sample.fields());
         n += 1;
         Ok(())
     })?;

@@ -12,9 +12,10 @@ use crate::live::LiveEvent;
 use crate::sessions::{CloseReason, Session, Verdict};
 
 impl LiveState {
-    /// Closes a session (returning its final record): refolds its journaled samples in `seq`
-    /// order for the exact final record, and appends the violation (if any) and the session
-    /// to the audit chain.
+    /// Closes a session (returning its final record), and appends the violation (if any) and
+    /// the session to the audit chain. A session not folded from every sample in `seq` order
+    /// is refolded, and digested, from its journaled samples; any other uses its live fold and
+    /// the digest kept as its samples were journaled.
     pub fn close(
         &mut self,
         tx: &Batch<'_>,
