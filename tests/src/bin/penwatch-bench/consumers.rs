@@ -7,6 +7,7 @@
 //!   (no durability), takes the device from the topic and the depth from the JSON payload,
 //!   and writes minimal points (one tag, one field) in 5,000-point batches, one write in
 //!   flight. No judging, no sessions, no journal.
+//! - `durable` (`durable.rs`): the simplest consumer with the gateway's durability.
 
 use std::time::Duration;
 
@@ -16,16 +17,19 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 /// Points per write of the fast consumer.
 const FAST_BATCH: usize = 5000;
 
-/// Connects and subscribes; returns the client, its event loop and the messages that arrived
-/// before the subscription was confirmed (a persistent session's queue starts at once).
-async fn subscribe(
+/// Connects and subscribes (acknowledging each message on receipt, or leaving that to the
+/// caller with `manual_acks`); returns the client, its event loop and the messages that
+/// arrived before the subscription was confirmed (a persistent session's queue starts at once).
+pub async fn subscribe(
     port: u16,
     id: &str,
+    manual_acks: bool,
 ) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop, Vec<rumqttc::Publish>)> {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
+        .set_manual_acks(manual_acks)
         .set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     client
@@ -45,7 +49,7 @@ async fn subscribe(
 
 /// The bare subscriber: counts `expect` messages.
 pub async fn bare(port: u16, expect: u64) -> anyhow::Result<()> {
-    let (client, mut eventloop, early) = subscribe(port, "bench-bare").await?;
+    let (client, mut eventloop, early) = subscribe(port, "bench-bare", false).await?;
     let mut n = early.len() as u64;
     while n < expect {
         if let Event::Incoming(Incoming::Publish(_)) = eventloop.poll().await? {
@@ -59,7 +63,7 @@ pub async fn bare(port: u16, expect: u64) -> anyhow::Result<()> {
 
 /// The fast consumer: stores `expect` minimal points in the InfluxDB v1 database `db`.
 pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow::Result<()> {
-    let (client, mut eventloop, early) = subscribe(port, "bench-fast").await?;
+    let (client, mut eventloop, early) = subscribe(port, "bench-fast", false).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
         let http = reqwest::Client::new();

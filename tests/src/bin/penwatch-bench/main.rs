@@ -5,15 +5,19 @@
 //! - `bare`: a QoS 1 subscriber that only counts: what the broker can deliver;
 //! - `fast`: the simplest fast consumer that stores into InfluxDB, not durable (see
 //!   `consumers.rs`): the practical end-to-end limit;
+//! - `durable`: the simplest consumer with the gateway's durability (SQLite, fsync per batch,
+//!   acknowledgement after the commit; `durable.rs`) and nothing else: what durability alone
+//!   costs here;
 //! - `gateway`: the gateway with its defaults, sink off: time to the last message committed;
 //! - `gateway-influx`: the gateway with the InfluxDB v1 sink: time to the last message
 //!   committed and to the last point in InfluxDB;
 //! - `backlog`: the load is queued at the broker while the gateway is offline, then the
 //!   gateway starts and drains it: time from its start to the last message committed, against
-//!   a bare subscriber draining the same queue.
+//!   a bare subscriber and the durable consumer draining the same queue.
 //!
 //! For each row: messages/s, CPU µs per message of each process (consumer, broker,
-//! influxd), and the consumer's resident memory over time, peak and final.
+//! influxd, and the benchmark itself, which is the publisher), and the gateway's resident
+//! memory over time, peak and final.
 //!
 //! Run in release mode: `cargo build --release --workspace --bins &&
 //! target/release/penwatch-bench --messages 300000`.
@@ -26,6 +30,7 @@
 //! is measured without it.
 
 mod consumers;
+mod durable;
 mod load;
 mod probe;
 
@@ -64,7 +69,7 @@ struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "bare,fast,gateway,gateway-influx,backlog"
+        default_value = "bare,fast,durable,gateway,gateway-influx,backlog"
     )]
     rows: Vec<Row>,
     /// Extra gateway configuration (TOML, without an `[influx]` section) for the gateway rows.
@@ -82,6 +87,7 @@ struct Cli {
 enum Row {
     Bare,
     Fast,
+    Durable,
     Gateway,
     GatewayInflux,
     Backlog,
@@ -91,22 +97,32 @@ enum Row {
 #[derive(Subcommand)]
 enum ChildRole {
     /// A bare QoS 1 subscriber.
-    #[command(hide = true)]
-    ConsumeBare {
+    #[command(name = "consume-bare", hide = true)]
+    Bare {
         #[arg(long)]
         port: u16,
         #[arg(long)]
         expect: u64,
     },
     /// The fast non-durable consumer into InfluxDB.
-    #[command(hide = true)]
-    ConsumeFast {
+    #[command(name = "consume-fast", hide = true)]
+    Fast {
         #[arg(long)]
         port: u16,
         #[arg(long)]
         influx: String,
         #[arg(long)]
         db: String,
+        #[arg(long)]
+        expect: u64,
+    },
+    /// The simplest durable consumer.
+    #[command(name = "consume-durable", hide = true)]
+    Durable {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        dir: std::path::PathBuf,
         #[arg(long)]
         expect: u64,
     },
@@ -180,15 +196,18 @@ struct RssReport {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.child {
-        Some(ChildRole::ConsumeBare { port, expect }) => {
+        Some(ChildRole::Bare { port, expect }) => {
             return consumers::bare(port, expect).await;
         }
-        Some(ChildRole::ConsumeFast {
+        Some(ChildRole::Fast {
             port,
             influx,
             db,
             expect,
         }) => return consumers::fast(port, influx, db, expect).await,
+        Some(ChildRole::Durable { port, dir, expect }) => {
+            return durable::run(port, dir, expect).await;
+        }
         None => {}
     }
     rlimit::increase_nofile_limit(65_536).context("raising the open-files limit")?;
@@ -225,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
         let r = match row {
             Row::Bare => bare(plan).await?,
             Row::Fast => fast(plan).await?,
+            Row::Durable => durable(plan).await?,
             Row::Gateway => gateway(plan, false, cli.rss_every_s).await?,
             Row::GatewayInflux => gateway(plan, true, cli.rss_every_s).await?,
             Row::Backlog => backlog(plan, cli.rss_every_s).await?,
@@ -275,6 +295,19 @@ impl ChildConsumer {
         ])
     }
 
+    /// The durable consumer on the broker at `port`, storing `expect` messages under `dir`.
+    fn durable(port: u16, dir: &Path, expect: u64) -> anyhow::Result<Self> {
+        Self::spawn(&[
+            "consume-durable".into(),
+            "--port".into(),
+            port.to_string(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--expect".into(),
+            expect.to_string(),
+        ])
+    }
+
     fn wait_line(&self, want: &str, timeout: Duration) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -315,6 +348,12 @@ async fn start_load(
     Ok((first, task))
 }
 
+/// The benchmark's own process in a CPU meter: it is the publisher (its other work, reading
+/// the consumers' lines and metrics, is small beside that).
+fn publisher() -> (&'static str, Option<u32>) {
+    ("publisher", Some(std::process::id()))
+}
+
 fn timeout_for(plan: &Plan) -> Duration {
     Duration::from_secs(120 + plan.messages / 2000)
 }
@@ -322,7 +361,11 @@ fn timeout_for(plan: &Plan) -> Duration {
 async fn bare(plan: Plan) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
     let consumer = ChildConsumer::bare(broker.port(), plan.messages)?;
-    let cpu = CpuMeter::start(&[("consumer", Some(consumer.pid())), ("broker", broker.pid())]);
+    let cpu = CpuMeter::start(&[
+        ("consumer", Some(consumer.pid())),
+        ("broker", broker.pid()),
+        publisher(),
+    ]);
     let (first, load) = start_load(broker.port(), plan).await?;
     let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
     let published = load.await??.last_ack - first;
@@ -356,6 +399,7 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
         ("consumer", Some(consumer.pid())),
         ("broker", broker.pid()),
         ("influxd", influx.pid()),
+        publisher(),
     ]);
     let (first, load) = start_load(broker.port(), plan).await?;
     let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
@@ -373,6 +417,30 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
         row: "fast consumer → InfluxDB (acks on receipt, minimal points)",
         done: done - first,
         stored: Some(done - first),
+        cpu,
+        rss: None,
+        gateway: None,
+    })
+}
+
+async fn durable(plan: Plan) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let dir = tempfile::tempdir()?;
+    let consumer = ChildConsumer::durable(broker.port(), dir.path(), plan.messages)?;
+    let cpu = CpuMeter::start(&[
+        ("consumer", Some(consumer.pid())),
+        ("broker", broker.pid()),
+        publisher(),
+    ]);
+    let (first, load) = start_load(broker.port(), plan).await?;
+    let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
+    let cpu = cpu.read();
+    let published = load.await??.last_ack - first;
+    Ok(Measured {
+        published: Some(published),
+        row: "durable consumer (SQLite, fsync per batch, acks after the commit; nothing else)",
+        done: done - first,
+        stored: None,
         cpu,
         rss: None,
         gateway: None,
@@ -440,6 +508,7 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
         ("gateway", Some(pid)),
         ("broker", broker.pid()),
         ("influxd", influx.as_ref().and_then(InfluxV1::pid)),
+        publisher(),
     ]);
     let (first, load) = start_load(broker.port(), plan).await?;
     let rss = RssSampler::start(pid, first, Duration::from_secs_f64(rss_every_s));
@@ -497,8 +566,14 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let config = gateway_config(dir.path(), None)?;
-    // Create both persistent sessions, then take both consumers offline.
+    // Create the three persistent sessions, then take the consumers offline.
     drop(ChildConsumer::bare(broker.port(), 0)?);
+    let durable_dir = tempfile::tempdir()?;
+    drop(ChildConsumer::durable(
+        broker.port(),
+        durable_dir.path(),
+        0,
+    )?);
     let mut g = Gateway::start(&broker.url(), dir.path(), &["--config", &config])?;
     g.terminate()?;
     let (_, load) = start_load(broker.port(), plan).await?;
@@ -511,6 +586,22 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     println!(
         "backlog: a bare subscriber drained the {} queued messages at {bare_rate:.0} msg/s (from its start)",
         plan.messages
+    );
+    let started = Instant::now();
+    let durable = ChildConsumer::durable(broker.port(), durable_dir.path(), plan.messages)?;
+    let cpu = CpuMeter::start(&[("durable", Some(durable.pid())), ("broker", broker.pid())]);
+    let durable_done =
+        tokio::task::block_in_place(|| durable.wait_line("done", timeout_for(&plan)))?;
+    let cpu: Vec<String> = cpu
+        .read()
+        .iter()
+        .map(|(name, s)| format!("{name} {:.1} µs", s * 1e6 / plan.messages as f64))
+        .collect();
+    drop(durable);
+    println!(
+        "backlog: the durable consumer drained them at {:.0} msg/s (from its start; CPU per message: {})",
+        plan.messages as f64 / (durable_done - started).as_secs_f64(),
+        cpu.join(", ")
     );
     let started = Instant::now();
     g.restart()?;
@@ -646,6 +737,18 @@ fn print_summary(plan: &Plan, results: &[Measured]) {
         println!(
             "gateway commit / bare subscriber: {:.2}",
             b.done.as_secs_f64() / g.done.as_secs_f64()
+        );
+    }
+    if let (Some(b), Some(d)) = (find("bare"), find("durable")) {
+        println!(
+            "durable consumer / bare subscriber: {:.2}",
+            b.done.as_secs_f64() / d.done.as_secs_f64()
+        );
+    }
+    if let (Some(d), Some(g)) = (find("durable"), find("gateway, sink off")) {
+        println!(
+            "gateway commit / durable consumer: {:.2}",
+            d.done.as_secs_f64() / g.done.as_secs_f64()
         );
     }
     if let (Some(f), Some(g)) = (find("fast"), find("gateway →")) {
