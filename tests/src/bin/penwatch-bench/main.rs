@@ -46,7 +46,8 @@ use penwatch_tests::{Gateway, InfluxV1, Mosquitto};
 use load::Plan;
 use probe::{CpuMeter, RssSampler};
 
-/// Ingest benchmark: the gateway against a bare subscriber and a fast non-durable consumer.
+/// Ingest benchmark: the gateway against a bare subscriber, a fast non-durable consumer and
+/// the simplest durable one.
 #[derive(Parser)]
 struct Cli {
     /// Messages in the load.
