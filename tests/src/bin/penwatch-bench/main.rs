@@ -359,9 +359,14 @@ fn timeout_for(plan: &Plan) -> Duration {
     Duration::from_secs(120 + plan.messages / 2000)
 }
 
-async fn bare(plan: Plan) -> anyhow::Result<Measured> {
-    let broker = Mosquitto::start()?;
-    let consumer = ChildConsumer::bare(broker.port(), plan.messages)?;
+/// A row whose consumer is a child process that says `done` once it has handled the load
+/// published to `broker`.
+async fn child_row(
+    plan: Plan,
+    broker: &Mosquitto,
+    consumer: ChildConsumer,
+    row: &'static str,
+) -> anyhow::Result<Measured> {
     let cpu = CpuMeter::start(&[
         ("consumer", Some(consumer.pid())),
         ("broker", broker.pid()),
@@ -369,16 +374,23 @@ async fn bare(plan: Plan) -> anyhow::Result<Measured> {
     ]);
     let (first, load) = start_load(broker.port(), plan).await?;
     let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
+    let cpu = cpu.read();
     let published = load.await??.last_ack - first;
     Ok(Measured {
         published: Some(published),
-        row: "bare subscriber (QoS 1, counts)",
+        row,
         done: done - first,
         stored: None,
-        cpu: cpu.read(),
+        cpu,
         rss: None,
         gateway: None,
     })
+}
+
+async fn bare(plan: Plan) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let consumer = ChildConsumer::bare(broker.port(), plan.messages)?;
+    child_row(plan, &broker, consumer, "bare subscriber (QoS 1, counts)").await
 }
 
 async fn fast(plan: Plan) -> anyhow::Result<Measured> {
@@ -428,24 +440,8 @@ async fn durable(plan: Plan) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let consumer = ChildConsumer::durable(broker.port(), dir.path(), plan.messages)?;
-    let cpu = CpuMeter::start(&[
-        ("consumer", Some(consumer.pid())),
-        ("broker", broker.pid()),
-        publisher(),
-    ]);
-    let (first, load) = start_load(broker.port(), plan).await?;
-    let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
-    let cpu = cpu.read();
-    let published = load.await??.last_ack - first;
-    Ok(Measured {
-        published: Some(published),
-        row: "durable consumer (SQLite, fsync per batch, acks after the commit; nothing else)",
-        done: done - first,
-        stored: None,
-        cpu,
-        rss: None,
-        gateway: None,
-    })
+    let row = "durable consumer (SQLite, fsync per batch, acks after the commit; nothing else)";
+    child_row(plan, &broker, consumer, row).await
 }
 
 fn gateway_config(dir: &Path, influx: Option<&InfluxV1>) -> anyhow::Result<String> {
