@@ -1,7 +1,7 @@
 //! Gateway configuration: one TOML file, overridden by environment variables and command-line
 //! flags (see `main.rs`), validated at start-up.
 //!
-//! Each component owns its section and checks it: `[mqtt]` the source, `[ingest]` and
+//! Each component owns its section and checks it: `[mqtt]` (or `[nats]`) the source, `[ingest]` and
 //! `[sessions]` the committer, `[journal]` the journal, `[policy]` the policy, `[metrics]` the
 //! metrics endpoint, `[api]` the API, `[influx]` the sink and `[alerts]` alert delivery. This module puts them together and
 //! checks what spans two sections. `gateway.example.toml` beside this crate documents every
@@ -19,7 +19,7 @@ use crate::metrics::MetricsConfig;
 use crate::pipeline::{IngestConfig, SessionsConfig};
 use crate::policy::PolicyConfig;
 use crate::sink::InfluxConfig;
-use crate::source::MqttConfig;
+use crate::source::{MqttConfig, NatsConfig};
 
 /// Why the configuration is unusable. The message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub enum ConfigError {
 pub struct Config {
     /// MQTT source.
     pub mqtt: MqttConfig,
+    /// JetStream stream source (`[nats]`); present, it replaces the MQTT subscription.
+    pub nats: Option<NatsConfig>,
     /// Decoding and batching.
     pub ingest: IngestConfig,
     /// The embedded journal.
@@ -84,7 +86,10 @@ impl Config {
 
     /// Checks every section, then what spans two; the error says what to fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.mqtt.validate()?;
+        match &self.nats {
+            Some(nats) => nats.validate()?,
+            None => self.mqtt.validate()?,
+        }
         self.ingest.validate()?;
         self.journal.validate()?;
         self.sessions.validate()?;
@@ -150,6 +155,23 @@ mod tests {
         );
         let err = toml::from_str::<Config>("[mqtt]\nbrokr = \"x\"\n").expect_err("unknown key");
         assert!(err.to_string().contains("brokr"), "{err}");
+    }
+
+    #[test]
+    fn a_nats_section_replaces_the_mqtt_subscription_and_is_checked_instead() {
+        let c: Config = toml::from_str(
+            "[nats]\nurls = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n\
+             [mqtt]\ntopics = []\n",
+        )
+        .expect("parses");
+        c.validate().expect("the MQTT subscription is not used");
+        let c: Config = toml::from_str("[nats]\nurls = []\n").expect("parses");
+        assert!(
+            c.validate()
+                .expect_err("bad")
+                .to_string()
+                .starts_with("config: nats.urls: is empty")
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use penwatch_gateway::policy::{Policy, PolicyHandle};
 use penwatch_gateway::reload;
 use penwatch_gateway::retention;
 use penwatch_gateway::sink::Forwarder;
-use penwatch_gateway::source::Source;
+use penwatch_gateway::source::{MqttSource, StreamSource};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: messages are decoded on the runtime's threads
@@ -308,7 +308,10 @@ fn verify(config: &Config) -> anyhow::Result<()> {
 async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     tracing::info!(
-        broker = %config.mqtt.broker,
+        source = %match &config.nats {
+            Some(n) => format!("stream {} on {}", n.stream, n.urls.join(",")),
+            None => config.mqtt.broker.clone(),
+        },
         journal = %config.journal.path.display(),
         policy = policy.version(),
         "gateway starting"
@@ -338,14 +341,26 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         settings,
         live.clone(),
     )?;
-    let source = Source::new(
-        &config.mqtt,
-        config.ingest.max_payload_bytes,
-        handle.clone(),
-        metrics.clone(),
-    )?;
-    let acker = source.acker();
     let (tx, rx) = flume::bounded(config.ingest.queue_capacity);
+    let source = match &config.nats {
+        Some(nats) => Source::Stream(StreamSource::new(
+            nats,
+            pipeline.stream_position(&nats.stream)?,
+            config.ingest.max_payload_bytes,
+            handle.clone(),
+            metrics.clone(),
+        )),
+        None => Source::Mqtt(Box::new(MqttSource::new(
+            &config.mqtt,
+            config.ingest.max_payload_bytes,
+            handle.clone(),
+            metrics.clone(),
+        )?)),
+    };
+    let acker = match &source {
+        Source::Mqtt(s) => Some(s.acker()),
+        Source::Stream(_) => None,
+    };
     let stop = CancellationToken::new();
     // Every task that serves beside the ingest path, joined at shutdown in this order.
     let mut services: Vec<(&str, tokio::task::JoinHandle<()>)> = Vec::new();
@@ -366,11 +381,18 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let committer = std::thread::Builder::new()
         .name("committer".into())
         .spawn(move || {
-            let result = pipeline::run(pipeline, rx, |m| acker.ack(m));
+            let result = pipeline::run(pipeline, rx, |m| {
+                if let Some(a) = &acker {
+                    a.ack(m);
+                }
+            });
             committer_done.cancel();
             result
         })?;
-    let source_task = tokio::spawn(source.run(tx, stop.clone(), committed.clone()));
+    let source_task = match source {
+        Source::Mqtt(s) => tokio::spawn(s.run(tx, stop.clone(), committed.clone())),
+        Source::Stream(s) => tokio::spawn(s.run(tx, stop.clone())),
+    };
     if let Some(addr) = config.metrics.addr()? {
         let stopped = stop.clone();
         let server = metrics::serve(
@@ -449,6 +471,12 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         Ok(Err(e)) => bail!("journal failed; nothing of the failed batch was acknowledged: {e}"),
         Err(_) => bail!("the committer panicked; nothing it had not stored was acknowledged"),
     }
+}
+
+/// Where messages come from.
+enum Source {
+    Mqtt(Box<MqttSource>),
+    Stream(StreamSource),
 }
 
 /// How long a service task may take to stop once asked.

@@ -515,6 +515,17 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Records that the stream `stream` is committed up to sequence `seq`, with this batch.
+    pub fn set_stream_position(&self, stream: &str, seq: u64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO stream_positions (stream, position) VALUES (?1, ?2)
+                 ON CONFLICT (stream) DO UPDATE SET position = MAX(position, excluded.position)",
+            )?
+            .execute(params![stream, seq as i64])?;
+        Ok(())
+    }
+
     /// Appends a record to the audit chain; returns its position.
     pub fn append_audit(&self, record: &audit::Record) -> Result<i64> {
         rows::append_audit(&self.tx, record)

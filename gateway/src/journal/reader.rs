@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows;
 use super::{Access, Result, connect};
@@ -147,5 +147,18 @@ impl Reader {
     /// A cartridge's record.
     pub fn cartridge(&self, id: &str) -> Result<Option<Cartridge>> {
         rows::cartridge(&self.conn, id)
+    }
+
+    /// The stream sequence the journal is committed up to in the stream `stream` (0: none).
+    pub fn stream_position(&self, stream: &str) -> Result<u64> {
+        let position: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT position FROM stream_positions WHERE stream = ?1",
+                [stream],
+                |r| r.get("position"),
+            )
+            .optional()?;
+        Ok(position.unwrap_or(0) as u64)
     }
 }

@@ -4,6 +4,9 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+/// Version 10 keeps, for a gateway reading a JetStream stream (`[nats]`), the stream sequence
+/// it has committed up to (`stream_positions`), written in the same transaction as each batch.
+///
 /// Version 9 keeps amendments: `amendments`, one row per chained `amendment` record (late data
 /// for a closed session, which stays closed); `sessions.audit_seq`, the chain position of a
 /// closed session's record, which its amendments reference; `violations.amendment`, the number
@@ -33,7 +36,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -302,7 +305,14 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     delivered_ms INTEGER NOT NULL,
     PRIMARY KEY (target, alert_key)
 );
+CREATE TABLE IF NOT EXISTS stream_positions (
+    stream TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
 ";
+
+/// From version 9 to 10: nothing to change; `SCHEMA` adds `stream_positions`.
+const MIGRATE_9_TO_10: &str = "";
 
 /// Creates the tables, or brings a journal written by an older gateway up to this version, in
 /// one transaction; refuses a journal written by a newer gateway.
@@ -325,6 +335,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         MIGRATE_6_TO_7.to_owned(),
         migrate_7_to_8(),
         MIGRATE_8_TO_9.to_owned(),
+        MIGRATE_9_TO_10.to_owned(),
     ];
     let migration = if found == 0 {
         String::new()

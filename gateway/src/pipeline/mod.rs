@@ -28,18 +28,41 @@ use crate::sessions::{CloseReason, Verdict};
 pub use config::{IngestConfig, SessionsConfig, Settings};
 use state::{LiveState, Work};
 
-/// One received MQTT message, decoded, waiting to be committed and acknowledged.
+/// One received message, decoded, waiting to be committed and acknowledged.
 #[derive(Debug)]
 pub struct Inflight {
-    /// The message (its packet id is what the acknowledgement needs; its payload is kept
-    /// in quarantine when it is rejected).
-    pub publish: rumqttc::Publish,
+    /// Its MQTT topic.
+    pub topic: String,
+    /// Its payload, kept only when it is rejected (for quarantine); empty otherwise.
+    pub payload: bytes::Bytes,
+    /// How its source learns that it is committed.
+    pub receipt: Receipt,
     /// Gateway time it arrived, Unix ms.
     pub received_ms: i64,
-    /// Connection generation it arrived on; acknowledgements go only to the same connection.
-    pub generation: u64,
     /// What it decoded to, or why it was rejected.
     pub decoded: Result<Inbound, BadInput>,
+}
+
+/// How a committed message is acknowledged to where it came from.
+#[derive(Debug, Clone)]
+pub enum Receipt {
+    /// An MQTT publish: its packet id (none for QoS 0) on the connection generation it arrived
+    /// on; the PUBACK is sent after the commit.
+    Mqtt {
+        /// Connection generation; acknowledgements go only to the same connection.
+        generation: u64,
+        /// Packet id of a QoS 1 publish.
+        pkid: Option<u16>,
+    },
+    /// A message of a JetStream stream: its sequence there. The commit stores the highest
+    /// sequence of the batch as the stream's position, in the same transaction, and the source
+    /// resumes after that position.
+    Stream {
+        /// The stream's name.
+        stream: Arc<str>,
+        /// The message's stream sequence.
+        seq: u64,
+    },
 }
 
 /// What one batch did.
@@ -112,6 +135,11 @@ impl Pipeline {
         result
     }
 
+    /// The stream sequence the journal is committed up to in `stream` (0: none).
+    pub fn stream_position(&self, stream: &str) -> journal::Result<u64> {
+        self.journal.stream_position(stream)
+    }
+
     /// Writes every pending change of the live state (at shutdown).
     pub fn flush(&mut self) -> journal::Result<()> {
         self.try_commit(&[], true).map(|_| ())
@@ -131,8 +159,8 @@ impl Pipeline {
                 Err(bad) => {
                     tx.quarantine(
                         m.received_ms,
-                        &m.publish.topic,
-                        &m.publish.payload,
+                        &m.topic,
+                        &m.payload,
                         bad.kind(),
                         &bad.to_string(),
                     )?;
@@ -156,8 +184,8 @@ impl Pipeline {
                     if let Err(refused) = folded {
                         tx.quarantine(
                             m.received_ms,
-                            &m.publish.topic,
-                            &m.publish.payload,
+                            &m.topic,
+                            &m.payload,
                             refused.kind(),
                             &refused.to_string(),
                         )?;
@@ -205,6 +233,9 @@ impl Pipeline {
             }
         }
         drop(samples);
+        if let Some((stream, seq)) = stream_position(batch) {
+            tx.set_stream_position(stream, seq)?;
+        }
         let committed_ms = now_ms();
         for key in std::mem::take(&mut work.to_close) {
             if let Some(closed) = self.state.close(&tx, &key, CloseReason::Ended)? {
@@ -335,6 +366,17 @@ pub fn verdict(policy: &Policy, r: &Reading) -> Verdict {
         class_mismatch: j.class_mismatch,
         policy_version: policy.version().to_owned(),
     }
+}
+
+/// The highest stream sequence in `batch`, with its stream, if it came from a stream.
+fn stream_position(batch: &[Inflight]) -> Option<(&str, u64)> {
+    batch
+        .iter()
+        .filter_map(|m| match &m.receipt {
+            Receipt::Stream { stream, seq } => Some((&**stream, *seq)),
+            Receipt::Mqtt { .. } => None,
+        })
+        .max_by_key(|(_, seq)| *seq)
 }
 
 /// Runs the committer until `rx` is closed and drained: batches, commits (one transaction,
@@ -492,9 +534,13 @@ mod tests {
 
     fn inflight(r: Reading) -> Inflight {
         Inflight {
-            publish: rumqttc::Publish::new("t", rumqttc::QoS::AtLeastOnce, Vec::new()),
+            topic: "t".into(),
+            payload: bytes::Bytes::new(),
+            receipt: Receipt::Mqtt {
+                generation: 0,
+                pkid: Some(1),
+            },
             received_ms: now_ms(),
-            generation: 0,
             decoded: Ok(Inbound::Telemetry(Arc::new(r))),
         }
     }

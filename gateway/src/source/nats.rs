@@ -1,0 +1,296 @@
+//! JetStream stream source: pens publish over MQTT to a NATS cluster (its MQTT listener on
+//! every node), and the gateway reads their messages from a replicated stream instead of
+//! subscribing.
+//!
+//! Why a stream sourced from `$MQTT_msgs`: the server acknowledges a pen's QoS 1 publish once
+//! the message is stored in its own MQTT message stream (`$MQTT_msgs`, replicated), and a
+//! stream *sourced* from it holds each message there until copied; a stream capturing the
+//! subjects directly is fed without that guarantee (with 2 of 3 nodes killed, 998 acknowledged
+//! messages were missing from one; see docs/scale-out.md). `$MQTT_msgs` and its
+//! `$MQTT.msgs.<subject>` subjects are server internals: pin the server version.
+//!
+//! Exactly once: the committer stores the highest stream sequence of each batch in the same
+//! transaction as the batch ([`crate::pipeline::Receipt::Stream`]), and this source reads
+//! from the position after it with an ordered consumer (in stream order, no acknowledgements,
+//! recreated by the client after a gap or a lost node). A gateway killed after a commit
+//! resumes after what it committed; nothing is applied twice, nothing skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{NatsConfig, inflight};
+use crate::decode::Limits;
+use crate::metrics::Metrics;
+use crate::pipeline::{Inflight, Receipt};
+use crate::policy::PolicyHandle;
+
+/// The server's stream of MQTT QoS 1 messages, and the subject prefix of its messages.
+const MQTT_MSGS: &str = "$MQTT_msgs";
+const MQTT_MSGS_PREFIX: &str = "$MQTT.msgs.";
+
+/// What the gateway's stream takes from it: pens' telemetry and status.
+const PEN_SUBJECTS: &str = "$MQTT.msgs.clinics.>";
+
+/// Longest wait between reconnection attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Reads the stream after the journal's position and hands each message to the committer.
+pub struct StreamSource {
+    config: NatsConfig,
+    position: u64,
+    max_payload_bytes: usize,
+    policy: PolicyHandle,
+    metrics: Arc<Metrics>,
+}
+
+/// Why reading the stream stopped (it is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Lost(String);
+
+impl StreamSource {
+    /// A source that resumes after stream sequence `position` (the journal's, 0 for none).
+    pub fn new(
+        config: &NatsConfig,
+        position: u64,
+        max_payload_bytes: usize,
+        policy: PolicyHandle,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            config: config.clone(),
+            position,
+            max_payload_bytes,
+            policy,
+            metrics,
+        }
+    }
+
+    /// Reads until `stop` is cancelled, then stops handing messages on (the committer drains
+    /// what it has). A lost connection or stream is retried with a growing wait.
+    pub async fn run(mut self, tx: flume::Sender<Inflight>, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let started = self.position;
+            match self.read(&tx, &stop).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.metrics.mqtt_connected.set(0);
+                    if self.position > started {
+                        backoff = Duration::from_millis(100);
+                    }
+                    tracing::warn!(
+                        error = %e,
+                        position = self.position,
+                        retry_in = ?backoff,
+                        "reading the stream failed; retrying"
+                    );
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
+                }
+            }
+        }
+        self.metrics.mqtt_connected.set(0);
+    }
+
+    /// One connection: the stream (created if absent), an ordered consumer after the
+    /// position, and its messages until `stop` or an error.
+    async fn read(
+        &mut self,
+        tx: &flume::Sender<Inflight>,
+        stop: &CancellationToken,
+    ) -> Result<(), Lost> {
+        let lost = |what: &str, e: &dyn std::fmt::Display| Lost(format!("{what}: {e}"));
+        let client = async_nats::ConnectOptions::new()
+            .name("penwatch-gateway")
+            .connect(self.config.urls.as_slice())
+            .await
+            .map_err(|e| lost("connecting to the cluster", &e))?;
+        let js = jetstream::new(client);
+        self.await_mqtt_stream(&js).await?;
+        let mut stream = js
+            .get_or_create_stream(self.stream_config())
+            .await
+            .map_err(|e| lost("creating the stream", &e))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| lost("reading the stream's state", &e))?;
+        let first = info.state.first_sequence;
+        if info.state.messages > 0 && first > self.position + 1 {
+            tracing::error!(
+                stream = %self.config.stream,
+                from = self.position + 1,
+                until = first - 1,
+                "messages expired from the stream before this gateway read them \
+                 (nats.max_age_days is shorter than the gateway was away): they are lost"
+            );
+        }
+        let deliver_policy = match self.position {
+            0 => consumer::DeliverPolicy::All,
+            p => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: p + 1,
+            },
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| lost("creating the consumer", &e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| lost("reading the stream", &e))?;
+        self.metrics.mqtt_connected.set(1);
+        tracing::info!(
+            stream = %self.config.stream,
+            after = self.position,
+            "reading the stream"
+        );
+        let name: Arc<str> = self.config.stream.as_str().into();
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let m = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(lost("reading the stream", &e)),
+                None => return Err(Lost("the stream's consumer ended".into())),
+            };
+            let seq = m
+                .info()
+                .map_err(|e| lost("a message without stream metadata", &e))?
+                .stream_sequence;
+            if seq <= self.position {
+                continue;
+            }
+            let limits = Limits {
+                max_payload_bytes: self.max_payload_bytes,
+                mechanical_max_mm: self.policy.current().mechanical_max_mm(),
+            };
+            let receipt = Receipt::Stream {
+                stream: name.clone(),
+                seq,
+            };
+            let topic = mqtt_topic(&m.message.subject);
+            let payload = m.message.payload.clone();
+            if tx
+                .send_async(inflight(topic, payload, receipt, &limits))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            self.position = seq;
+        }
+    }
+
+    /// Waits until the server's MQTT message stream exists, having it made (by one MQTT
+    /// connection to `nats.mqtt`) on a new cluster: a source on a missing stream is not
+    /// retried promptly, and pens' messages are kept only once the gateway's stream sources
+    /// them.
+    async fn await_mqtt_stream(&self, js: &jetstream::Context) -> Result<(), Lost> {
+        if js.get_stream(MQTT_MSGS).await.is_ok() {
+            return Ok(());
+        }
+        let Some(url) = &self.config.mqtt else {
+            return Err(Lost(
+                "the cluster has no MQTT message stream yet: the server makes it when the                  first MQTT client connects (set nats.mqtt to a node's MQTT listener to have                  the gateway connect once)"
+                    .into(),
+            ));
+        };
+        let broker = penwatch_proto::broker::BrokerUrl::parse(url)
+            .map_err(|e| Lost(format!("nats.mqtt: {e}")))?;
+        let options = broker.mqtt_options(
+            "penwatch-gateway-setup",
+            None,
+            Duration::from_secs(30),
+            None,
+        );
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 4);
+        let connected = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+        match connected {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Lost(format!("connecting to nats.mqtt {url}: {e}"))),
+            Err(_) => return Err(Lost(format!("connecting to nats.mqtt {url}: no answer"))),
+        }
+        for _ in 0..50 {
+            if js.get_stream(MQTT_MSGS).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Lost(
+            "the cluster made no MQTT message stream after an MQTT connection".into(),
+        ))
+    }
+
+    /// The gateway's stream: pens' messages sourced from the server's MQTT message stream.
+    fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.config.stream.clone(),
+            description: Some("PenWatch: pens' MQTT telemetry and status".into()),
+            sources: Some(vec![stream::Source {
+                name: MQTT_MSGS.into(),
+                filter_subject: Some(PEN_SUBJECTS.into()),
+                ..Default::default()
+            }]),
+            num_replicas: self.config.replicas,
+            max_age: self.config.max_age(),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// The MQTT topic a pen published to, from its subject in the server's MQTT message stream:
+/// NATS writes an MQTT `/` as `.` and an MQTT `.` as `//`.
+fn mqtt_topic(subject: &str) -> String {
+    let subject = subject.strip_prefix(MQTT_MSGS_PREFIX).unwrap_or(subject);
+    subject
+        .split("//")
+        .map(|part| part.replace('.', "/"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_in_the_mqtt_message_stream_gives_back_the_pens_topic() {
+        assert_eq!(
+            mqtt_topic("$MQTT.msgs.clinics.c01.pens.pen-1.telemetry"),
+            "clinics/c01/pens/pen-1/telemetry"
+        );
+        assert_eq!(
+            mqtt_topic("$MQTT.msgs.clinics.c01.pens.pen//7.status"),
+            "clinics/c01/pens/pen.7/status"
+        );
+    }
+}
