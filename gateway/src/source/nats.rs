@@ -35,6 +35,12 @@ const MQTT_MSGS_PREFIX: &str = "$MQTT.msgs.";
 /// What the gateway's stream takes from it: pens' telemetry and status.
 const PEN_SUBJECTS: &str = "$MQTT.msgs.clinics.>";
 
+/// How long each pull request of the ordered consumer waits; the server's idle heartbeat is
+/// half of it, and two missed heartbeats make the client recreate the consumer. With the
+/// client's default (30 s) a consumer whose node was killed stalled reading for ~35 s
+/// (measured in `tests/tests/nats_stream.rs`).
+const PULL_EXPIRES: Duration = Duration::from_secs(3);
+
 /// Longest wait between reconnection attempts.
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
@@ -119,10 +125,7 @@ impl StreamSource {
             .get_or_create_stream(self.stream_config())
             .await
             .map_err(|e| lost("creating the stream", &e))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| lost("reading the stream's state", &e))?;
+        let info = await_source(&mut stream).await?;
         let first = info.state.first_sequence;
         if info.state.messages > 0 && first > self.position + 1 {
             tracing::error!(
@@ -142,6 +145,7 @@ impl StreamSource {
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy,
+                max_expires: PULL_EXPIRES,
                 ..Default::default()
             })
             .await
@@ -265,6 +269,32 @@ impl StreamSource {
             ..Default::default()
         }
     }
+}
+
+/// Waits until the stream's source on the server's MQTT message stream is active: that
+/// stream keeps a message only for the consumers it has when the message arrives, so a pen's
+/// message published before the source's consumer exists is not kept (measured: the first
+/// 12–90 messages of each pen when pens started with the gateway). Only then is the gateway
+/// ready.
+async fn await_source(stream: &mut stream::Stream) -> Result<stream::Info, Lost> {
+    for _ in 0..300 {
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| Lost(format!("reading the stream's state: {e}")))?;
+        if info
+            .sources
+            .iter()
+            .any(|s| s.name == MQTT_MSGS && s.active.is_some())
+        {
+            return Ok(info.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Lost(
+        "the stream's source on the server's MQTT message stream did not become active in 30 s"
+            .into(),
+    ))
 }
 
 /// The MQTT topic a pen published to, from its subject in the server's MQTT message stream:
