@@ -32,8 +32,9 @@ use crate::policy::PolicyHandle;
 const MQTT_MSGS: &str = "$MQTT_msgs";
 const MQTT_MSGS_PREFIX: &str = "$MQTT.msgs.";
 
-/// What the gateway's stream takes from it: pens' telemetry and status.
-const PEN_SUBJECTS: &str = "$MQTT.msgs.clinics.>";
+/// The subject prefix under which the cluster's subject mapping puts a partition's pens:
+/// `pw.<partition>.clinics.…` (README "Scaling out").
+const PARTITION_PREFIX: &str = "pw";
 
 /// How long each pull request of the ordered consumer waits; the server's idle heartbeat is
 /// half of it, and two missed heartbeats make the client recreate the consumer. With the
@@ -126,6 +127,22 @@ impl StreamSource {
             .await
             .map_err(|e| lost("creating the stream", &e))?;
         let info = await_source(&mut stream).await?;
+        let wanted = pen_subjects(self.config.partition);
+        let sourced = info
+            .config
+            .sources
+            .iter()
+            .flatten()
+            .find(|s| s.name == MQTT_MSGS)
+            .and_then(|s| s.filter_subject.clone())
+            .unwrap_or_default();
+        if sourced != wanted {
+            return Err(Lost(format!(
+                "the stream {} already exists and takes {sourced:?}, not {wanted:?} as \
+                 nats.partition says: give each partition its own nats.stream",
+                self.config.stream
+            )));
+        }
         let first = info.state.first_sequence;
         if info.state.messages > 0 && first > self.position + 1 {
             tracing::error!(
@@ -157,6 +174,7 @@ impl StreamSource {
         self.metrics.mqtt_connected.set(1);
         tracing::info!(
             stream = %self.config.stream,
+            subjects = %wanted,
             after = self.position,
             "reading the stream"
         );
@@ -187,7 +205,7 @@ impl StreamSource {
                 stream: name.clone(),
                 seq,
             };
-            let topic = mqtt_topic(&m.message.subject);
+            let topic = mqtt_topic(&m.message.subject, self.config.partition);
             let payload = m.message.payload.clone();
             if tx
                 .send_async(inflight(topic, payload, receipt, &limits))
@@ -258,7 +276,7 @@ impl StreamSource {
             description: Some("PenWatch: pens' MQTT telemetry and status".into()),
             sources: Some(vec![stream::Source {
                 name: MQTT_MSGS.into(),
-                filter_subject: Some(PEN_SUBJECTS.into()),
+                filter_subject: Some(pen_subjects(self.config.partition)),
                 ..Default::default()
             }]),
             num_replicas: self.config.replicas,
@@ -297,10 +315,26 @@ async fn await_source(stream: &mut stream::Stream) -> Result<stream::Info, Lost>
     ))
 }
 
-/// The MQTT topic a pen published to, from its subject in the server's MQTT message stream:
-/// NATS writes an MQTT `/` as `.` and an MQTT `.` as `//`.
-fn mqtt_topic(subject: &str) -> String {
+/// What the gateway's stream takes from the server's MQTT message stream: pens' telemetry and
+/// status, all of them or those the cluster's mapping put in `partition`.
+fn pen_subjects(partition: Option<u32>) -> String {
+    match partition {
+        None => format!("{MQTT_MSGS_PREFIX}clinics.>"),
+        Some(p) => format!("{MQTT_MSGS_PREFIX}{PARTITION_PREFIX}.{p}.clinics.>"),
+    }
+}
+
+/// The MQTT topic a pen published to, from its subject in the server's MQTT message stream
+/// (less the partition's prefix the cluster's mapping put before it): NATS writes an MQTT `/`
+/// as `.` and an MQTT `.` as `//`.
+fn mqtt_topic(subject: &str, partition: Option<u32>) -> String {
     let subject = subject.strip_prefix(MQTT_MSGS_PREFIX).unwrap_or(subject);
+    let subject = match partition {
+        Some(p) => subject
+            .strip_prefix(&format!("{PARTITION_PREFIX}.{p}."))
+            .unwrap_or(subject),
+        None => subject,
+    };
     subject
         .split("//")
         .map(|part| part.replace('.', "/"))
@@ -315,12 +349,17 @@ mod tests {
     #[test]
     fn a_subject_in_the_mqtt_message_stream_gives_back_the_pens_topic() {
         assert_eq!(
-            mqtt_topic("$MQTT.msgs.clinics.c01.pens.pen-1.telemetry"),
+            mqtt_topic("$MQTT.msgs.clinics.c01.pens.pen-1.telemetry", None),
             "clinics/c01/pens/pen-1/telemetry"
         );
         assert_eq!(
-            mqtt_topic("$MQTT.msgs.clinics.c01.pens.pen//7.status"),
+            mqtt_topic("$MQTT.msgs.clinics.c01.pens.pen//7.status", None),
             "clinics/c01/pens/pen.7/status"
         );
+        assert_eq!(
+            mqtt_topic("$MQTT.msgs.pw.4.clinics.c01.pens.pen-1.telemetry", Some(4)),
+            "clinics/c01/pens/pen-1/telemetry"
+        );
+        assert_eq!(pen_subjects(Some(4)), "$MQTT.msgs.pw.4.clinics.>");
     }
 }

@@ -21,6 +21,11 @@ pub struct NatsConfig {
     pub replicas: usize,
     /// How long the stream keeps a message, days: longer than the gateway may be away.
     pub max_age_days: u64,
+    /// With several gateways: the partition this one reads. The cluster's subject mapping puts
+    /// each pen's subjects under `pw.<partition>.` (`partition(N, 2)` of the device id, so a pen
+    /// always lands in the same one); each gateway reads one partition, into its own stream
+    /// (`stream`, one name per partition) and journal.
+    pub partition: Option<u32>,
     /// A node's MQTT listener, `mqtt://HOST:PORT`. The server makes its MQTT message stream
     /// (which the gateway's stream is sourced from) when the first MQTT client connects; a
     /// gateway started on a new cluster connects there once to have it made. Without it the
@@ -35,6 +40,7 @@ impl Default for NatsConfig {
             stream: "PENWATCH".to_owned(),
             replicas: 3,
             max_age_days: 7,
+            partition: None,
             mqtt: None,
         }
     }
