@@ -308,7 +308,7 @@ fn verify(config: &Config) -> anyhow::Result<()> {
 async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     tracing::info!(
-        source = %match &config.nats {
+        broker = %match &config.nats {
             Some(n) => format!("stream {} on {}", n.stream, n.urls.join(",")),
             None => config.mqtt.broker.clone(),
         },

@@ -34,6 +34,11 @@ struct Node {
 }
 
 impl NatsCluster {
+    /// Process id of a running node.
+    pub fn pid(&self, node: usize) -> Option<u32> {
+        self.nodes[node].child.as_ref().map(Child::id)
+    }
+
     /// Starts `nodes` nodes and waits until every one is healthy (see [`NatsCluster::start_with`]).
     pub fn start(nodes: usize) -> Result<Self, HarnessError> {
         Self::start_with(nodes, "")

@@ -11,6 +11,9 @@
 //! - `gateway`: the gateway with its defaults, sink off: time to the last message committed;
 //! - `gateway-influx`: the gateway with the InfluxDB v1 sink: time to the last message
 //!   committed and to the last point in InfluxDB;
+//! - `gateway-nats`: the gateway reading a replicated stream (`[nats]`) on a 3-node NATS
+//!   cluster whose first node's MQTT listener the load is published to; time to the last
+//!   message committed, CPU of the gateway and of each node (not in the default rows);
 //! - `backlog`: the load is queued at the broker while the gateway is offline, then the
 //!   gateway starts and drains it: time from its start to the last message committed, against
 //!   a bare subscriber and the durable consumer draining the same queue.
@@ -41,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, InfluxV1, Mosquitto};
 
 use load::Plan;
@@ -91,6 +95,7 @@ enum Row {
     Durable,
     Gateway,
     GatewayInflux,
+    GatewayNats,
     Backlog,
 }
 
@@ -248,6 +253,7 @@ async fn main() -> anyhow::Result<()> {
             Row::Durable => durable(plan).await?,
             Row::Gateway => gateway(plan, false, cli.rss_every_s).await?,
             Row::GatewayInflux => gateway(plan, true, cli.rss_every_s).await?,
+            Row::GatewayNats => gateway_nats(plan, cli.rss_every_s).await?,
             Row::Backlog => backlog(plan, cli.rss_every_s).await?,
         };
         print_row(&plan, &r);
@@ -542,6 +548,51 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
         },
         done: committed - first,
         stored: stored.map(|s| s - first),
+        cpu,
+        rss: Some(rss),
+    })
+}
+
+async fn gateway_nats(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
+    let cluster = NatsCluster::start(3)?;
+    let dir = tempfile::tempdir()?;
+    let config = gateway_config(dir.path(), None)?;
+    let urls: Vec<String> = cluster
+        .client_urls()
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect();
+    let mut text = std::fs::read_to_string(&config)?;
+    text += &format!(
+        "\n[nats]\nurls = [{}]\nreplicas = 3\nmqtt = {:?}\n",
+        urls.join(", "),
+        cluster.mqtt_url(0)
+    );
+    std::fs::write(&config, text)?;
+    let g = Gateway::start(&cluster.mqtt_url(0), dir.path(), &["--config", &config])?;
+    let pid = g.pid().context("gateway pid")?;
+    let cpu = CpuMeter::start(&[
+        ("gateway", Some(pid)),
+        ("node 0 (MQTT)", cluster.pid(0)),
+        ("node 1", cluster.pid(1)),
+        ("node 2", cluster.pid(2)),
+        publisher(),
+    ]);
+    let (first, load) = start_load(cluster.mqtt_port(0), plan).await?;
+    let rss = RssSampler::start(pid, first, Duration::from_secs_f64(rss_every_s));
+    let committed = tokio::task::block_in_place(|| {
+        wait_metric(&g, RECEIVED, plan.messages, timeout_for(&plan))
+    })?;
+    let cpu = cpu.read();
+    let published = load.await??.last_ack - first;
+    let rss = settle_rss(pid, rss).await;
+    let report = GatewayReport::read(&g);
+    Ok(Measured {
+        gateway: Some(report),
+        published: Some(published),
+        row: "gateway reading a replicated NATS stream (3 nodes, R3), sink off",
+        done: committed - first,
+        stored: None,
         cpu,
         rss: Some(rss),
     })
