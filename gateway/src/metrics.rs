@@ -76,6 +76,8 @@ pub struct Metrics {
     pub mqtt_connected: Gauge,
     /// Connection losses.
     pub mqtt_disconnects: Counter,
+    /// Stream messages that expired before the gateway read them (`[nats]`): lost.
+    pub stream_expired: Counter,
     /// Policy reloads, by result (`ok`, `rejected`).
     pub policy_reloads: Family<Kind, Counter>,
     /// Points InfluxDB confirmed, by stream.
@@ -121,6 +123,7 @@ impl Metrics {
             cartridge_events: Family::default(),
             mqtt_connected: Gauge::default(),
             mqtt_disconnects: Counter::default(),
+            stream_expired: Counter::default(),
             policy_reloads: Family::default(),
             sink_points_written: Family::default(),
             sink_points_rejected: Counter::default(),
@@ -195,6 +198,11 @@ impl Metrics {
             "mqtt_disconnects",
             "Broker connection losses",
             m.mqtt_disconnects.clone(),
+        );
+        registry.register(
+            "stream_expired_messages",
+            "Stream messages that expired before the gateway read them ([nats]): lost",
+            m.stream_expired.clone(),
         );
         registry.register(
             "policy_reloads",

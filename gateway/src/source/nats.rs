@@ -145,6 +145,7 @@ impl StreamSource {
         }
         let first = info.state.first_sequence;
         if info.state.messages > 0 && first > self.position + 1 {
+            self.metrics.stream_expired.inc_by(first - self.position - 1);
             tracing::error!(
                 stream = %self.config.stream,
                 from = self.position + 1,
@@ -152,6 +153,8 @@ impl StreamSource {
                 "messages expired from the stream before this gateway read them \
                  (nats.max_age_days is shorter than the gateway was away): they are lost"
             );
+            // Counted once: reading goes on from the stream's first message.
+            self.position = first - 1;
         }
         let deliver_policy = match self.position {
             0 => consumer::DeliverPolicy::All,
