@@ -145,7 +145,9 @@ impl StreamSource {
         }
         let first = info.state.first_sequence;
         if info.state.messages > 0 && first > self.position + 1 {
-            self.metrics.stream_expired.inc_by(first - self.position - 1);
+            self.metrics
+                .stream_expired
+                .inc_by(first - self.position - 1);
             tracing::error!(
                 stream = %self.config.stream,
                 from = self.position + 1,
