@@ -94,6 +94,18 @@ impl NatsConfig {
         Ok(())
     }
 
+    /// The cluster's URLs for a log line: credentials in a URL are left out.
+    pub fn urls_for_log(&self) -> String {
+        self.urls
+            .iter()
+            .map(|u| match (u.strip_prefix("nats://"), u.rfind('@')) {
+                (Some(_), Some(at)) => format!("nats://…@{}", &u[at + 1..]),
+                _ => u.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// How long the stream keeps a message.
     pub fn max_age(&self) -> Duration {
         Duration::from_secs(self.max_age_days * 86_400)
@@ -103,6 +115,21 @@ impl NatsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_cluster_url_stay_out_of_the_log() {
+        let c = NatsConfig {
+            urls: vec![
+                "nats://gw:s3cret@10.0.0.1:4222".into(),
+                "nats://10.0.0.2:4222".into(),
+            ],
+            ..NatsConfig::default()
+        };
+        assert_eq!(
+            c.urls_for_log(),
+            "nats://…@10.0.0.1:4222,nats://10.0.0.2:4222"
+        );
+    }
 
     #[test]
     fn a_nats_section_names_the_key_and_the_fix_when_it_is_unusable() {
