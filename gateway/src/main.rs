@@ -309,7 +309,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     tracing::info!(
         broker = %match &config.nats {
-            Some(n) => format!("stream {} on {}", n.stream, n.urls_for_log()),
+            Some(n) => format!("stream {} on {}", n.stream, n.urls.join(",")),
             None => config.mqtt.broker.clone(),
         },
         journal = %config.journal.path.display(),

@@ -152,9 +152,14 @@ impl MqttConfig {
 
 /// The first line of a password file, without its line ending.
 fn read_password_file(path: &Path) -> Result<String, Invalid> {
+    read_secret_file("mqtt.password_file", path)
+}
+
+/// The first line of the secret file at `path` (the setting `key` names it).
+pub(super) fn read_secret_file(key: &str, path: &Path) -> Result<String, Invalid> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Invalid::new(
-            "mqtt.password_file",
+            key,
             format!(
                 "{}: {e}: create it with the gateway's broker password on its first line, \
                  readable by the gateway",
@@ -165,7 +170,7 @@ fn read_password_file(path: &Path) -> Result<String, Invalid> {
     let password = text.lines().next().unwrap_or_default();
     if password.is_empty() {
         return Err(Invalid::new(
-            "mqtt.password_file",
+            key,
             format!(
                 "{}: the first line is empty: put the gateway's broker password on it",
                 path.display()

@@ -115,8 +115,11 @@ impl StreamSource {
         stop: &CancellationToken,
     ) -> Result<(), Lost> {
         let lost = |what: &str, e: &dyn std::fmt::Display| Lost(format!("{what}: {e}"));
-        let client = async_nats::ConnectOptions::new()
-            .name("penwatch-gateway")
+        let mut options = async_nats::ConnectOptions::new().name("penwatch-gateway");
+        if let Some((user, password)) = self.credentials()? {
+            options = options.user_and_password(user, password);
+        }
+        let client = options
             .connect(self.config.urls.as_slice())
             .await
             .map_err(|e| lost("connecting to the cluster", &e))?;
@@ -223,6 +226,14 @@ impl StreamSource {
         }
     }
 
+    /// The gateway's user and password on the cluster (the file is read at each connection,
+    /// so a changed password is taken up on the next one).
+    fn credentials(&self) -> Result<Option<(String, String)>, Lost> {
+        self.config
+            .credentials()
+            .map_err(|e| Lost(format!("{}: {}", e.key, e.problem)))
+    }
+
     /// Waits until the server's MQTT message stream exists, having it made (by one MQTT
     /// connection to `nats.mqtt`) on a new cluster: a source on a missing stream is not
     /// retried promptly, and pens' messages are kept only once the gateway's stream sources
@@ -239,9 +250,11 @@ impl StreamSource {
         };
         let broker = penwatch_proto::broker::BrokerUrl::parse(url)
             .map_err(|e| Lost(format!("nats.mqtt: {e}")))?;
+        // The cluster's users are the same for NATS and MQTT.
+        let credentials = self.credentials()?;
         let options = broker.mqtt_options(
             "penwatch-gateway-setup",
-            None,
+            credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
             Duration::from_secs(30),
             None,
         );

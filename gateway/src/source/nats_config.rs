@@ -1,20 +1,27 @@
 //! `[nats]`: the JetStream stream source, owned and checked by the source. Present, it
 //! replaces the `[mqtt]` subscription.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use penwatch_proto::broker::BrokerUrl;
 use serde::Deserialize;
 
+use super::mqtt_config::read_secret_file;
 use crate::invalid::Invalid;
 
 /// `[nats]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
-    /// Client URLs of the cluster's nodes, `nats://HOST:PORT` (credentials may be given as
-    /// `nats://USER:PASSWORD@HOST:PORT`); the client moves to another node when one fails.
+    /// Client URLs of the cluster's nodes, `nats://HOST:PORT`; the client moves to another
+    /// node when one fails.
     pub urls: Vec<String>,
+    /// The gateway's user on the cluster, if it has users (the same for its NATS and MQTT
+    /// connections).
+    pub user: Option<String>,
+    /// File holding that user's password (its first line).
+    pub password_file: Option<PathBuf>,
     /// Name of the stream the gateway reads, created on first start if absent.
     pub stream: String,
     /// Copies the cluster keeps of the stream (1, 3 or 5; at most the number of nodes).
@@ -37,6 +44,8 @@ impl Default for NatsConfig {
     fn default() -> Self {
         Self {
             urls: vec!["nats://127.0.0.1:4222".to_owned()],
+            user: None,
+            password_file: None,
             stream: "PENWATCH".to_owned(),
             replicas: 3,
             max_age_days: 7,
@@ -61,6 +70,13 @@ impl NatsConfig {
                 return Err(Invalid::new(
                     "nats.urls",
                     format!("{u:?} is not a nats:// URL (nats://HOST:PORT)"),
+                ));
+            }
+            if u.contains('@') {
+                return Err(Invalid::new(
+                    "nats.urls",
+                    "holds credentials: give the user as nats.user and its password in \
+                     nats.password_file, which keep the secret out of URLs and logs",
                 ));
             }
         }
@@ -88,22 +104,27 @@ impl NatsConfig {
                 "must be at least 1: the stream must keep messages while the gateway is away",
             ));
         }
+        self.credentials()?;
         if let Some(mqtt) = &self.mqtt {
             BrokerUrl::parse(mqtt).map_err(|e| Invalid::new("nats.mqtt", e.to_string()))?;
         }
         Ok(())
     }
 
-    /// The cluster's URLs for a log line: credentials in a URL are left out.
-    pub fn urls_for_log(&self) -> String {
-        self.urls
-            .iter()
-            .map(|u| match (u.strip_prefix("nats://"), u.rfind('@')) {
-                (Some(_), Some(at)) => format!("nats://…@{}", &u[at + 1..]),
-                _ => u.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+    /// The gateway's user and password on the cluster, reading `nats.password_file`.
+    pub fn credentials(&self) -> Result<Option<(String, String)>, Invalid> {
+        match (&self.user, &self.password_file) {
+            (Some(user), Some(path)) if !user.is_empty() => Ok(Some((
+                user.clone(),
+                read_secret_file("nats.password_file", path)?,
+            ))),
+            (None, None) => Ok(None),
+            _ => Err(Invalid::new(
+                "nats.user",
+                "nats.user and nats.password_file go together: give both (the gateway's user \
+                 on the cluster and the file holding its password) or neither",
+            )),
+        }
     }
 
     /// How long the stream keeps a message.
@@ -117,18 +138,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_in_a_cluster_url_stay_out_of_the_log() {
+    fn the_gateways_cluster_password_is_read_from_its_file_and_never_from_a_url() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("nats.password");
+        std::fs::write(&file, "s3cret\n").expect("write");
         let c = NatsConfig {
-            urls: vec![
-                "nats://gw:s3cret@10.0.0.1:4222".into(),
-                "nats://10.0.0.2:4222".into(),
-            ],
+            user: Some("gw".into()),
+            password_file: Some(file),
             ..NatsConfig::default()
         };
         assert_eq!(
-            c.urls_for_log(),
-            "nats://…@10.0.0.1:4222,nats://10.0.0.2:4222"
+            c.credentials().expect("valid"),
+            Some(("gw".into(), "s3cret".into()))
         );
+        let in_url = NatsConfig {
+            urls: vec!["nats://gw:s3cret@10.0.0.1:4222".into()],
+            ..NatsConfig::default()
+        };
+        let err = in_url.validate().expect_err("refused");
+        assert!(err.problem.contains("nats.password_file"), "{err:?}");
+        let half = NatsConfig {
+            user: Some("gw".into()),
+            ..NatsConfig::default()
+        };
+        assert_eq!(half.validate().expect_err("refused").key, "nats.user");
     }
 
     #[test]
