@@ -34,6 +34,27 @@ struct Node {
 }
 
 impl NatsCluster {
+    /// Writes `dir/gateway.toml` for a gateway reading this cluster (`[nats]` with every node's
+    /// URL, three replicas, node 0's MQTT listener) with `extra` lines added to that section;
+    /// returns its path.
+    pub fn gateway_config(&self, dir: &Path, extra: &str) -> std::io::Result<String> {
+        let urls: Vec<String> = self
+            .client_urls()
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect();
+        let path = dir.join("gateway.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[nats]\nurls = [{}]\nreplicas = 3\nmqtt = {:?}\n{extra}",
+                urls.join(", "),
+                self.mqtt_url(0)
+            ),
+        )?;
+        Ok(path.display().to_string())
+    }
+
     /// Process id of a running node.
     pub fn pid(&self, node: usize) -> Option<u32> {
         self.nodes[node].child.as_ref().map(Child::id)

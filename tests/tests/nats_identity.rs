@@ -89,26 +89,18 @@ async fn publish(conn: &Connection, topic: &str, payload: Vec<u8>) {
 async fn on_a_nats_cluster_a_pen_publishes_only_as_itself() {
     let cluster = NatsCluster::start_with(3, &authorization()).expect("cluster");
     let dir = tempfile::tempdir().expect("temp dir");
-    let urls: Vec<String> = cluster
-        .client_urls()
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect();
     let password = dir.path().join("nats.password");
     std::fs::write(&password, format!("{}\n", GATEWAY.1)).expect("write password");
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurls = [{}]\nreplicas = 3\nmqtt = {:?}\nuser = {:?}\npassword_file = {:?}\n",
-            urls.join(", "),
-            cluster.mqtt_url(0),
-            GATEWAY.0,
-            password.display().to_string()
-        ),
-    )
-    .expect("write config");
-    let config = config.display().to_string();
+    let config = cluster
+        .gateway_config(
+            dir.path(),
+            &format!(
+                "user = {:?}\npassword_file = {:?}\n",
+                GATEWAY.0,
+                password.display().to_string()
+            ),
+        )
+        .expect("write config");
     let gateway = Gateway::start(&cluster.mqtt_url(0), dir.path(), &["--config", &config])
         .expect("the gateway authenticates with its own user");
 

@@ -3,13 +3,14 @@
 //! journal, and together they hold exactly the simulator's ground truth, each pen in one
 //! journal only — also after one of them is killed -9 and restarted mid-run.
 
+mod nats_common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nats_common::{journal_samples, simulate, write_policy};
 use penwatch_gateway::journal::Reader;
-use penwatch_sim::fleet::Fleet;
-use penwatch_sim::{Scenario, SimConfig};
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, wait_for};
 
@@ -31,35 +32,18 @@ fn mapping() -> String {
 
 /// Starts the gateway of `partition` with its journal in `dir`.
 fn gateway(cluster: &NatsCluster, dir: &Path, policy: &str, partition: u32) -> Gateway {
-    let urls: Vec<String> = cluster
-        .client_urls()
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect();
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurls = [{}]\nreplicas = 3\nstream = \"PENWATCH_{partition}\"\n\
-             partition = {partition}\nmqtt = {:?}\n",
-            urls.join(", "),
-            cluster.mqtt_url(0)
-        ),
-    )
-    .expect("write config");
-    let config = config.display().to_string();
+    let config = cluster
+        .gateway_config(
+            dir,
+            &format!("stream = \"PENWATCH_{partition}\"\npartition = {partition}\n"),
+        )
+        .expect("write config");
     Gateway::start(
         &cluster.mqtt_url(0),
         dir,
         &["--config", &config, "--policy", policy],
     )
     .expect("gateway")
-}
-
-fn samples(path: &Path) -> u64 {
-    Reader::open(path)
-        .and_then(|j| j.counts())
-        .map_or(0, |c| c.samples)
 }
 
 /// Three gateways, one per partition: every valid message in exactly one journal, once;
@@ -72,31 +56,13 @@ async fn three_gateways_on_three_partitions_hold_each_pen_once_and_exactly() {
     let dirs: Vec<tempfile::TempDir> = (0..PARTITIONS)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
-    let policy = dirs[0].path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        penwatch_sim::policy::policy_toml(&Fleet::generate(seed, 3, 3)),
-    )
-    .expect("write policy");
-    let policy = policy.display().to_string();
+    let policy = write_policy(dirs[0].path(), seed);
     let mut gateways: Vec<Gateway> = (0..PARTITIONS)
         .map(|p| gateway(&cluster, dirs[p as usize].path(), &policy, p))
         .collect();
     let journals: Vec<_> = gateways.iter().map(Gateway::journal_path).collect();
-    let total = || journals.iter().map(|j| samples(j)).sum::<u64>();
-    let sim = tokio::spawn(penwatch_sim::run(
-        SimConfig {
-            broker: cluster.mqtt_url(1).parse().expect("broker url"),
-            clinics: 3,
-            pens_per_clinic: 3,
-            seed,
-            scenarios: vec![Scenario::Normal, Scenario::OverDepth, Scenario::Duplicates],
-            speed: 200.0,
-            sessions_per_pen: Some(2),
-            ..SimConfig::default()
-        },
-        std::future::pending::<()>(),
-    ));
+    let total = || journals.iter().map(|j| journal_samples(j)).sum::<u64>();
+    let sim = simulate(&cluster, seed);
     wait_for("progress before the kill", Duration::from_secs(30), || {
         total() > 300
     });

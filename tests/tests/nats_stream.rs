@@ -2,42 +2,14 @@
 //! cluster that pens publish to over MQTT: exactly the simulator's ground truth through a
 //! SIGKILL of the gateway and of a cluster node.
 
-use std::path::Path;
+mod nats_common;
+
 use std::time::Duration;
 
+use nats_common::{journal_samples, simulate, write_policy};
 use penwatch_gateway::journal::Reader;
-use penwatch_sim::fleet::Fleet;
-use penwatch_sim::{Scenario, SimConfig};
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, wait_for};
-
-fn write_files(dir: &Path, seed: u64, cluster: &NatsCluster) -> (String, String) {
-    let policy = dir.join("policy.toml");
-    let fleet = Fleet::generate(seed, 3, 3);
-    std::fs::write(&policy, penwatch_sim::policy::policy_toml(&fleet)).expect("write policy");
-    let urls: Vec<String> = cluster
-        .client_urls()
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect();
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurls = [{}]\nreplicas = 3\nmqtt = {:?}\n",
-            urls.join(", "),
-            cluster.mqtt_url(0)
-        ),
-    )
-    .expect("write config");
-    (policy.display().to_string(), config.display().to_string())
-}
-
-fn journal_samples(path: &Path) -> u64 {
-    Reader::open(path)
-        .and_then(|j| j.counts())
-        .map_or(0, |c| c.samples)
-}
 
 /// Pens publish to one node while the gateway reads the stream; the gateway is killed -9 and
 /// restarted while another node is killed -9 and brought back: afterwards every valid message
@@ -50,26 +22,17 @@ async fn a_gateway_on_a_replicated_stream_is_exact_through_kills_and_rebuilds_fr
     let seed = 31;
     let mut cluster = NatsCluster::start(3).expect("cluster");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (policy, config) = write_files(dir.path(), seed, &cluster);
+    let policy = write_policy(dir.path(), seed);
+    let config = cluster
+        .gateway_config(dir.path(), "")
+        .expect("write config");
     let mut gateway = Gateway::start(
         &cluster.mqtt_url(0),
         dir.path(),
         &["--config", &config, "--policy", &policy],
     )
     .expect("gateway");
-    let sim = tokio::spawn(penwatch_sim::run(
-        SimConfig {
-            broker: cluster.mqtt_url(1).parse().expect("broker url"),
-            clinics: 3,
-            pens_per_clinic: 3,
-            seed,
-            scenarios: vec![Scenario::Normal, Scenario::OverDepth, Scenario::Duplicates],
-            speed: 200.0,
-            sessions_per_pen: Some(2),
-            ..SimConfig::default()
-        },
-        std::future::pending::<()>(),
-    ));
+    let sim = simulate(&cluster, seed);
     let journal_path = gateway.journal_path();
     wait_for("progress before the kill", Duration::from_secs(30), || {
         journal_samples(&journal_path) > 200

@@ -556,19 +556,17 @@ async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow::Res
 async fn gateway_nats(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     let cluster = NatsCluster::start(3)?;
     let dir = tempfile::tempdir()?;
-    let config = gateway_config(dir.path(), None)?;
-    let urls: Vec<String> = cluster
-        .client_urls()
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect();
-    let mut text = std::fs::read_to_string(&config)?;
-    text += &format!(
-        "\n[nats]\nurls = [{}]\nreplicas = 3\nmqtt = {:?}\n",
-        urls.join(", "),
-        cluster.mqtt_url(0)
-    );
-    std::fs::write(&config, text)?;
+    let extra = match EXTRA_CONFIG.get() {
+        Some(Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
+        _ => String::new(),
+    };
+    let config = cluster.gateway_config(dir.path(), "")?;
+    std::fs::write(
+        &config,
+        format!("{extra}\n{}", std::fs::read_to_string(&config)?),
+    )?;
     let g = Gateway::start(&cluster.mqtt_url(0), dir.path(), &["--config", &config])?;
     let pid = g.pid().context("gateway pid")?;
     let cpu = CpuMeter::start(&[
