@@ -228,9 +228,23 @@ fn samples(
     out: &mut Encoder,
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
 ) -> Result<bool, ExportError> {
+    write_samples(out, emit, |f| {
+        j.for_each_digest_sample(&key.0, &key.1, upto, f)
+    })
+}
+
+/// Writes the sample lines `walk` hands its callback, handing each full chunk to `emit`;
+/// `Ok(false)` when `emit` asked to stop.
+fn write_samples(
+    out: &mut Encoder,
+    emit: &mut dyn FnMut(Vec<u8>) -> bool,
+    walk: impl FnOnce(
+        &mut dyn FnMut(lines::DigestSample) -> crate::journal::Result<()>,
+    ) -> crate::journal::Result<()>,
+) -> Result<bool, ExportError> {
     let mut stopped = false;
     let mut failed = None;
-    j.for_each_digest_sample(&key.0, &key.1, upto, |sample| {
+    walk(&mut |sample| {
         match lines::encode(&SampleLine::new(sample)) {
             Ok(line) => out.line(&line),
             Err(e) => failed = failed.take().or(Some(e)),
@@ -262,25 +276,10 @@ fn amendments(
             continue;
         };
         out.line(&chain.line(i)?);
-        if include_samples {
-            let mut stopped = false;
-            let mut failed = None;
-            j.for_each_amendment_digest_sample(a, |sample| {
-                match lines::encode(&SampleLine::new(sample)) {
-                    Ok(line) => out.line(&line),
-                    Err(e) => failed = failed.take().or(Some(e)),
-                }
-                if out.len() >= CHUNK_BYTES && !stopped {
-                    stopped = !emit(out.take());
-                }
-                Ok(())
-            })?;
-            if let Some(e) = failed {
-                return Err(e.into());
-            }
-            if stopped {
-                return Ok(false);
-            }
+        if include_samples
+            && !write_samples(out, emit, |f| j.for_each_amendment_digest_sample(a, f))?
+        {
+            return Ok(false);
         }
     }
     Ok(true)
