@@ -16,20 +16,6 @@ use penwatch_tests::{Gateway, wait_for};
 
 const PARTITIONS: u32 = 3;
 
-/// The cluster's mapping of pens' subjects into partitions by device id.
-fn mapping() -> String {
-    let to = |kind: &str| {
-        format!(
-            "\"pw.{{{{partition({PARTITIONS},2)}}}}.clinics.{{{{wildcard(1)}}}}.pens.{{{{wildcard(2)}}}}.{kind}\""
-        )
-    };
-    format!(
-        "mappings = {{\n  \"clinics.*.pens.*.telemetry\": {}\n  \"clinics.*.pens.*.status\": {}\n}}\n",
-        to("telemetry"),
-        to("status")
-    )
-}
-
 /// Starts the gateway of `partition` with its journal in `dir`.
 fn gateway(cluster: &NatsCluster, dir: &Path, policy: &str, partition: u32) -> Gateway {
     let config = cluster
@@ -52,7 +38,8 @@ fn gateway(cluster: &NatsCluster, dir: &Path, policy: &str, partition: u32) -> G
 #[tokio::test(flavor = "multi_thread")]
 async fn three_gateways_on_three_partitions_hold_each_pen_once_and_exactly() {
     let seed = 37;
-    let cluster = NatsCluster::start_with(3, &mapping()).expect("cluster");
+    let cluster =
+        NatsCluster::start_with(3, &NatsCluster::partition_mapping(PARTITIONS)).expect("cluster");
     let dirs: Vec<tempfile::TempDir> = (0..PARTITIONS)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
