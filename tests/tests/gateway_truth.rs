@@ -2,10 +2,13 @@
 //! safety (SIGKILL mid-stream), replayed offline buffers and duplicates, tamper evidence.
 //! The broker authenticates as a deployment's must: every pen connects as itself.
 
+mod oracle;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use oracle::assert_journals_hold;
 use penwatch_gateway::journal::Reader;
 use penwatch_sim::fleet::Fleet;
 use penwatch_sim::{GroundTruth, Scenario, SimConfig};
@@ -268,31 +271,7 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         gateway.log()
     );
 
-    let journal = Reader::open(&journal_path).expect("journal");
-    assert_eq!(
-        journal.counts().expect("counts").samples,
-        truth.telemetry_valid
-    );
-    let sessions = journal.sessions().expect("sessions");
-    assert_eq!(
-        sessions.len(),
-        truth.sessions.len(),
-        "no session counted twice"
-    );
-    for t in &truth.sessions {
-        let (s, _) = journal
-            .session(&t.device_id, &t.session_id)
-            .expect("query")
-            .expect("session");
-        assert_eq!(
-            (s.strokes, s.samples),
-            (t.strokes, t.samples),
-            "{}",
-            t.session_id
-        );
-        assert_eq!(s.exceeded(), t.exceeded, "{}", t.session_id);
-    }
-    assert!(journal.verify().expect("verify").ok());
+    assert_journals_hold(&[journal_path], &truth);
 }
 
 /// A gateway and a standby on one journal (`[failover]`) and one broker identity: the
@@ -402,29 +381,7 @@ async fn a_standby_takes_over_a_killed_gateway_and_hands_the_journal_back_exactl
             g.log()
         );
     }
-    let journal = Reader::open(&journal_path).expect("journal");
-    assert_eq!(
-        journal.counts().expect("counts").samples,
-        truth.telemetry_valid
-    );
-    assert_eq!(
-        journal.sessions().expect("sessions").len(),
-        truth.sessions.len(),
-        "no session split or doubled"
-    );
-    for t in &truth.sessions {
-        let (s, _) = journal
-            .session(&t.device_id, &t.session_id)
-            .expect("query")
-            .expect("session");
-        assert_eq!(
-            (s.strokes, s.samples, s.exceeded()),
-            (t.strokes, t.samples, t.exceeded),
-            "{}",
-            t.session_id
-        );
-    }
-    assert!(journal.verify().expect("verify").ok());
+    assert_journals_hold(&[journal_path], &truth);
 }
 
 /// `penwatch-gateway verify` passes on an untouched journal and names the entry after a

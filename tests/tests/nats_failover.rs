@@ -5,13 +5,13 @@
 //! truth throughout.
 
 mod nats_common;
+mod oracle;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nats_common::{journal_samples, simulate, write_policy};
-use penwatch_gateway::journal::Reader;
+use oracle::assert_journals_hold;
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, wait_for};
 
@@ -148,16 +148,11 @@ async fn a_standby_takes_over_a_killed_gateways_partition_and_hands_it_back_exac
     );
 
     let truth = sim.await.expect("join").expect("sim");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while total() < truth.telemetry_valid {
-        assert!(
-            Instant::now() < deadline,
-            "after 60 s the journals hold {} of {} valid messages",
-            total(),
-            truth.telemetry_valid
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "every valid message journaled",
+        Duration::from_secs(60),
+        || total() >= truth.telemetry_valid,
+    );
     for g in homes.iter_mut().chain(standbys.iter_mut()) {
         assert!(
             g.terminate().expect("terminate"),
@@ -166,53 +161,5 @@ async fn a_standby_takes_over_a_killed_gateways_partition_and_hands_it_back_exac
         );
     }
 
-    let readers: Vec<Reader> = journals
-        .iter()
-        .map(|j| Reader::open(j).expect("journal"))
-        .collect();
-    let counts: Vec<u64> = readers
-        .iter()
-        .map(|r| r.counts().expect("counts").samples)
-        .collect();
-    assert_eq!(
-        counts.iter().sum::<u64>(),
-        truth.telemetry_valid,
-        "every valid message exactly once across the journals ({counts:?})"
-    );
-    let mut home: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, r) in readers.iter().enumerate() {
-        for d in r.devices().expect("devices") {
-            let previous = home.insert(d.device_id.clone(), i);
-            assert!(
-                previous.is_none(),
-                "{} is in journals {previous:?} and {i}",
-                d.device_id
-            );
-        }
-    }
-    for t in &truth.sessions {
-        let i = home[&t.device_id];
-        let (s, _) = readers[i]
-            .session(&t.device_id, &t.session_id)
-            .expect("query")
-            .unwrap_or_else(|| panic!("session {} missing from journal {i}", t.session_id));
-        assert_eq!(
-            (s.strokes, s.samples, s.exceeded()),
-            (t.strokes, t.samples, t.exceeded),
-            "{}",
-            t.session_id
-        );
-    }
-    let sessions: usize = readers
-        .iter()
-        .map(|r| r.sessions().expect("sessions").len())
-        .sum();
-    assert_eq!(
-        sessions,
-        truth.sessions.len(),
-        "no session split or doubled"
-    );
-    for r in &readers {
-        assert!(r.verify().expect("verify").ok());
-    }
+    assert_journals_hold(&journals, &truth);
 }
