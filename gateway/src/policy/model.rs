@@ -2,12 +2,9 @@
 //! operators and devices, zone ceilings and cartridge models, and the domain defaults.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use penwatch_proto::v1::{DeviceClass, Zone};
 use sha2::{Digest, Sha256};
-
-use super::PolicyError;
 
 /// Default depth above which a sample is out of the clinical range (mm).
 pub(super) const DEFAULT_OUT_OF_RANGE_MM: f64 = 2.5;
@@ -30,8 +27,6 @@ pub(super) const DEFAULT_QUALIFICATIONS: [(&str, f64); 4] = [
 /// Procedures and Functions of Medical Reviewers (Scotland) Act 2026, schedule 1 paragraph 8
 /// ("to a depth of 1.5 mm or more").
 pub const SCOTLAND_SPECIFIED_MM: f64 = 1.5;
-/// Name used for the policy text in errors when it does not come from a file.
-const TEXT_ORIGIN: &str = "policy";
 
 /// A known operator of a clinic.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,20 +131,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Parses and validates policy TOML text; errors are located as `policy line N`.
-    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        super::parse::parse_with_origin(text, TEXT_ORIGIN)
-    }
-
-    /// Reads and validates a policy file; errors name the file.
-    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        super::parse::parse_with_origin(&text, &path.display().to_string())
-    }
-
     /// The file text this version was parsed from ("" for the defaults).
     pub fn text(&self) -> &str {
         &self.text
@@ -282,6 +263,7 @@ pub(super) fn version_of(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PolicyError;
     use crate::policy::fixtures::{EXAMPLE, parse};
 
     #[test]

@@ -8,14 +8,35 @@ mod clinics;
 mod limits;
 mod raw;
 
+use std::path::Path;
+
 use check::Checker;
 use raw::RawPolicy;
 
 use super::model::version_of;
 use super::{Policy, PolicyError};
 
+/// Name used for the policy text in errors when it does not come from a file.
+const TEXT_ORIGIN: &str = "policy";
+
+impl Policy {
+    /// Parses and validates policy TOML text; errors are located as `policy line N`.
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        parse_with_origin(text, TEXT_ORIGIN)
+    }
+
+    /// Reads and validates a policy file; errors name the file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        parse_with_origin(&text, &path.display().to_string())
+    }
+}
+
 /// Parses and validates policy text; `origin` names it in errors.
-pub(super) fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+fn parse_with_origin(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let c = Checker { text, origin };
     let raw: RawPolicy = toml::from_str(text).map_err(|e| c.syntax(&e))?;
 
