@@ -49,6 +49,8 @@ pub struct GatewayError {
 pub struct Merged<T> {
     /// The merged answer of the gateways that answered.
     pub value: T,
+    /// How many gateways answered.
+    pub answered: usize,
     /// The gateways that did not answer, and why.
     pub failures: Vec<GatewayError>,
 }
@@ -390,6 +392,7 @@ impl Fleet {
                 Err(_) => {
                     return Merged {
                         value: (Vec::new(), String::new()),
+                        answered: 0,
                         failures: vec![GatewayError {
                             gateway: "every gateway".into(),
                             status: Status::invalid_argument("not a page token of this fleet"),
@@ -459,6 +462,7 @@ impl<T> Merged<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Merged<U> {
         Merged {
             value: f(self.value),
+            answered: self.answered,
             failures: self.failures,
         }
     }
@@ -474,7 +478,11 @@ fn gather<T>(answers: Vec<(String, Result<T, Status>)>) -> Merged<Vec<T>> {
             Err(status) => failures.push(GatewayError { gateway, status }),
         }
     }
-    Merged { value, failures }
+    Merged {
+        answered: value.len(),
+        value,
+        failures,
+    }
 }
 
 /// One gateway's answer as it gave it.
@@ -482,10 +490,12 @@ fn single<T: Default>(member: &Member, answer: Result<T, Status>) -> Merged<T> {
     match answer {
         Ok(value) => Merged {
             value,
+            answered: 1,
             failures: Vec::new(),
         },
         Err(status) => Merged {
             value: T::default(),
+            answered: 0,
             failures: vec![GatewayError {
                 gateway: member.gateway.clone(),
                 status,
@@ -537,11 +547,13 @@ mod tests {
     fn a_merged_answer_is_complete_only_when_every_gateway_answered() {
         let whole: Merged<u32> = Merged {
             value: 3,
+            answered: 3,
             failures: Vec::new(),
         };
         assert_eq!(whole.complete().ok(), Some(3));
         let partial = Merged {
             value: 2,
+            answered: 2,
             failures: vec![GatewayError {
                 gateway: "http://gw-2:50051".into(),
                 status: Status::unavailable("connection refused"),
