@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use penwatch_dashboard::app::{App, Msg};
+use penwatch_dashboard::client::Settings;
 use penwatch_proto::client::{Connector, Fleet};
 use penwatch_sim::fleet::Fleet as SimFleet;
 use penwatch_sim::{Scenario, SimConfig};
@@ -139,16 +141,16 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
     );
 
     // Sessions: the union of the three, in one gateway's order, and the simulator's.
-    let per: Vec<Vec<Value>> = addresses
+    let sessions_per: Vec<Vec<Value>> = addresses
         .iter()
         .map(|g| rows(&json(g, &["--json", "sessions", "--limit", "1000"])))
         .collect();
     assert!(
-        per.iter().all(|p| !p.is_empty()),
+        sessions_per.iter().all(|p| !p.is_empty()),
         "each gateway holds its clinic's sessions"
     );
     let merged = rows(&json(&all, &["--json", "sessions", "--limit", "1000"]));
-    assert_eq!(merged, union_newest_first(&per, "started_ms"));
+    assert_eq!(merged, union_newest_first(&sessions_per, "started_ms"));
     let ids = |rows: &[Value]| -> BTreeSet<String> {
         rows.iter()
             .map(|r| r["session_id"].as_str().unwrap_or_default().to_owned())
@@ -284,4 +286,57 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         assert!(stderr.contains("1 of 3 gateways"), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "nothing partial is printed");
     }
+
+    // The dashboard's client goes on with the two that answer and says which one does not.
+    let answering = [sessions_per[0].clone(), sessions_per[2].clone()];
+    let expected: Vec<String> = union_newest_first(&answering, "started_ms")
+        .iter()
+        .map(|r| r["session_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (_commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let settings = Settings {
+        connectors,
+        refresh: Duration::from_secs(1),
+    };
+    let client = tokio::spawn(penwatch_dashboard::client::run(settings, tx, commands_rx));
+    let mut app = App::new(0, false);
+    let (mut listed, mut down) = (None, None);
+    while listed.is_none() || down.is_none() {
+        let msg = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("the dashboard's client answers")
+            .expect("client running");
+        match &msg {
+            Msg::Sessions(page) => {
+                listed = Some(
+                    page.sessions
+                        .iter()
+                        .map(|s| s.session_id.clone())
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Msg::Gateways(states) => down = Some(states.clone()),
+            Msg::Disconnected { reason, .. } => panic!("two gateways answer: {reason}"),
+            _ => {}
+        }
+        app.update(msg);
+    }
+    assert_eq!(
+        listed,
+        Some(expected),
+        "the answering gateways' sessions, merged"
+    );
+    assert_eq!(app.answering(), (2, 3));
+    let stopped = &app.gateways[1];
+    assert_eq!(stopped.address, addresses[1]);
+    assert!(
+        stopped
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("cannot reach")),
+        "{stopped:?}"
+    );
+    drop(rx);
+    client.abort();
 }

@@ -443,6 +443,29 @@ impl Drop for Links<'_> {
     }
 }
 
+/// Why no gateway answered: the only one's failure; a refusal if every gateway refused the
+/// token; otherwise each gateway's failure, naming it.
+fn none_answers(mut failures: Vec<(&str, Failure)>) -> Failure {
+    let refused = |f: &Failure| matches!(f, Failure::Rpc(s) if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied));
+    if failures.len() == 1 || failures.iter().all(|(_, f)| refused(f)) {
+        return failures.pop().map_or(Failure::Closed, |(_, f)| f);
+    }
+    let total = failures.len();
+    let causes = failures
+        .iter()
+        .map(|(gateway, f)| match f {
+            Failure::Connect(e) => e.to_string(),
+            f => format!("{gateway}: {f}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Failure::Connect(ClientError::Gateways {
+        failed: total,
+        total,
+        causes,
+    })
+}
+
 /// One connection to the fleet: returns only with the reason it ended.
 async fn connection(
     settings: &Settings,
@@ -460,7 +483,7 @@ async fn connection(
     };
     // Who the token is, from the first gateway that answers.
     let mut who = None;
-    let mut last = None;
+    let mut failures = Vec::new();
     for (i, connector) in settings.connectors.iter().enumerate() {
         let asked = match connector.connect().await {
             Ok(mut api) => call("WhoAmI", api.who_am_i(WhoAmIRequest {})).await,
@@ -473,12 +496,12 @@ async fn connection(
             }
             Err(e) => {
                 links.gateways[i].problem = Some(e.to_string());
-                last = Some(e);
+                failures.push((connector.gateway(), e));
             }
         }
     }
     let Some(who) = who else {
-        return Err(last.unwrap_or(Failure::Closed));
+        return Err(none_answers(failures));
     };
     let manufacturer = who.role == "manufacturer";
     send(tx, Msg::Identity(who)).await?;

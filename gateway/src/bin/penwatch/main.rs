@@ -406,6 +406,45 @@ mod tests {
     }
 
     #[test]
+    fn a_gateways_failure_is_named_among_several_and_as_before_alone() {
+        let e = |status: Status| GatewayError {
+            gateway: "http://gw-2:50051".into(),
+            status,
+        };
+        let alone = Failure::from_gateway(e(Status::unavailable("refused")), false);
+        assert_eq!(
+            (alone.code(), alone.to_string()),
+            (4, "gateway: refused (Unavailable)".to_owned())
+        );
+        let named = Failure::from_gateway(e(Status::unavailable("refused")), true);
+        assert_eq!(
+            (named.code(), named.to_string()),
+            (
+                4,
+                "gateway http://gw-2:50051: refused (Unavailable)".to_owned()
+            )
+        );
+        let denied = Failure::from_gateway(e(Status::permission_denied("scope")), true);
+        assert_eq!(denied.code(), 3);
+        assert!(denied.to_string().contains("http://gw-2:50051"));
+    }
+
+    #[test]
+    fn several_gateways_are_given_with_commas_or_repeated() {
+        let cli = Cli::try_parse_from([
+            "penwatch",
+            "--gateway",
+            "http://a:1,http://b:2",
+            "--gateway",
+            "http://c:3",
+            "sessions",
+        ])
+        .expect("parses");
+        let list = client::gateway_list(&cli.gateway).expect("addresses");
+        assert_eq!(list, ["http://a:1", "http://b:2", "http://c:3"]);
+    }
+
+    #[test]
     fn the_command_line_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

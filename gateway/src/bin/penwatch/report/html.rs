@@ -545,6 +545,39 @@ mod tests {
     }
 
     #[test]
+    fn a_fleet_page_has_a_part_per_gateway_each_with_its_own_chain_head() {
+        let part = |head: &str, ok: bool| Report {
+            verification: pb::VerifyResponse {
+                ok,
+                entries: 7,
+                head: head.into(),
+                first_broken: if ok { 0 } else { 3 },
+                ..pb::VerifyResponse::default()
+            },
+            ..report()
+        };
+        let html = render_fleet(&[
+            ("http://gw-1:50051".into(), part("aaaa1111", true)),
+            ("http://gw-2:50051".into(), part("bbbb2222", false)),
+        ]);
+        assert!(
+            html.contains("Gateway http://gw-1:50051")
+                && html.contains("Gateway http://gw-2:50051")
+        );
+        assert!(
+            html.contains("aaaa1111") && html.contains("bbbb2222"),
+            "{html}"
+        );
+        assert!(html.contains("BROKEN</span> at entry 3"), "{html}");
+        assert!(html.contains("id=\"gw1-chain-head\"") && html.contains("id=\"gw2-chain-head\""));
+        assert!(
+            !html.contains("id=\"chain-head\""),
+            "ids are never repeated"
+        );
+        assert!(!html.contains("<script"), "journal text still escaped");
+    }
+
+    #[test]
     fn journal_text_is_escaped_and_nothing_is_fetched() {
         let html = render(&report());
         assert!(!html.contains("<script"), "{html}");
