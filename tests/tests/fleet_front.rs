@@ -276,6 +276,33 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         );
     }
 
+    // The report: one page, a part per gateway with its own chain head.
+    let report = penwatch(
+        &all,
+        &[
+            "report",
+            "--clinic",
+            "c02",
+            "--from",
+            "2000-01-01",
+            "--until",
+            "2100-01-01",
+        ],
+    );
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let page = String::from_utf8_lossy(&report.stdout);
+    for g in &addresses {
+        assert!(page.contains(&format!("Gateway {g}")), "a part for {g}");
+    }
+    assert_eq!(
+        page.matches("<span class=\"ok\">Verified</span>").count(),
+        2 * addresses.len()
+    );
+
     // A stopped gateway: the command fails, naming it, instead of showing part of the fleet.
     assert!(gateways[1].terminate().expect("terminate"), "clean exit");
     for args in [&["sessions"][..], &["verify"], &["violations"]] {
