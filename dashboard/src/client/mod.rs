@@ -251,7 +251,12 @@ impl Links<'_> {
                 })
             })
             .collect();
-        Fleet::new(members).with_timeout(CALL_TIMEOUT)
+        let fleet = Fleet::new(members).with_timeout(CALL_TIMEOUT);
+        if self.gateways.len() > 1 {
+            fleet.of_several()
+        } else {
+            fleet
+        }
     }
 
     fn answering(&self) -> usize {

@@ -205,8 +205,9 @@ fn gateways_down(app: &App) -> Option<String> {
             _ => format!("{}: {}", format::text(&g.address), format::text(problem)),
         })
         .collect();
+    let whose = if down.len() == 1 { "its" } else { "their" };
     Some(format!(
-        " ✖ {up} of {total} gateways answering · {} · lists from the others only, its pens as last seen · {}",
+        " ✖ {up} of {total} gateways answering · {} · lists from the others only, {whose} pens as last seen · {}",
         which.join(", "),
         why.join("; ")
     ))

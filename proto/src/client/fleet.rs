@@ -75,6 +75,9 @@ pub type Watch<T> = Pin<Box<dyn Stream<Item = Result<T, GatewayError>> + Send>>;
 pub struct Fleet {
     members: Vec<Member>,
     timeout: Option<Duration>,
+    /// Several gateways are configured, even if fewer are members now: answers are always
+    /// merged, and page tokens are the fleet's own.
+    several: bool,
 }
 
 /// Connects to every gateway at once; each one's outcome, in the order given.
@@ -117,8 +120,38 @@ impl Fleet {
     /// The fleet of these connected gateways.
     pub fn new(members: Vec<Member>) -> Self {
         Self {
+            several: members.len() > 1,
             members,
             timeout: None,
+        }
+    }
+
+    /// The fleet stands for several gateways even when fewer answer now (the others are
+    /// down): a page token then stays the fleet's own whichever gateways answer.
+    pub fn of_several(mut self) -> Self {
+        self.several = true;
+        self
+    }
+
+    /// The only gateway, when the fleet is one gateway: its answers are passed on unchanged.
+    fn only(&self) -> Option<&Member> {
+        match self.members.as_slice() {
+            [only] if !self.several => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The answers merged by `merge`, or the only gateway's answer as it is.
+    fn merged<T: Default>(
+        &self,
+        answers: Vec<(String, Result<T, Status>)>,
+        merge: impl FnOnce(Vec<T>) -> T,
+    ) -> Merged<T> {
+        let all = gather(answers);
+        if self.only().is_some() {
+            all.map(|mut one| one.pop().unwrap_or_default())
+        } else {
+            all.map(merge)
         }
     }
 
@@ -178,7 +211,7 @@ impl Fleet {
                 async move { Ok(c.list_devices(request).await?.into_inner().devices) }
             })
             .await;
-        gather(answers).map(merge::devices)
+        self.merged(answers, merge::devices)
     }
 
     /// A page of sessions, newest first over every gateway. With several gateways the page
@@ -189,7 +222,7 @@ impl Fleet {
         page_size: u32,
         page_token: &str,
     ) -> Merged<ListSessionsResponse> {
-        if let [only] = self.members.as_slice() {
+        if let Some(only) = self.only() {
             let mut c = only.client.clone();
             let request = ListSessionsRequest {
                 filter,
@@ -218,7 +251,7 @@ impl Fleet {
         page_size: u32,
         page_token: &str,
     ) -> Merged<ListViolationsResponse> {
-        if let [only] = self.members.as_slice() {
+        if let Some(only) = self.only() {
             let mut c = only.client.clone();
             let request = ListViolationsRequest {
                 filter,
@@ -259,12 +292,8 @@ impl Fleet {
                 async move { Ok(c.list_cartridges(request).await?.into_inner()) }
             })
             .await;
-        let merged = gather(answers);
-        if self.members.len() == 1 {
-            return merged.map(|mut all| all.pop().unwrap_or_default());
-        }
         let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
-        merged.map(|all| merge::cartridges(all, limit as usize))
+        self.merged(answers, |all| merge::cartridges(all, limit as usize))
     }
 
     /// Operators over every gateway, by clinic then id.
@@ -277,7 +306,7 @@ impl Fleet {
                 async move { Ok(c.list_operators(request).await?.into_inner().operators) }
             })
             .await;
-        gather(answers).map(merge::operators)
+        self.merged(answers, merge::operators)
     }
 
     /// Review signatures over every gateway, newest first.
@@ -290,7 +319,7 @@ impl Fleet {
             })
             .await;
         let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
-        gather(answers).map(|all| merge::reviews(all, limit as usize))
+        self.merged(answers, |all| merge::reviews(all, limit as usize))
     }
 
     /// One session, from the gateway that holds it. NOT_FOUND only when every gateway says
