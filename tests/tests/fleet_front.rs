@@ -1,14 +1,16 @@
 //! One fleet for its readers across several gateways: three gateways on one broker, each
 //! subscribed to its own clinic's topics with its own journal and API, fed by the simulator.
 //! The `penwatch` command line given the three addresses lists what the three list together,
-//! in the order one gateway would, and the simulator's sessions and verdicts; `verify`
+//! in the order one gateway would, and the simulator's sessions and verdicts; it follows the
+//! three live feeds as one; a clinic manager's token sees their clinic only; `verify`
 //! checks every chain; `export --out-dir` writes one file per gateway that verifies offline;
 //! a stopped gateway makes the command fail naming it.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Output;
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use penwatch_dashboard::app::{App, Msg};
 use penwatch_dashboard::client::Settings;
@@ -19,6 +21,8 @@ use penwatch_tests::{Gateway, Mosquitto, wait_for};
 use serde_json::Value;
 
 const REVIEWER: &str = "token-reviewer-0123456789";
+/// A clinic manager's token, scoped to c02 on every gateway.
+const MANAGER_C02: &str = "token-manager-c02-0123456789";
 const CLINICS: u32 = 3;
 const SEED: u64 = 43;
 
@@ -30,7 +34,9 @@ fn gateway(broker: &Mosquitto, dir: &Path, policy: &Path, clinic: &str) -> Gatew
         format!(
             "[mqtt]\nclient_id = \"penwatch-{clinic}\"\n\
              topics = [\"clinics/{clinic}/pens/+/telemetry\", \"clinics/{clinic}/pens/+/status\"]\n\
-             [api]\n[[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n"
+             [api]\n[[api.tokens]]\nname = \"reviewer\"\ntoken = \"{REVIEWER}\"\nrole = \"reviewer\"\n\
+             [[api.tokens]]\nname = \"manager-c02\"\ntoken = \"{MANAGER_C02}\"\n\
+             role = \"clinic-manager\"\nclinics = [\"c02\"]\n"
         ),
     )
     .expect("config");
@@ -47,20 +53,34 @@ fn gateway(broker: &Mosquitto, dir: &Path, policy: &Path, clinic: &str) -> Gatew
     .expect("gateway")
 }
 
-/// `penwatch` with the reviewer's token against `gateways` (comma-separated).
-fn penwatch(gateways: &str, args: &[&str]) -> Output {
+/// `penwatch` against `gateways` (comma-separated) with `token`, not yet run.
+fn command(gateways: &str, token: &str, args: &[&str]) -> Command {
     let cli = penwatch_tests::binary("penwatch").expect("penwatch built");
-    std::process::Command::new(cli)
+    let mut command = Command::new(cli);
+    command
         .args(args)
         .env("PENWATCH_GATEWAY", gateways)
-        .env("PENWATCH_TOKEN", REVIEWER)
+        .env("PENWATCH_TOKEN", token);
+    command
+}
+
+/// `penwatch` with the reviewer's token against `gateways` (comma-separated).
+fn penwatch(gateways: &str, args: &[&str]) -> Output {
+    command(gateways, REVIEWER, args)
         .output()
         .expect("run penwatch")
 }
 
 /// Its `--json` output, asserting it succeeded.
 fn json(gateways: &str, args: &[&str]) -> Value {
-    let out = penwatch(gateways, args);
+    json_as(gateways, REVIEWER, args)
+}
+
+/// Its `--json` output with `token`, asserting it succeeded.
+fn json_as(gateways: &str, token: &str, args: &[&str]) -> Value {
+    let out = command(gateways, token, args)
+        .output()
+        .expect("run penwatch");
     assert!(
         out.status.success(),
         "penwatch {args:?} on {gateways}: {}",
@@ -112,6 +132,24 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         .map(|g| format!("http://127.0.0.1:{}", g.api_port()))
         .collect();
     let all = addresses.join(",");
+
+    // The three gateways' live violation feeds, merged, followed while the simulator runs.
+    let mut follow = command(&all, REVIEWER, &["--json", "violations", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("penwatch --follow");
+    let mut banner = String::new();
+    BufReader::new(follow.stderr.take().expect("stderr"))
+        .read_line(&mut banner)
+        .expect("the feed is open once it says so");
+    let (feed_tx, feed) = std::sync::mpsc::channel::<Value>();
+    let stdout = follow.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = feed_tx.send(serde_json::from_str(&line).expect("a JSON line"));
+        }
+    });
 
     let truth = penwatch_sim::run(
         SimConfig {
@@ -182,6 +220,29 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
     let exceeded: BTreeSet<String> = truth.exceeded().map(|s| s.session_id.clone()).collect();
     assert!(!exceeded.is_empty(), "the scenario exceeds somewhere");
     assert_eq!(ids(&merged_violations), exceeded);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut finals = BTreeSet::new();
+    while finals != exceeded {
+        let line = feed
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("the merged feed's finals: {finals:?} of {exceeded:?}"));
+        if line["feed"] == "final" {
+            finals.insert(line["session_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // The same token goes to each gateway, which scopes it: a manager of c02 sees c02 only.
+    let scoped = rows(&json_as(
+        &all,
+        MANAGER_C02,
+        &["--json", "sessions", "--limit", "1000"],
+    ));
+    assert_eq!(
+        scoped, sessions_per[1],
+        "c02's sessions, from c02's gateway"
+    );
 
     // Pens: every gateway's, by clinic then pen.
     let pens = rows(&json(&all, &["--json", "fleet"]));
