@@ -17,7 +17,7 @@ use crate::v1::{
     DeviceState, Filter, GetSessionRequest, ListCartridgesRequest, ListCartridgesResponse,
     ListDevicesRequest, ListOperatorsRequest, ListReviewsRequest, ListSessionsRequest,
     ListSessionsResponse, ListViolationsRequest, ListViolationsResponse, OperatorSummary,
-    ReviewSignature, SessionDetail, Violation, WatchFleetRequest, WatchViolationsRequest,
+    ReviewSignature, SessionDetail, Violation, WatchViolationsRequest,
 };
 
 /// Rows a gateway gives for a page size of 0.
@@ -363,22 +363,6 @@ impl Fleet {
                     filter: filter.clone(),
                 };
                 async move { Ok(c.watch_violations(request).await?.into_inner()) }
-            })
-            .await;
-        merged_watch(opened)
-    }
-
-    /// Every gateway's pens, then each change, merged as they come.
-    pub async fn watch_fleet(
-        &self,
-        filter: Option<Filter>,
-    ) -> Result<Watch<DeviceState>, GatewayError> {
-        let opened = self
-            .ask(|mut c| {
-                let request = WatchFleetRequest {
-                    filter: filter.clone(),
-                };
-                async move { Ok(c.watch_fleet(request).await?.into_inner()) }
             })
             .await;
         merged_watch(opened)
