@@ -251,9 +251,7 @@ impl Failure {
             Failure::Unreachable(_) => 4,
         }
     }
-}
 
-impl Failure {
     /// A gateway's failure: as it is when it is the only gateway, naming it among several.
     fn from_gateway(e: GatewayError, several: bool) -> Self {
         if !several {
