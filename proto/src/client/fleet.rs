@@ -187,12 +187,9 @@ impl Fleet {
             let call = f(m.client.clone());
             async move {
                 let answer = match timeout {
-                    Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
-                        Err(Status::deadline_exceeded(format!(
-                            "no answer within {}s",
-                            t.as_secs()
-                        )))
-                    }),
+                    Some(t) => tokio::time::timeout(t, call)
+                        .await
+                        .unwrap_or_else(|_| Err(late(t))),
                     None => call.await,
                 };
                 (m.gateway.clone(), answer)
@@ -375,7 +372,7 @@ impl Fleet {
         let answer = match self.timeout {
             Some(t) => tokio::time::timeout(t, call)
                 .await
-                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time"))),
+                .unwrap_or_else(|_| Err(late(t))),
             None => call.await,
         };
         answer.map(Response::into_inner)
@@ -515,6 +512,11 @@ fn single<T: Default>(member: &Member, answer: Result<T, Status>) -> Merged<T> {
             }],
         },
     }
+}
+
+/// A gateway that gave no answer within `t`.
+fn late(t: Duration) -> Status {
+    Status::deadline_exceeded(format!("no answer within {} s", t.as_secs()))
 }
 
 fn no_gateway(what: &str) -> GatewayError {
