@@ -15,9 +15,9 @@ use super::merge::{self, Listed, Position};
 use super::{Client, ClientError, Connector};
 use crate::v1::{
     DeviceState, Filter, GetSessionRequest, ListCartridgesRequest, ListCartridgesResponse,
-    ListDevicesRequest, ListOperatorsRequest, ListReviewsRequest, ListSessionsRequest,
-    ListSessionsResponse, ListViolationsRequest, ListViolationsResponse, OperatorSummary,
-    ReviewSignature, SessionDetail, Violation, WatchViolationsRequest,
+    ListDevicesRequest, ListOperatorsRequest, ListSessionsRequest, ListSessionsResponse,
+    ListViolationsRequest, ListViolationsResponse, OperatorSummary, SessionDetail, Violation,
+    WatchViolationsRequest,
 };
 
 /// Rows a gateway gives for a page size of 0.
@@ -304,19 +304,6 @@ impl Fleet {
             })
             .await;
         self.merged(answers, merge::operators)
-    }
-
-    /// Review signatures over every gateway, newest first.
-    pub async fn list_reviews(&self, request: ListReviewsRequest) -> Merged<Vec<ReviewSignature>> {
-        let limit = request.limit;
-        let answers = self
-            .ask(|mut c| {
-                let request = request.clone();
-                async move { Ok(c.list_reviews(request).await?.into_inner().reviews) }
-            })
-            .await;
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
-        self.merged(answers, |all| merge::reviews(all, limit as usize))
     }
 
     /// One session, from the gateway that holds it. NOT_FOUND only when every gateway says

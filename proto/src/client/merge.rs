@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::v1::{
     Cartridge, CartridgeAggregate, DeviceState, ListCartridgesResponse, OperatorSummary,
-    ReuseEvent, ReviewSignature, Session, Violation,
+    ReuseEvent, Session, Violation,
 };
 
 /// Where a row stands in a newest-first list: its session's start (device time, Unix ms),
@@ -123,14 +123,6 @@ pub fn operators(lists: Vec<Vec<OperatorSummary>>) -> Vec<OperatorSummary> {
         }
     }
     rows.into_values().collect()
-}
-
-/// Review signatures newest first, at most `limit`.
-pub fn reviews(lists: Vec<Vec<ReviewSignature>>, limit: usize) -> Vec<ReviewSignature> {
-    let mut all: Vec<ReviewSignature> = lists.into_iter().flatten().collect();
-    all.sort_by_key(|r| Reverse((r.signed_ms, r.id)));
-    all.truncate(limit);
-    all
 }
 
 #[cfg(test)]

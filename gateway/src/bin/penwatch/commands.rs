@@ -50,7 +50,7 @@ impl Ctx {
     }
 
     /// Prints each gateway's answer: as it is for one gateway, under its address for several.
-    fn per_gateway<T>(&self, answers: &[(String, T)], print: impl Fn(&Out, &T)) {
+    pub fn per_gateway<T>(&self, answers: &[(String, T)], print: impl Fn(&Out, &T)) {
         match answers {
             [(_, only)] if !self.several() => print(&self.out, only),
             _ => {

@@ -50,7 +50,7 @@ pub enum ReviewCommand {
 }
 
 /// Runs a `review` command. A signature binds one gateway's chain, so it is signed on one
-/// gateway; signatures are listed from every gateway, newest first.
+/// gateway, and listed per gateway (each under its address, with the head of its chain).
 pub async fn run(ctx: &Ctx, command: ReviewCommand) -> Result<(), Failure> {
     let out = &ctx.out;
     match command {
@@ -96,18 +96,19 @@ pub async fn run(ctx: &Ctx, command: ReviewCommand) -> Result<(), Failure> {
             until,
             limit,
         } => {
-            let reviews = ctx
-                .fleet
-                .list_reviews(pb::ListReviewsRequest {
-                    clinic_ids: clinics,
-                    from_ms: since.unwrap_or_default(),
-                    until_ms: until.unwrap_or_default(),
-                    limit,
+            let request = pb::ListReviewsRequest {
+                clinic_ids: clinics,
+                from_ms: since.unwrap_or_default(),
+                until_ms: until.unwrap_or_default(),
+                limit,
+            };
+            let answers = ctx
+                .each(|mut c| {
+                    let request = request.clone();
+                    async move { Ok(c.list_reviews(request).await?.into_inner()) }
                 })
-                .await
-                .complete()
-                .map_err(|e| ctx.failed(e))?;
-            out.reviews(&reviews);
+                .await?;
+            ctx.per_gateway(&answers, |out, r| out.reviews(&r.reviews));
         }
     }
     Ok(())
