@@ -3,7 +3,7 @@
 //!
 //! Each component owns its section and checks it: `[mqtt]` (or `[nats]`) the source, `[ingest]` and
 //! `[sessions]` the committer, `[journal]` the journal, `[policy]` the policy, `[metrics]` the
-//! metrics endpoint, `[api]` the API, `[influx]` the sink and `[alerts]` alert delivery. This module puts them together and
+//! metrics endpoint, `[api]` the API, `[influx]` the sink, `[alerts]` alert delivery and `[failover]` standing by. This module puts them together and
 //! checks what spans two sections. `gateway.example.toml` beside this crate documents every
 //! setting.
 
@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::alerts::AlertsConfig;
 use crate::api::ApiConfig;
+use crate::failover::FailoverConfig;
 use crate::invalid::Invalid;
 use crate::journal::JournalConfig;
 use crate::metrics::MetricsConfig;
@@ -69,6 +70,8 @@ pub struct Config {
     pub influx: Option<InfluxConfig>,
     /// Alert delivery (`[alerts]`); absent = no alerts raised.
     pub alerts: Option<AlertsConfig>,
+    /// Standing by for another gateway's journal (`[failover]`); absent = refuse a held one.
+    pub failover: Option<FailoverConfig>,
 }
 
 impl Config {

@@ -8,7 +8,8 @@
 //! The gRPC [`api`] serves queries, live streams and the audit export; a [`review`] signs a
 //! clinic's records for a period.
 //! The [`sink`] forwards the journal to InfluxDB; [`retention`] keeps the journal bounded;
-//! [`alerts`] delivers what the committer raised to webhooks and Alertmanager.
+//! [`alerts`] delivers what the committer raised to webhooks and Alertmanager; [`failover`]
+//! keeps one gateway writing a journal at a time, with standbys that take it over.
 
 pub mod alerts;
 pub mod api;
@@ -17,6 +18,7 @@ pub mod cartridges;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod failover;
 pub mod fleet;
 pub mod invalid;
 pub mod journal;

@@ -3,12 +3,14 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use penwatch_gateway::alerts::{self, deliver::Deliverer};
 use penwatch_gateway::config::Config;
+use penwatch_gateway::failover;
 use penwatch_gateway::journal;
 use penwatch_gateway::metrics::{self, Metrics};
 use penwatch_gateway::pipeline::{self, Pipeline, Settings};
@@ -305,6 +307,9 @@ fn verify(config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// Runs the gateway until a shutdown signal: waits for the journal as `[failover]` says,
+/// serves it, and, as a standby, hands it back and waits again when its home gateway asks.
+/// The metrics endpoint serves throughout, standing by included.
 async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     tracing::info!(
@@ -316,6 +321,73 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         policy = policy.version(),
         "gateway starting"
     );
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let endpoint = match config.metrics.addr()? {
+        Some(addr) => {
+            let stopped = shutdown.clone();
+            let server = metrics::serve(
+                addr,
+                metrics.clone(),
+                async move { stopped.cancelled().await },
+            );
+            Some(tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, %addr, "metrics endpoint failed");
+                }
+            }))
+        }
+        None => None,
+    };
+    let handle = PolicyHandle::new(policy);
+    let role = config.failover.map(|f| f.role);
+    let result = async {
+        while let Some(lock) =
+            failover::acquire(&config.journal.path, role, &metrics, &shutdown).await?
+        {
+            let outcome = serve(&config, handle.clone(), metrics.clone(), &shutdown, role).await;
+            metrics.mqtt_connected.set(0);
+            drop(lock);
+            if !outcome? {
+                break;
+            }
+            tracing::info!("handed the journal back to its home gateway; standing by");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    shutdown.cancel();
+    signals.abort();
+    if let Some(task) = endpoint
+        && tokio::time::timeout(SERVICE_STOP, task).await.is_err()
+    {
+        tracing::warn!(
+            task = "metrics endpoint",
+            "did not stop in time; leaving it"
+        );
+    }
+    if result.is_ok() {
+        tracing::info!("stopped cleanly");
+    }
+    result
+}
+
+/// Serves the journal this gateway holds until `shutdown`, the committer stopping, or (for a
+/// standby) its home gateway asking for it; returns whether it was handed back. Every task it
+/// starts is joined before it returns.
+async fn serve(
+    config: &Config,
+    handle: PolicyHandle,
+    metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
+    role: Option<failover::Role>,
+) -> anyhow::Result<bool> {
     let journal =
         journal::Writer::open(&config.journal.path, config.journal.sync).map_err(|e| {
             let path = config.journal.path.display();
@@ -327,7 +399,6 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     let checkpoints = CancellationToken::new();
     let checkpointer =
         penwatch_gateway::journal::checkpoint::spawn(&config.journal.path, checkpoints.clone())?;
-    let handle = PolicyHandle::new(policy);
     let settings = Settings::new(
         &config.ingest,
         &config.sessions,
@@ -393,22 +464,6 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         Source::Mqtt(s) => tokio::spawn(s.run(tx, stop.clone(), committed.clone())),
         Source::Stream(s) => tokio::spawn(s.run(tx, stop.clone())),
     };
-    if let Some(addr) = config.metrics.addr()? {
-        let stopped = stop.clone();
-        let server = metrics::serve(
-            addr,
-            metrics.clone(),
-            async move { stopped.cancelled().await },
-        );
-        services.push((
-            "metrics endpoint",
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, %addr, "metrics endpoint failed");
-                }
-            }),
-        ));
-    }
     if let Some(path) = config.policy.path.clone() {
         services.push((
             "policy reload",
@@ -447,10 +502,28 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         )),
     ));
 
-    tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutting down: committing what was received"),
-        () = committed.cancelled() => tracing::error!("the committer stopped"),
-    }
+    let home_asks = async {
+        match role {
+            Some(failover::Role::Standby) => {
+                failover::handback_requested(&config.journal.path).await;
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    let handed_back = tokio::select! {
+        () = shutdown.cancelled() => {
+            tracing::info!("shutting down: committing what was received");
+            false
+        }
+        () = home_asks => {
+            tracing::info!("the home gateway asks for its journal: committing what was received");
+            true
+        }
+        () = committed.cancelled() => {
+            tracing::error!("the committer stopped");
+            false
+        }
+    };
     stop.cancel();
     let result = tokio::task::spawn_blocking(move || committer.join()).await?;
     committed.cancel();
@@ -464,10 +537,7 @@ async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
     checkpoints.cancel();
     let _ = tokio::task::spawn_blocking(move || checkpointer.join()).await?;
     match result {
-        Ok(Ok(())) => {
-            tracing::info!("stopped cleanly");
-            Ok(())
-        }
+        Ok(Ok(())) => Ok(handed_back),
         Ok(Err(e)) => bail!("journal failed; nothing of the failed batch was acknowledged: {e}"),
         Err(_) => bail!("the committer panicked; nothing it had not stored was acknowledged"),
     }

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub cartridge_events: Family<Kind, Counter>,
     /// 1 while connected to the broker.
     pub mqtt_connected: Gauge,
+    /// 1 while waiting as a standby for another gateway's journal (`[failover]`).
+    pub standby: Gauge,
     /// Connection losses.
     pub mqtt_disconnects: Counter,
     /// Stream messages that expired before the gateway read them (`[nats]`): lost.
@@ -122,6 +124,7 @@ impl Metrics {
             amendments: Counter::default(),
             cartridge_events: Family::default(),
             mqtt_connected: Gauge::default(),
+            standby: Gauge::default(),
             mqtt_disconnects: Counter::default(),
             stream_expired: Counter::default(),
             policy_reloads: Family::default(),
@@ -193,6 +196,11 @@ impl Metrics {
             "mqtt_connected",
             "1 while connected to the broker",
             m.mqtt_connected.clone(),
+        );
+        registry.register(
+            "standby",
+            "1 while waiting as a standby for another gateway's journal",
+            m.standby.clone(),
         );
         registry.register(
             "mqtt_disconnects",

@@ -585,6 +585,7 @@ pub struct Gateway {
     child: Option<Child>,
     args: Vec<String>,
     dir: PathBuf,
+    journal: PathBuf,
     metrics_port: u16,
     api_port: u16,
 }
@@ -605,13 +606,25 @@ impl Gateway {
     /// Starts a gateway on `broker` with `extra` arguments (e.g. `--policy FILE`), its
     /// journal in `dir`, and waits until it is connected to the broker.
     pub fn start(broker: &str, dir: &Path, extra: &[&str]) -> Result<Self, HarnessError> {
+        Self::start_with_journal(broker, dir, &dir.join("journal.db"), extra)
+    }
+
+    /// Starts a gateway as [`Gateway::start`] does but on the journal file `journal` (another
+    /// gateway's, for a standby), with its log in `dir`; waits until it is connected to the
+    /// broker or standing by for the journal.
+    pub fn start_with_journal(
+        broker: &str,
+        dir: &Path,
+        journal: &Path,
+        extra: &[&str],
+    ) -> Result<Self, HarnessError> {
         let metrics_port = free_port()?;
         let api_port = free_port()?;
         let mut args = vec![
             "--broker".to_owned(),
             broker.to_owned(),
             "--journal".to_owned(),
-            dir.join("journal.db").display().to_string(),
+            journal.display().to_string(),
             "--metrics-listen".to_owned(),
             format!("127.0.0.1:{metrics_port}"),
         ];
@@ -620,6 +633,7 @@ impl Gateway {
             child: None,
             args,
             dir: dir.to_owned(),
+            journal: journal.to_owned(),
             metrics_port,
             api_port,
         };
@@ -640,7 +654,9 @@ impl Gateway {
         )?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
-        while self.metric("penwatch_mqtt_connected") != 1.0 {
+        while self.metric("penwatch_mqtt_connected") != 1.0
+            && self.metric("penwatch_standby") != 1.0
+        {
             let exited = self
                 .child
                 .as_mut()
@@ -676,7 +692,7 @@ impl Gateway {
 
     /// The journal file.
     pub fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.db")
+        self.journal.clone()
     }
 
     /// The Prometheus text from `/metrics` ("" if it does not answer).

@@ -55,6 +55,22 @@ impl NatsCluster {
         Ok(path.display().to_string())
     }
 
+    /// Node configuration mapping each pen's telemetry and status subjects into one of
+    /// `partitions` partitions by device id (`pw.<p>.clinics.<c>.pens.<d>.<kind>`), for
+    /// [`NatsCluster::start_with`].
+    pub fn partition_mapping(partitions: u32) -> String {
+        let to = |kind: &str| {
+            format!(
+                "\"pw.{{{{partition({partitions},2)}}}}.clinics.{{{{wildcard(1)}}}}.pens.{{{{wildcard(2)}}}}.{kind}\""
+            )
+        };
+        format!(
+            "mappings = {{\n  \"clinics.*.pens.*.telemetry\": {}\n  \"clinics.*.pens.*.status\": {}\n}}\n",
+            to("telemetry"),
+            to("status")
+        )
+    }
+
     /// Process id of a running node.
     pub fn pid(&self, node: usize) -> Option<u32> {
         self.nodes[node].child.as_ref().map(Child::id)

@@ -4,31 +4,17 @@
 //! journal only — also after one of them is killed -9 and restarted mid-run.
 
 mod nats_common;
+mod oracle;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nats_common::{journal_samples, simulate, write_policy};
-use penwatch_gateway::journal::Reader;
+use oracle::assert_journals_hold;
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, wait_for};
 
 const PARTITIONS: u32 = 3;
-
-/// The cluster's mapping of pens' subjects into partitions by device id.
-fn mapping() -> String {
-    let to = |kind: &str| {
-        format!(
-            "\"pw.{{{{partition({PARTITIONS},2)}}}}.clinics.{{{{wildcard(1)}}}}.pens.{{{{wildcard(2)}}}}.{kind}\""
-        )
-    };
-    format!(
-        "mappings = {{\n  \"clinics.*.pens.*.telemetry\": {}\n  \"clinics.*.pens.*.status\": {}\n}}\n",
-        to("telemetry"),
-        to("status")
-    )
-}
 
 /// Starts the gateway of `partition` with its journal in `dir`.
 fn gateway(cluster: &NatsCluster, dir: &Path, policy: &str, partition: u32) -> Gateway {
@@ -52,7 +38,8 @@ fn gateway(cluster: &NatsCluster, dir: &Path, policy: &str, partition: u32) -> G
 #[tokio::test(flavor = "multi_thread")]
 async fn three_gateways_on_three_partitions_hold_each_pen_once_and_exactly() {
     let seed = 37;
-    let cluster = NatsCluster::start_with(3, &mapping()).expect("cluster");
+    let cluster =
+        NatsCluster::start_with(3, &NatsCluster::partition_mapping(PARTITIONS)).expect("cluster");
     let dirs: Vec<tempfile::TempDir> = (0..PARTITIONS)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
@@ -70,16 +57,11 @@ async fn three_gateways_on_three_partitions_hold_each_pen_once_and_exactly() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     gateways[1].restart().expect("restart");
     let truth = sim.await.expect("join").expect("sim");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while total() < truth.telemetry_valid {
-        assert!(
-            Instant::now() < deadline,
-            "after 60 s the journals hold {} of {} valid messages",
-            total(),
-            truth.telemetry_valid
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "every valid message journaled",
+        Duration::from_secs(60),
+        || total() >= truth.telemetry_valid,
+    );
     for g in &mut gateways {
         assert!(
             g.terminate().expect("terminate"),
@@ -88,57 +70,9 @@ async fn three_gateways_on_three_partitions_hold_each_pen_once_and_exactly() {
         );
     }
 
-    let readers: Vec<Reader> = journals
-        .iter()
-        .map(|j| Reader::open(j).expect("journal"))
-        .collect();
-    let counts: Vec<u64> = readers
-        .iter()
-        .map(|r| r.counts().expect("counts").samples)
-        .collect();
-    assert_eq!(
-        counts.iter().sum::<u64>(),
-        truth.telemetry_valid,
-        "every valid message exactly once across the journals ({counts:?})"
-    );
+    let counts = assert_journals_hold(&journals, &truth);
     assert!(
         counts.iter().filter(|c| **c > 0).count() >= 2,
         "the pens are spread over the partitions ({counts:?})"
     );
-    let mut home: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, r) in readers.iter().enumerate() {
-        for d in r.devices().expect("devices") {
-            let previous = home.insert(d.device_id.clone(), i);
-            assert!(
-                previous.is_none(),
-                "{} is in journals {previous:?} and {i}",
-                d.device_id
-            );
-        }
-    }
-    for t in &truth.sessions {
-        let i = home[&t.device_id];
-        let (s, _) = readers[i]
-            .session(&t.device_id, &t.session_id)
-            .expect("query")
-            .unwrap_or_else(|| panic!("session {} missing from journal {i}", t.session_id));
-        assert_eq!(
-            (s.strokes, s.samples, s.exceeded()),
-            (t.strokes, t.samples, t.exceeded),
-            "{}",
-            t.session_id
-        );
-    }
-    let sessions: usize = readers
-        .iter()
-        .map(|r| r.sessions().expect("sessions").len())
-        .sum();
-    assert_eq!(
-        sessions,
-        truth.sessions.len(),
-        "no session split or doubled"
-    );
-    for r in &readers {
-        assert!(r.verify().expect("verify").ok());
-    }
 }
