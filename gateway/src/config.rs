@@ -1,5 +1,5 @@
 //! Gateway configuration: one TOML file, overridden by environment variables and command-line
-//! flags (see `main.rs`), validated at start-up.
+//! flags (see the `penwatch-gateway` binary's `cli.rs`), validated at start-up.
 //!
 //! Each component owns its section and checks it: `[mqtt]` (or `[nats]`) the source, `[ingest]` and
 //! `[sessions]` the committer, `[journal]` the journal, `[policy]` the policy, `[metrics]` the
