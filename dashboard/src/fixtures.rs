@@ -196,6 +196,7 @@ pub fn violation(s: &Session, is_final: bool) -> Violation {
         conflicting_messages: 0,
         amendment: 0,
         session_amendments: s.amendments,
+        session_started_ms: s.started_ms,
     }
 }
 

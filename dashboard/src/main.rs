@@ -10,7 +10,7 @@ use penwatch_dashboard::app::App;
 use penwatch_dashboard::client::{self, Settings, now_ms};
 use penwatch_dashboard::event_loop;
 use penwatch_dashboard::format::Zone;
-use penwatch_proto::client::{Connector, DEFAULT_GATEWAY};
+use penwatch_proto::client::{self as gateways, DEFAULT_GATEWAY};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -19,17 +19,18 @@ use tokio::sync::mpsc;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Gateway gRPC address, http:// or https:// [default: http://127.0.0.1:50051].
+    /// Gateway gRPC address, http:// or https:// [default: http://127.0.0.1:50051]; several
+    /// separated by commas (or the flag repeated) show a fleet spread over gateways as one.
     #[arg(long, env = "PENWATCH_GATEWAY")]
-    gateway: Option<String>,
+    gateway: Vec<String>,
     /// API token (as configured in the gateway's [[api.tokens]]).
     #[arg(long, env = "PENWATCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// PEM CA certificate to trust for an https:// gateway [default: the web PKI roots].
     #[arg(long, env = "PENWATCH_CA_CERT")]
     ca_cert: Option<PathBuf>,
-    /// TOML file with `gateway`, `token`, `ca_cert`, `bell`, `refresh_secs` and `utc`; flags
-    /// and environment win.
+    /// TOML file with `gateway` (an address, or a list), `token`, `ca_cert`, `bell`,
+    /// `refresh_secs` and `utc`; flags and environment win.
     #[arg(long, env = "PENWATCH_DASHBOARD_CONFIG")]
     config: Option<PathBuf>,
     /// Ring the terminal bell when a new violation arrives.
@@ -43,11 +44,19 @@ struct Args {
     utc: bool,
 }
 
+/// The config file's `gateway`: one address (several separated by commas) or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum GatewaySetting {
+    One(String),
+    Several(Vec<String>),
+}
+
 /// The optional config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    gateway: Option<String>,
+    gateway: Option<GatewaySetting>,
     token: Option<String>,
     ca_cert: Option<PathBuf>,
     #[serde(default)]
@@ -78,14 +87,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => read_config(path)?,
         None => FileConfig::default(),
     };
-    let gateway = args
-        .gateway
-        .or(file.gateway)
-        .unwrap_or_else(|| DEFAULT_GATEWAY.to_owned());
+    let gateway = match (args.gateway, file.gateway) {
+        (flags, _) if !flags.is_empty() => flags,
+        (_, Some(GatewaySetting::One(g))) => vec![g],
+        (_, Some(GatewaySetting::Several(list))) => list,
+        (_, None) => vec![DEFAULT_GATEWAY.to_owned()],
+    };
+    let gateway = gateways::gateway_list(&gateway)?;
     let token = args.token.or(file.token);
     let ca_cert = args.ca_cert.or(file.ca_cert);
     let settings = Settings {
-        connector: Connector::new(&gateway, token.as_deref(), ca_cert.as_deref())?,
+        connectors: gateways::connectors(&gateway, token.as_deref(), ca_cert.as_deref())?,
         refresh: Duration::from_secs(args.refresh_secs.or(file.refresh_secs).unwrap_or(5).max(1)),
     };
     let bell = args.bell || file.bell;

@@ -28,6 +28,9 @@ pub enum Msg {
         /// The gateway's answer.
         reason: String,
     },
+    /// Which of several gateways answer: each address with why it does not (None: it
+    /// answers). Not sent with one gateway.
+    Gateways(Vec<(String, Option<String>)>),
     /// WhoAmI's answer.
     Identity(WhoAmIResponse),
     /// Pen states (streamed changes, coalesced, or a full list); an older state than the one

@@ -30,8 +30,9 @@ pub use filter::{Filters, Query, Window};
 pub use message::{Command, Msg};
 use state::SessionKey;
 pub use state::{
-    ALERT_MS, Alert, Attention, CLOCK_SKEW_MS, Detail, Identity, LOAD_AHEAD, LOW_BATTERY_PCT, Link,
-    MAX_POINTS, MAX_SESSIONS, MAX_VIOLATIONS, Mode, Paging, Tab, WEAR_WARN_PCT, skewed,
+    ALERT_MS, Alert, Attention, CLOCK_SKEW_MS, Detail, GatewayLink, Identity, LOAD_AHEAD,
+    LOW_BATTERY_PCT, Link, MAX_POINTS, MAX_SESSIONS, MAX_VIOLATIONS, Mode, Paging, Tab,
+    WEAR_WARN_PCT, skewed,
 };
 
 /// The dashboard's whole state.
@@ -45,6 +46,8 @@ pub struct App {
     pub mode: Mode,
     /// Connection state.
     pub link: Link,
+    /// With several gateways, which answer (empty with one).
+    pub gateways: Vec<GatewayLink>,
     /// Who the token is (None until WhoAmI answered).
     pub identity: Option<Identity>,
     /// Pens by id.
@@ -84,6 +87,7 @@ impl App {
             tab: Tab::Fleet,
             mode: Mode::Normal,
             link: Link::Connecting,
+            gateways: Vec::new(),
             identity: None,
             devices: HashMap::new(),
             sessions: HashMap::new(),
@@ -118,6 +122,33 @@ impl App {
             .collect()
     }
 
+    /// Which of several gateways answer, each down one keeping when it stopped answering.
+    fn put_gateways(&mut self, states: Vec<(String, Option<String>)>) {
+        let now = self.now_ms;
+        let before = std::mem::take(&mut self.gateways);
+        self.gateways = states
+            .into_iter()
+            .map(|(address, problem)| {
+                let since_ms = match (&problem, before.iter().find(|g| g.address == address)) {
+                    (None, _) => 0,
+                    (Some(_), Some(g)) if g.problem.is_some() => g.since_ms,
+                    (Some(_), _) => now,
+                };
+                GatewayLink {
+                    address,
+                    problem,
+                    since_ms,
+                }
+            })
+            .collect();
+    }
+
+    /// How many of several gateways answer, and how many there are.
+    pub fn answering(&self) -> (usize, usize) {
+        let up = self.gateways.iter().filter(|g| g.problem.is_none()).count();
+        (up, self.gateways.len())
+    }
+
     /// Applies one message; returns what the client should do.
     pub fn update(&mut self, msg: Msg) -> Vec<Command> {
         match msg {
@@ -147,6 +178,7 @@ impl App {
                 };
             }
             Msg::Refused { reason } => self.link = Link::Refused { reason },
+            Msg::Gateways(states) => self.put_gateways(states),
             Msg::Identity(who) => {
                 self.identity = Some(Identity {
                     role: who.role,
@@ -312,6 +344,27 @@ mod tests {
         app.update(Msg::SelectTab(Tab::Operators));
         assert_eq!(app.tab, Tab::Fleet);
         assert!(app.operator_rows().is_empty());
+    }
+
+    #[test]
+    fn a_gateway_that_stops_answering_keeps_the_time_it_stopped() {
+        let mut app = fixtures::app("reviewer");
+        let states = |down: Option<&str>| {
+            vec![
+                ("http://gw-1:50051".to_owned(), None),
+                ("http://gw-2:50051".to_owned(), down.map(str::to_owned)),
+            ]
+        };
+        app.update(Msg::Gateways(states(None)));
+        assert_eq!(app.answering(), (2, 2));
+        app.update(Msg::Gateways(states(Some("refused"))));
+        app.update(Msg::Tick(NOW + 7_000));
+        app.update(Msg::Gateways(states(Some("timed out"))));
+        assert_eq!(app.answering(), (1, 2));
+        assert_eq!(app.gateways[1].since_ms, NOW, "down since it first failed");
+        assert_eq!(app.gateways[1].problem.as_deref(), Some("timed out"));
+        app.update(Msg::Gateways(states(None)));
+        assert_eq!((app.answering(), app.gateways[1].since_ms), ((2, 2), 0));
     }
 
     #[test]

@@ -98,6 +98,17 @@ pub enum Link {
         reason: String,
     },
 }
+/// One of several gateways, as the client last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayLink {
+    /// Its address.
+    pub address: String,
+    /// Why it does not answer (None: it answers).
+    pub problem: Option<String>,
+    /// Since when it does not answer, Unix ms (0 while it answers).
+    pub since_ms: i64,
+}
+
 /// Who the token belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {

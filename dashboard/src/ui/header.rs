@@ -55,8 +55,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(clock.chars().count() as u16 + 1),
     ])
     .areas(status_area);
+    let (up, total) = app.answering();
     let link = match &app.link {
         Link::Connecting => Span::styled("○ connecting", theme::WARN),
+        Link::Connected if up < total => {
+            Span::styled(format!("◐ {up}/{total} gateways"), theme::DANGER)
+        }
+        Link::Connected if total > 1 => Span::styled(format!("● live {total} gateways"), theme::OK),
         Link::Connected => Span::styled("● live", theme::OK),
         Link::Lost { .. } => Span::styled("✖ OFFLINE", theme::DANGER),
         Link::Refused { .. } => Span::styled("✖ REFUSED", theme::DANGER),
@@ -131,6 +136,9 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
             LOST,
         ));
     }
+    if let Some(line) = gateways_down(app) {
+        lines.push((line, LOST));
+    }
     if let Link::Refused { reason } = &app.link {
         lines.push((
             format!(
@@ -166,6 +174,43 @@ pub fn banners(app: &App) -> Vec<(String, Style)> {
         ));
     }
     lines
+}
+
+/// With several gateways, the ones not answering while others do: what is on screen lacks
+/// their rows (their pens stay as last seen), so the banner says whose and since when.
+fn gateways_down(app: &App) -> Option<String> {
+    let (up, total) = app.answering();
+    if up == total || !matches!(app.link, Link::Connected) {
+        return None;
+    }
+    let down: Vec<_> = app
+        .gateways
+        .iter()
+        .filter_map(|g| Some((g, g.problem.as_deref()?)))
+        .collect();
+    let which: Vec<String> = down
+        .iter()
+        .map(|(g, _)| {
+            format!(
+                "{} down since {}",
+                format::text(&g.address),
+                app.zone.clock(g.since_ms)
+            )
+        })
+        .collect();
+    let why: Vec<String> = down
+        .iter()
+        .map(|(g, problem)| match down.len() {
+            1 => format::text(problem),
+            _ => format!("{}: {}", format::text(&g.address), format::text(problem)),
+        })
+        .collect();
+    let whose = if down.len() == 1 { "its" } else { "their" };
+    Some(format!(
+        " ✖ {up} of {total} gateways answering · {} · lists from the others only, {whose} pens as last seen · {}",
+        which.join(", "),
+        why.join("; ")
+    ))
 }
 
 /// A notice when pens' clocks are far from the gateway's: the times a pen reports (session

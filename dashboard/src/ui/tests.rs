@@ -264,6 +264,38 @@ fn connection_lost_banner_keeps_data() {
 }
 
 #[test]
+fn one_gateway_unreachable_of_three_is_named_in_a_banner() {
+    let mut app = on(Tab::Fleet, "reviewer");
+    let gateway = |n: u32, problem: Option<&str>| {
+        (
+            format!("http://10.0.0.{n}:50051"),
+            problem.map(str::to_owned),
+        )
+    };
+    app.update(Msg::Gateways(vec![
+        gateway(1, None),
+        gateway(2, Some("cannot reach the gateway: connection refused")),
+        gateway(3, None),
+    ]));
+    let buffer = render(&app, 150, 14);
+    let (x, y) = find(&buffer, "✖ 2 of 3 gateways answering").expect("banner");
+    assert_eq!(buffer[(x, y)].bg, Color::Red);
+    assert!(find(&buffer, "◐ 2/3 gateways").is_some(), "the status line");
+    insta::assert_snapshot!(text(&buffer));
+    app.update(Msg::Gateways(vec![
+        gateway(1, None),
+        gateway(2, None),
+        gateway(3, None),
+    ]));
+    let buffer = render(&app, 150, 14);
+    assert!(
+        find(&buffer, "gateways answering").is_none(),
+        "gone once all answer"
+    );
+    assert!(find(&buffer, "● live 3 gateways").is_some());
+}
+
+#[test]
 fn search_prompt_and_filters_in_header() {
     let mut app = on(Tab::Sessions, "clinic-manager");
     app.update(Msg::ToggleExceeded);

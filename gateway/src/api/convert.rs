@@ -312,6 +312,7 @@ pub fn violation(v: &StoredViolation, caller: &Caller) -> pb::Violation {
         conflicting_messages: v.conflicting,
         amendment: u32::try_from(v.amendment).unwrap_or(u32::MAX),
         session_amendments: v.session_amendments,
+        session_started_ms: v.started_ms,
     }
 }
 
@@ -337,6 +338,7 @@ pub fn live_violation(
         conflicting_messages: s.conflicting,
         amendment: u32::try_from(amendment).unwrap_or(u32::MAX),
         session_amendments: u32::try_from(amendment).unwrap_or(u32::MAX),
+        session_started_ms: s.started_ms,
     })
 }
 

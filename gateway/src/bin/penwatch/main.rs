@@ -1,5 +1,7 @@
 //! `penwatch`: the command line over the gateway's gRPC API.
 
+mod chains;
+mod commands;
 mod feed;
 mod output;
 mod report;
@@ -11,10 +13,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
-use penwatch_proto::client::{self, ClientError, DEFAULT_GATEWAY, NO_TOKEN};
+use penwatch_proto::client::{self, ClientError, DEFAULT_GATEWAY, Fleet, GatewayError, NO_TOKEN};
 use penwatch_proto::text::escape_controls;
 use penwatch_proto::v1 as pb;
-use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
 use output::Out;
@@ -22,6 +23,10 @@ use output::Out;
 /// PenWatch command line: fleet, sessions, violations, cartridges, operators, quarantine,
 /// policy and its history, depth-log export, audit-chain verification and review signatures,
 /// from a running gateway's gRPC API.
+///
+/// Several gateways (--gateway a,b,c), each owning part of the fleet, are read as one: lists
+/// merged, each gateway's chain verified, exported and reported on its own; a gateway that
+/// does not answer fails the command, naming it.
 ///
 /// Output is a table for people, or JSON with --json (one object per line for --follow).
 /// Times are RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20, UTC), or a duration
@@ -33,9 +38,10 @@ use output::Out;
 #[derive(Parser)]
 #[command(version, name = "penwatch")]
 struct Cli {
-    /// Gateway API address, http:// or https://.
+    /// Gateway API address, http:// or https://; several separated by commas (or the flag
+    /// repeated) to read a fleet spread over gateways as one.
     #[arg(long, env = "PENWATCH_GATEWAY", default_value = DEFAULT_GATEWAY, global = true)]
-    gateway: String,
+    gateway: Vec<String>,
     /// Bearer token from the gateway's [[api.tokens]].
     #[arg(long, env = "PENWATCH_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
@@ -182,6 +188,7 @@ enum Command {
     },
     /// Depth log (sessions, violations, optionally samples) to stdout, checked against the
     /// audit chain; the chain head goes to stderr. Exit 1 if the chain does not verify.
+    /// Several gateways need --out-dir: one file per gateway, each with its own chain.
     Export {
         #[command(flatten)]
         filter: FilterArgs,
@@ -191,8 +198,13 @@ enum Command {
         /// Include every sample of the exported sessions.
         #[arg(long)]
         samples: bool,
+        /// Write one file per gateway into this directory (HOST_PORT.csv or .jsonl) instead
+        /// of stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
-    /// Recompute the audit chain and session digests; exit 1 if broken.
+    /// Recompute the audit chain and session digests; exit 1 if broken. Several gateways:
+    /// one line per gateway (address, entries, head, verified or BROKEN).
     Verify,
     /// One clinic's period as a self-contained HTML page to stdout (print it to PDF): its
     /// sessions, violations with their evidence and depth charts, operators, policy versions,
@@ -237,6 +249,21 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Auth(_) => 3,
             Failure::Unreachable(_) => 4,
+        }
+    }
+
+    /// A gateway's failure: as it is when it is the only gateway, naming it among several.
+    fn from_gateway(e: GatewayError, several: bool) -> Self {
+        if !several {
+            return Failure::from(e.status);
+        }
+        let named = e.to_string();
+        match Failure::from(e.status) {
+            Failure::Auth(m) if m == NO_TOKEN => Failure::Auth(m),
+            Failure::Usage(_) => Failure::Usage(named),
+            Failure::Auth(_) => Failure::Auth(named),
+            Failure::Unreachable(_) => Failure::Unreachable(named),
+            Failure::Failed(_) => Failure::Failed(named),
         }
     }
 }
@@ -300,233 +327,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::VerifyExport { file } = &cli.command {
         return verify_offline(file, cli.json);
     }
-    let mut c = client::connect(&cli.gateway, cli.token.as_deref(), cli.ca_cert.as_deref()).await?;
-    let out = Out::new(cli.json);
-    match cli.command {
-        Command::Whoami => out.whoami(&c.who_am_i(pb::WhoAmIRequest {}).await?.into_inner()),
-        Command::Fleet { filter } => {
-            let r = c
-                .list_devices(pb::ListDevicesRequest {
-                    filter: Some(filter.filter()),
-                })
-                .await?
-                .into_inner();
-            out.devices(&r.devices);
-        }
-        Command::Sessions { filter, limit } => {
-            let mut sessions = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = c
-                    .list_sessions(pb::ListSessionsRequest {
-                        filter: Some(filter.filter()),
-                        page_size: u32::try_from(limit.min(1000)).unwrap_or(1000),
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                sessions.extend(r.sessions);
-                page_token = r.next_page_token;
-                if page_token.is_empty() || sessions.len() >= limit {
-                    break;
-                }
-            }
-            sessions.truncate(limit);
-            out.sessions(&sessions);
-        }
-        Command::Session {
-            device,
-            session,
-            points,
-        } => {
-            let r = c
-                .get_session(pb::GetSessionRequest {
-                    device_id: device,
-                    session_id: session,
-                    max_points: points,
-                })
-                .await?
-                .into_inner();
-            out.session(&r);
-        }
-        Command::Violations {
-            filter,
-            limit,
-            follow,
-            updates,
-        } => {
-            if follow {
-                let mut stream = c
-                    .watch_violations(pb::WatchViolationsRequest {
-                        filter: Some(filter.filter()),
-                    })
-                    .await?
-                    .into_inner();
-                out.follow_header();
-                let mut feed = feed::Feed::default();
-                while let Some(v) = stream.next().await {
-                    let v = v?;
-                    if let Some(kind) = feed.classify(&v, updates) {
-                        out.violation_line(kind, &v);
-                    }
-                }
-                return Err(Failure::Unreachable("the gateway ended the stream".into()));
-            }
-            let r = c
-                .list_violations(pb::ListViolationsRequest {
-                    filter: Some(filter.filter()),
-                    page_size: u32::try_from(limit.min(1000)).unwrap_or(1000),
-                    page_token: String::new(),
-                })
-                .await?
-                .into_inner();
-            out.violations(&r.violations);
-        }
-        Command::Cartridges { filter, limit } => {
-            let r = c
-                .list_cartridges(pb::ListCartridgesRequest {
-                    filter: Some(filter.filter()),
-                    limit,
-                })
-                .await?
-                .into_inner();
-            out.cartridges(&r);
-        }
-        Command::Operators { filter } => {
-            let r = c
-                .list_operators(pb::ListOperatorsRequest {
-                    filter: Some(filter.filter()),
-                })
-                .await?
-                .into_inner();
-            out.operators(&r.operators);
-        }
-        Command::Quarantine { limit, before } => {
-            let r = c
-                .list_quarantine(pb::ListQuarantineRequest {
-                    limit,
-                    before_id: before,
-                })
-                .await?
-                .into_inner();
-            out.quarantine(&r);
-        }
-        Command::AccessLog { limit, before } => {
-            let r = c
-                .list_access_log(pb::ListAccessLogRequest {
-                    limit,
-                    before_id: before,
-                })
-                .await?
-                .into_inner();
-            out.access_log(&r);
-        }
-        Command::Policy {
-            history: true,
-            text,
-            ..
-        } => {
-            let r = c
-                .list_policy_versions(pb::ListPolicyVersionsRequest {})
-                .await?
-                .into_inner();
-            out.policy_history(&r.versions, text);
-        }
-        Command::Policy { validate: None, .. } => {
-            out.policy(&c.get_policy(pb::GetPolicyRequest {}).await?.into_inner());
-        }
-        Command::Policy {
-            validate: Some(path),
-            ..
-        } => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-            let r = c
-                .validate_policy(pb::ValidatePolicyRequest { text })
-                .await?
-                .into_inner();
-            out.validation(&r);
-            if !r.valid {
-                return Err(Failure::Failed(format!("{}: invalid", path.display())));
-            }
-        }
-        Command::Export {
-            filter,
-            format,
-            samples,
-        } => {
-            let mut stream = c
-                .export_depth_log(pb::ExportRequest {
-                    filter: Some(filter.filter()),
-                    format,
-                    include_samples: samples,
-                })
-                .await?
-                .into_inner();
-            let mut stdout = std::io::stdout().lock();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                std::io::Write::write_all(&mut stdout, &chunk.data)?;
-                if chunk.last {
-                    std::io::Write::flush(&mut stdout)?;
-                    eprintln!(
-                        "audit chain head {} ({})",
-                        chunk.chain_head,
-                        if chunk.chain_ok { "verified" } else { "BROKEN" }
-                    );
-                    if !chunk.chain_ok {
-                        return Err(Failure::Failed(
-                            "the audit chain did not verify: run `penwatch verify`".into(),
-                        ));
-                    }
-                    return Ok(());
-                }
-            }
-            return Err(Failure::Unreachable(
-                "the export ended before its last chunk".into(),
-            ));
-        }
-        Command::VerifyExport { file } => verify_offline(&file, cli.json)?,
-        Command::Report {
-            clinic,
-            from,
-            until,
-        } => {
-            if until <= from {
-                return Err(Failure::Usage("--until must be after --from".into()));
-            }
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default();
-            let r = report::gather(&mut c, &clinic, from, until, now).await?;
-            let mut stdout = std::io::stdout().lock();
-            std::io::Write::write_all(&mut stdout, report::html::render(&r).as_bytes())?;
-            std::io::Write::flush(&mut stdout)?;
-            if !r.verification.ok {
-                return Err(Failure::Failed(format!(
-                    "audit chain broken at entry {}: {}",
-                    r.verification.first_broken,
-                    escape_controls(&r.verification.problem)
-                )));
-            }
-        }
-        Command::Review { command } => review::run(&mut c, &out, command).await?,
-        Command::Verify => {
-            let r = c
-                .verify_audit_chain(pb::VerifyRequest {})
-                .await?
-                .into_inner();
-            out.verify(&r);
-            if !r.ok {
-                return Err(Failure::Failed(format!(
-                    "audit chain broken at entry {}: {}",
-                    r.first_broken, r.problem
-                )));
-            }
-        }
-    }
-    Ok(())
+    let gateways = client::gateway_list(&cli.gateway)?;
+    let connectors = client::connectors(&gateways, cli.token.as_deref(), cli.ca_cert.as_deref())?;
+    let ctx = commands::Ctx {
+        fleet: Fleet::connect(&connectors).await?,
+        out: Out::new(cli.json),
+    };
+    commands::run(&ctx, cli.command).await
 }
 
 /// `verify-export`: the file checked by itself.
@@ -594,6 +401,45 @@ mod tests {
             (no_token.code(), no_token.to_string()),
             (3, NO_TOKEN.to_owned())
         );
+    }
+
+    #[test]
+    fn a_gateways_failure_is_named_among_several_and_as_before_alone() {
+        let e = |status: Status| GatewayError {
+            gateway: "http://gw-2:50051".into(),
+            status,
+        };
+        let alone = Failure::from_gateway(e(Status::unavailable("refused")), false);
+        assert_eq!(
+            (alone.code(), alone.to_string()),
+            (4, "gateway: refused (Unavailable)".to_owned())
+        );
+        let named = Failure::from_gateway(e(Status::unavailable("refused")), true);
+        assert_eq!(
+            (named.code(), named.to_string()),
+            (
+                4,
+                "gateway http://gw-2:50051: refused (Unavailable)".to_owned()
+            )
+        );
+        let denied = Failure::from_gateway(e(Status::permission_denied("scope")), true);
+        assert_eq!(denied.code(), 3);
+        assert!(denied.to_string().contains("http://gw-2:50051"));
+    }
+
+    #[test]
+    fn several_gateways_are_given_with_commas_or_repeated() {
+        let cli = Cli::try_parse_from([
+            "penwatch",
+            "--gateway",
+            "http://a:1,http://b:2",
+            "--gateway",
+            "http://c:3",
+            "sessions",
+        ])
+        .expect("parses");
+        let list = client::gateway_list(&cli.gateway).expect("addresses");
+        assert_eq!(list, ["http://a:1", "http://b:2", "http://c:3"]);
     }
 
     #[test]

@@ -24,6 +24,8 @@ use serde_json::Value;
 /// Where results go: stdout, as tables or JSON.
 pub struct Out {
     json: bool,
+    /// The gateway a section of output is from (several gateways, per-gateway answers).
+    gateway: Option<String>,
 }
 
 /// A Unix ms time as RFC 3339 (UTC, seconds), "-" for 0.
@@ -128,11 +130,38 @@ fn json_text(v: &Value) -> String {
 impl Out {
     /// Tables, or JSON when `json`.
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self {
+            json,
+            gateway: None,
+        }
+    }
+
+    /// The output of one gateway's answer among several: a table under a `gateway ADDRESS`
+    /// line, JSON objects with a `"gateway"` member.
+    pub fn section(&self, gateway: &str) -> Self {
+        if !self.json {
+            println!("gateway {}", shown(gateway));
+        }
+        Self {
+            json: self.json,
+            gateway: Some(gateway.to_owned()),
+        }
     }
 
     fn print(&self, v: &Value) {
-        println!("{}", json_text(v));
+        match (&self.gateway, v) {
+            (Some(g), Value::Object(fields)) => {
+                let mut fields = fields.clone();
+                fields.insert("gateway".into(), Value::String(g.clone()));
+                println!("{}", json_text(&Value::Object(fields)));
+            }
+            _ => println!("{}", json_text(v)),
+        }
+    }
+
+    /// Whether output is JSON.
+    pub fn json(&self) -> bool {
+        self.json
     }
 }
 

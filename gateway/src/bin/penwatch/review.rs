@@ -4,7 +4,7 @@ use clap::Subcommand;
 use penwatch_proto::v1 as pb;
 
 use super::{Failure, parse_time};
-use crate::output::Out;
+use crate::commands::Ctx;
 
 /// What `review` does.
 #[derive(Subcommand)]
@@ -49,12 +49,10 @@ pub enum ReviewCommand {
     },
 }
 
-/// Runs a `review` command.
-pub async fn run(
-    c: &mut penwatch_proto::client::Client,
-    out: &Out,
-    command: ReviewCommand,
-) -> Result<(), Failure> {
+/// Runs a `review` command. A signature binds one gateway's chain, so it is signed on one
+/// gateway, and listed per gateway (each under its address, with the head of its chain).
+pub async fn run(ctx: &Ctx, command: ReviewCommand) -> Result<(), Failure> {
+    let out = &ctx.out;
     match command {
         ReviewCommand::Sign {
             clinic,
@@ -69,7 +67,17 @@ pub async fn run(
                     "--from must be before --until: the period signed is empty".into(),
                 ));
             }
-            let r = c
+            let [member] = ctx.fleet.members() else {
+                return Err(Failure::Usage(format!(
+                    "a review signature binds one gateway's audit chain and {} gateways were \
+                     given: sign on the gateway whose journal holds the clinic's records \
+                     (one --gateway), and on each of them if several do",
+                    ctx.fleet.len()
+                )));
+            };
+            let r = member
+                .client
+                .clone()
                 .sign_review(pb::SignReviewRequest {
                     clinic_id: clinic,
                     from_ms: from,
@@ -88,16 +96,19 @@ pub async fn run(
             until,
             limit,
         } => {
-            let r = c
-                .list_reviews(pb::ListReviewsRequest {
-                    clinic_ids: clinics,
-                    from_ms: since.unwrap_or_default(),
-                    until_ms: until.unwrap_or_default(),
-                    limit,
+            let request = pb::ListReviewsRequest {
+                clinic_ids: clinics,
+                from_ms: since.unwrap_or_default(),
+                until_ms: until.unwrap_or_default(),
+                limit,
+            };
+            let answers = ctx
+                .each(|mut c| {
+                    let request = request.clone();
+                    async move { Ok(c.list_reviews(request).await?.into_inner()) }
                 })
-                .await?
-                .into_inner();
-            out.reviews(&r.reviews);
+                .await?;
+            ctx.per_gateway(&answers, |out, r| out.reviews(&r.reviews));
         }
     }
     Ok(())

@@ -48,6 +48,33 @@ impl Out {
         }
     }
 
+    /// `verify` over several gateways: one line per gateway.
+    pub fn verify_line(&self, gateway: &str, r: &pb::VerifyResponse) {
+        if self.json {
+            self.section(gateway).verify(r);
+            return;
+        }
+        let verdict = if r.ok {
+            "verified".to_owned()
+        } else {
+            format!("BROKEN at entry {}: {}", r.first_broken, shown(&r.problem))
+        };
+        let unchecked = if r.digests_unchecked > 0 {
+            format!(
+                " ({} pruned sessions' digests not recomputed)",
+                r.digests_unchecked
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{}  {} entries  head {}  {verdict}{unchecked}",
+            shown(gateway),
+            r.entries,
+            r.head
+        );
+    }
+
     /// `verify`.
     pub fn verify(&self, r: &pb::VerifyResponse) {
         if self.json {

@@ -30,6 +30,7 @@ fn violation_json(v: &pb::Violation) -> Value {
         "committed_ms": v.committed_ms, "unknown_operator": v.unknown_operator,
         "conflicting_messages": v.conflicting_messages, "amendment": v.amendment,
         "session_amendments": v.session_amendments,
+        "session_started_ms": v.session_started_ms,
     })
 }
 

@@ -74,29 +74,91 @@ fn mm(v: f64) -> String {
 
 /// The whole page.
 pub fn render(r: &Report) -> String {
+    let mut h = opening(&r.clinic);
+    body(&mut h, r);
+    h.push_str(CLOSING);
+    h
+}
+
+/// One clinic's period over several gateways as one page: every gateway's audit chain first,
+/// then each gateway's part under its address. Each gateway keeps its own journal and chain,
+/// so each part was verified against its own chain head, and is exported and checked with
+/// that gateway's.
+pub fn render_fleet(parts: &[(String, Report)]) -> String {
+    let Some((_, first)) = parts.first() else {
+        return String::new();
+    };
+    let mut h = opening(&first.clinic);
+    let _ = write!(
+        h,
+        "<p>The records are kept by {} gateways, each in its own journal with its own audit \
+         chain: each part below was verified against its gateway's chain head. The JSONL \
+         export of each gateway (<code>penwatch export --out-dir</code>) is checked offline \
+         against the same head with <code>penwatch verify-export</code>.</p>\
+         <table id=\"gateways\"><tr><th>Gateway</th><th>Sessions</th><th>Exceeded</th>\
+         <th>Audit chain</th><th>Chain head verified against</th></tr>",
+        parts.len()
+    );
+    for (gateway, r) in parts {
+        let v = &r.verification;
+        let verdict = if v.ok {
+            format!("<span class=\"ok\">Verified</span>: {} entries", v.entries)
+        } else {
+            format!(
+                "<span class=\"bad\">BROKEN</span> at entry {}",
+                v.first_broken
+            )
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{verdict}</td>\
+             <td class=\"hash\">{}</td></tr>",
+            t(gateway),
+            r.sessions.len(),
+            r.sessions.iter().filter(|s| s.exceeded).count(),
+            t(&v.head),
+        );
+    }
+    h.push_str("</table>");
+    for (n, (gateway, r)) in parts.iter().enumerate() {
+        let mut part = format!("<h2 class=\"gateway\">Gateway {}</h2>", t(gateway));
+        body(&mut part, r);
+        // Each part's ids are its own.
+        h.push_str(&part.replace("id=\"", &format!("id=\"gw{}-", n + 1)));
+    }
+    h.push_str(CLOSING);
+    h
+}
+
+/// The page up to its first section.
+fn opening(clinic: &str) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    let title = format!("PenWatch compliance report: clinic {}", t(&r.clinic));
+    let title = format!("PenWatch compliance report: clinic {}", t(clinic));
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>{title}</title><style>{STYLE}</style></head><body>\
          <h1>{title}</h1>"
     );
-    header(&mut h, r);
-    sessions(&mut h, r);
-    violations(&mut h, r);
-    amendments(&mut h, r);
-    operators(&mut h, &r.operators);
-    policies(&mut h, r);
-    signatures(&mut h, r);
-    h.push_str(
-        "<p class=\"note\">Depths are the pen's set needle protrusion, not the depth reached in \
-         tissue. This page is a human-readable copy; the record is the gateway's hash-chained \
-         journal and its JSONL export, which <code>penwatch verify-export</code> checks offline \
-         against the chain head above.</p></body></html>\n",
-    );
     h
 }
+
+/// The report's sections.
+fn body(h: &mut String, r: &Report) {
+    header(h, r);
+    sessions(h, r);
+    violations(h, r);
+    amendments(h, r);
+    operators(h, &r.operators);
+    policies(h, r);
+    signatures(h, r);
+}
+
+/// The page's end.
+const CLOSING: &str = "<p class=\"note\">Depths are the pen's set needle protrusion, not the depth \
+    reached in tissue. This page is a human-readable copy; the record is the gateway's \
+    hash-chained journal and its JSONL export, which <code>penwatch verify-export</code> checks \
+    offline against the chain head above.</p></body></html>\n";
 
 fn header(h: &mut String, r: &Report) {
     let v = &r.verification;
@@ -480,6 +542,39 @@ mod tests {
             }],
             ..Report::default()
         }
+    }
+
+    #[test]
+    fn a_fleet_page_has_a_part_per_gateway_each_with_its_own_chain_head() {
+        let part = |head: &str, ok: bool| Report {
+            verification: pb::VerifyResponse {
+                ok,
+                entries: 7,
+                head: head.into(),
+                first_broken: if ok { 0 } else { 3 },
+                ..pb::VerifyResponse::default()
+            },
+            ..report()
+        };
+        let html = render_fleet(&[
+            ("http://gw-1:50051".into(), part("aaaa1111", true)),
+            ("http://gw-2:50051".into(), part("bbbb2222", false)),
+        ]);
+        assert!(
+            html.contains("Gateway http://gw-1:50051")
+                && html.contains("Gateway http://gw-2:50051")
+        );
+        assert!(
+            html.contains("aaaa1111") && html.contains("bbbb2222"),
+            "{html}"
+        );
+        assert!(html.contains("BROKEN</span> at entry 3"), "{html}");
+        assert!(html.contains("id=\"gw1-chain-head\"") && html.contains("id=\"gw2-chain-head\""));
+        assert!(
+            !html.contains("id=\"chain-head\""),
+            "ids are never repeated"
+        );
+        assert!(!html.contains("<script"), "journal text still escaped");
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! How the `penwatch` command line and the dashboard reach the gateway's gRPC API: one
-//! address (`http://` or `https://`), one bearer token, and for TLS either a CA certificate
-//! or the system trust store.
+//! address (`http://` or `https://`) or several (a fleet partitioned over gateways, read as
+//! one through [`Fleet`]), one bearer token, and for TLS either a CA certificate or the
+//! system trust store.
+//!
+//! - [`Connector`]: one checked address, token and TLS trust, to connect and reconnect with.
+//! - [`fleet`]: several gateways asked at once, their answers merged ([`merge`]).
 
 use std::error::Error;
 use std::fmt;
@@ -17,6 +21,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use crate::v1::pen_watch_client::PenWatchClient;
+
+pub mod fleet;
+pub mod merge;
+
+pub use fleet::{Fleet, GatewayError, Member, Merged, Watch};
 
 /// The gateway's API, with the bearer token on every call.
 pub type Client = PenWatchClient<InterceptedService<Channel, Bearer>>;
@@ -84,6 +93,22 @@ pub enum ClientError {
         /// What the TLS error means and what to do, for the common cases.
         hint: Option<&'static str>,
     },
+    /// No gateway address was given.
+    #[error("no gateway address given (expected http://HOST:PORT, or several separated by commas)")]
+    NoGateway,
+    /// The same gateway was listed twice (its rows would count twice).
+    #[error("gateway {0} is listed twice")]
+    DuplicateGateway(String),
+    /// Some of several gateways cannot be reached.
+    #[error("{failed} of {total} gateways cannot be reached: {causes}")]
+    Gateways {
+        /// How many cannot be reached.
+        failed: usize,
+        /// How many were given.
+        total: usize,
+        /// Each one's failure, `; `-separated, each naming its gateway.
+        causes: String,
+    },
     /// Any other connection failure.
     #[error("cannot connect to the gateway at {gateway}: {cause}")]
     Connect {
@@ -101,6 +126,8 @@ impl ClientError {
         matches!(
             self,
             ClientError::Address(_)
+                | ClientError::NoGateway
+                | ClientError::DuplicateGateway(_)
                 | ClientError::Token
                 | ClientError::CaCertRead { .. }
                 | ClientError::CaCertPem { .. }
@@ -217,6 +244,40 @@ impl Connector {
             ClientError::Connect { gateway, cause }
         }
     }
+}
+
+/// The gateway addresses in `values`, each of which may list several separated by commas
+/// (`--gateway a,b`, `--gateway a --gateway b`, `PENWATCH_GATEWAY=a,b`); blanks around them
+/// and empty entries are ignored.
+pub fn gateway_list<S: AsRef<str>>(values: &[S]) -> Result<Vec<String>, ClientError> {
+    let mut list: Vec<String> = Vec::new();
+    for value in values {
+        for address in value.as_ref().split(',').map(str::trim) {
+            if address.is_empty() {
+                continue;
+            }
+            if list.iter().any(|a| a == address) {
+                return Err(ClientError::DuplicateGateway(address.to_owned()));
+            }
+            list.push(address.to_owned());
+        }
+    }
+    if list.is_empty() {
+        return Err(ClientError::NoGateway);
+    }
+    Ok(list)
+}
+
+/// A [`Connector`] for each address, with the same token and TLS trust.
+pub fn connectors(
+    gateways: &[String],
+    token: Option<&str>,
+    ca_cert: Option<&Path>,
+) -> Result<Vec<Connector>, ClientError> {
+    gateways
+        .iter()
+        .map(|g| Connector::new(g, token, ca_cert))
+        .collect()
 }
 
 /// Connects once to `gateway` with `token`, trusting `ca_cert` (PEM) for an `https://` address.
@@ -388,6 +449,20 @@ mod tests {
         let r = Connector::new("https://127.0.0.1:1", None, Some(&path));
         let _ = std::fs::remove_file(&path);
         assert!(matches!(r, Err(ClientError::CaCertPem { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn gateways_are_listed_with_commas_or_one_per_flag() {
+        let one = gateway_list(&["http://a:1"]).expect("one");
+        assert_eq!(one, ["http://a:1"]);
+        let both = gateway_list(&["http://a:1, http://b:2,", "http://c:3"]).expect("three");
+        assert_eq!(both, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert!(matches!(
+            gateway_list(&["http://a:1,http://a:1"]),
+            Err(ClientError::DuplicateGateway(_))
+        ));
+        let none = gateway_list(&[" , "]).expect_err("no address");
+        assert!(matches!(none, ClientError::NoGateway) && none.is_usage());
     }
 
     #[test]
