@@ -10,7 +10,7 @@ mod oracle;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nats_common::{journal_samples, simulate, write_policy};
+use nats_common::{assert_rebuilt_equal, journal_samples, simulate, write_policy};
 use oracle::assert_journals_hold;
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, wait_for};
@@ -57,7 +57,8 @@ fn until(gateway: &Gateway, metric: &str, what: &str, limit: Duration) -> Durati
 /// they are not split); a cluster node killed meanwhile changes nothing; the home gateway
 /// restarted takes its partition back. Afterwards every valid message is in exactly one
 /// journal once, each pen in one journal only, every session has the simulator's samples,
-/// strokes and verdict, and every chain verifies.
+/// strokes and verdict, every chain verifies, and each journal's sessions — record, verdict,
+/// evidence, digest — equal those a gateway that never failed rebuilds from the stream.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_takes_over_a_killed_gateways_partition_and_hands_it_back_exactly() {
     let seed = 41;
@@ -162,4 +163,13 @@ async fn a_standby_takes_over_a_killed_gateways_partition_and_hands_it_back_exac
     }
 
     assert_journals_hold(&journals, &truth);
+    let compared: usize = journals
+        .iter()
+        .enumerate()
+        .map(|(p, journal)| {
+            let config = logs[p].path().join("gateway.toml").display().to_string();
+            assert_rebuilt_equal(&cluster, &config, &policy, journal, &truth)
+        })
+        .sum();
+    assert_eq!(compared, truth.sessions.len(), "every session compared");
 }

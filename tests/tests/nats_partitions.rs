@@ -9,7 +9,7 @@ mod oracle;
 use std::path::Path;
 use std::time::Duration;
 
-use nats_common::{journal_samples, simulate, write_policy};
+use nats_common::{assert_rebuilt_equal, journal_samples, simulate, write_policy};
 use oracle::assert_journals_hold;
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, wait_for};
@@ -75,4 +75,13 @@ async fn three_gateways_on_three_partitions_hold_each_pen_once_and_exactly() {
         counts.iter().filter(|c| **c > 0).count() >= 2,
         "the pens are spread over the partitions ({counts:?})"
     );
+    let compared: usize = journals
+        .iter()
+        .enumerate()
+        .map(|(p, journal)| {
+            let config = dirs[p].path().join("gateway.toml").display().to_string();
+            assert_rebuilt_equal(&cluster, &config, &policy, journal, &truth)
+        })
+        .sum();
+    assert_eq!(compared, truth.sessions.len(), "every session compared");
 }
