@@ -275,6 +275,23 @@ impl Metrics {
         Arc::new(Metrics { registry, ..m })
     }
 
+    /// Zeroes the gauges that describe the journal being served, once this gateway has let
+    /// go of it (a standby handing it back): they would otherwise show the last values beside
+    /// the gateway that now serves it.
+    pub fn journal_released(&self) {
+        for g in [
+            &self.mqtt_connected,
+            &self.sessions_open,
+            &self.journal_bytes,
+            &self.sink_up,
+            &self.journal_size_alarm,
+            &self.journal_write_failing,
+        ] {
+            g.set(0);
+        }
+        self.sink_backlog.clear();
+    }
+
     /// Counts one conflicting message.
     pub fn conflict(&self, kind: &str) {
         self.conflicting

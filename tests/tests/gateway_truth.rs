@@ -369,6 +369,11 @@ async fn a_standby_takes_over_a_killed_gateway_and_hands_the_journal_back_exactl
         Duration::from_secs(10),
         readers_see_sessions,
     );
+    assert_eq!(
+        standby.metric("penwatch_sessions_open"),
+        0.0,
+        "a standby does not report the journal it handed back"
+    );
 
     let truth = sim.await.expect("join").expect("sim");
     wait_for("every valid message", Duration::from_secs(30), || {

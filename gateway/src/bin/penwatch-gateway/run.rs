@@ -63,7 +63,7 @@ pub async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
             failover::acquire(&config.journal.path, role, &metrics, &shutdown).await?
         {
             let outcome = serve(&config, handle.clone(), metrics.clone(), &shutdown, role).await;
-            metrics.mqtt_connected.set(0);
+            metrics.journal_released();
             drop(lock);
             if !outcome? {
                 break;
