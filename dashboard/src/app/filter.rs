@@ -4,7 +4,7 @@
 use penwatch_proto::v1::Filter;
 
 use super::App;
-use super::message::Command;
+use super::message::{Command, Query};
 use super::state::Paging;
 
 /// Time range filter, relative to now.
@@ -125,25 +125,6 @@ pub(super) struct RowKeys<'a> {
     pub(super) exceeded: Option<bool>,
     pub(super) time_ms: Option<i64>,
     pub(super) text: Vec<&'a str>,
-}
-
-/// What the client loads lists with: the server-side filter and a time window ending now.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Query {
-    /// Filter without its time range.
-    pub filter: Filter,
-    /// Length of the time range ending now, ms.
-    pub window_ms: Option<i64>,
-}
-
-impl Query {
-    /// The filter for a call made at `now_ms`.
-    pub fn filter_at(&self, now_ms: i64) -> Filter {
-        Filter {
-            from_ms: self.window_ms.map_or(0, |w| now_ms - w),
-            ..self.filter.clone()
-        }
-    }
 }
 
 impl App {

@@ -1,11 +1,11 @@
-//! What the reducer takes ([`Msg`]) and what it answers with ([`Command`]).
+//! What the reducer takes ([`Msg`]) and what it answers with ([`Command`], carrying the
+//! [`Query`] the lists are loaded with).
 
 use penwatch_proto::v1::{
-    DeviceState, JudgedSample, ListCartridgesResponse, ListSessionsResponse, OperatorSummary,
-    SessionDetail, Violation, WhoAmIResponse,
+    DeviceState, Filter, JudgedSample, ListCartridgesResponse, ListSessionsResponse,
+    OperatorSummary, SessionDetail, Violation, WhoAmIResponse,
 };
 
-use super::filter::Query;
 use super::state::Tab;
 
 /// Something that happened: gateway data, a key, or the clock.
@@ -133,4 +133,23 @@ pub enum Command {
     },
     /// Ring the terminal bell.
     Bell,
+}
+
+/// What the client loads lists with: the server-side filter and a time window ending now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// Filter without its time range.
+    pub filter: Filter,
+    /// Length of the time range ending now, ms.
+    pub window_ms: Option<i64>,
+}
+
+impl Query {
+    /// The filter for a call made at `now_ms`.
+    pub fn filter_at(&self, now_ms: i64) -> Filter {
+        Filter {
+            from_ms: self.window_ms.map_or(0, |w| now_ms - w),
+            ..self.filter.clone()
+        }
+    }
 }

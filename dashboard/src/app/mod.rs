@@ -26,8 +26,8 @@ mod rows;
 mod selection;
 mod state;
 
-pub use filter::{Filters, Query, Window};
-pub use message::{Command, Msg};
+pub use filter::{Filters, Window};
+pub use message::{Command, Msg, Query};
 use state::SessionKey;
 pub use state::{
     ALERT_MS, Alert, Attention, CLOCK_SKEW_MS, Detail, GatewayLink, Identity, LOAD_AHEAD,

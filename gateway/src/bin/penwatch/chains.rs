@@ -13,7 +13,7 @@ use penwatch_proto::v1 as pb;
 use tokio_stream::StreamExt;
 use tonic::Status;
 
-use crate::commands::Ctx;
+use crate::ctx::Ctx;
 use crate::{Failure, report};
 
 /// `verify`: every gateway's chain; exit 1 if any is broken.

@@ -5,62 +5,12 @@
 //! printed per gateway; the audit chain's commands are in `chains`. A gateway that does not
 //! answer fails the command, naming it: a view is never partial without saying so.
 
-use penwatch_proto::client::{Fleet, GatewayError};
 use penwatch_proto::v1 as pb;
 use tokio_stream::StreamExt;
-use tonic::Status;
 
+use crate::ctx::Ctx;
 use crate::output::Out;
 use crate::{Command, Failure, chains, feed, review};
-
-/// The gateways asked, and where the answers go.
-pub struct Ctx {
-    /// The connected gateways.
-    pub fleet: Fleet,
-    /// Standard output.
-    pub out: Out,
-}
-
-impl Ctx {
-    /// Whether several gateways are asked (their failures then name them).
-    pub fn several(&self) -> bool {
-        self.fleet.len() > 1
-    }
-
-    /// A gateway's failure as the command's.
-    pub fn failed(&self, e: GatewayError) -> Failure {
-        Failure::from_gateway(e, self.several())
-    }
-
-    /// Every gateway's answer, or the first failure.
-    pub async fn each<T, F, Fut>(&self, f: F) -> Result<Vec<(String, T)>, Failure>
-    where
-        F: Fn(penwatch_proto::client::Client) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        self.fleet
-            .ask(f)
-            .await
-            .into_iter()
-            .map(|(gateway, answer)| match answer {
-                Ok(v) => Ok((gateway, v)),
-                Err(status) => Err(self.failed(GatewayError { gateway, status })),
-            })
-            .collect()
-    }
-
-    /// Prints each gateway's answer: as it is for one gateway, under its address for several.
-    pub fn per_gateway<T>(&self, answers: &[(String, T)], print: impl Fn(&Out, &T)) {
-        match answers {
-            [(_, only)] if !self.several() => print(&self.out, only),
-            _ => {
-                for (gateway, answer) in answers {
-                    print(&self.out.section(gateway), answer);
-                }
-            }
-        }
-    }
-}
 
 /// Runs a command that asks the gateways.
 pub async fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {

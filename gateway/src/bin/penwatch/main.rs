@@ -2,6 +2,7 @@
 
 mod chains;
 mod commands;
+mod ctx;
 mod feed;
 mod output;
 mod report;
@@ -329,7 +330,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let gateways = client::gateway_list(&cli.gateway)?;
     let connectors = client::connectors(&gateways, cli.token.as_deref(), cli.ca_cert.as_deref())?;
-    let ctx = commands::Ctx {
+    let ctx = ctx::Ctx {
         fleet: Fleet::connect(&connectors).await?,
         out: Out::new(cli.json),
     };

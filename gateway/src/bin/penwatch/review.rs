@@ -4,7 +4,7 @@ use clap::Subcommand;
 use penwatch_proto::v1 as pb;
 
 use super::{Failure, parse_time};
-use crate::commands::Ctx;
+use crate::ctx::Ctx;
 
 /// What `review` does.
 #[derive(Subcommand)]
