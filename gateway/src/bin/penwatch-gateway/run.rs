@@ -62,7 +62,7 @@ pub async fn run(config: Config, policy: Policy) -> anyhow::Result<()> {
         while let Some(lock) =
             failover::acquire(&config.journal.path, role, &metrics, &shutdown).await?
         {
-            let outcome = serve(&config, handle.clone(), metrics.clone(), &shutdown, role).await;
+            let outcome = serve(&config, handle.clone(), metrics.clone(), &shutdown).await;
             metrics.journal_released();
             drop(lock);
             if !outcome? {
@@ -97,7 +97,6 @@ async fn serve(
     handle: PolicyHandle,
     metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
-    role: Option<failover::Role>,
 ) -> anyhow::Result<bool> {
     let journal =
         journal::Writer::open(&config.journal.path, config.journal.sync).map_err(|e| {
@@ -214,7 +213,7 @@ async fn serve(
     ));
 
     let home_asks = async {
-        match role {
+        match config.failover.map(|f| f.role) {
             Some(failover::Role::Standby) => {
                 failover::handback_requested(&config.journal.path).await;
             }
