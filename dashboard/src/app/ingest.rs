@@ -1,6 +1,8 @@
 //! Gateway data merged into the state: pens, sessions, violations and the opened session's
 //! samples, each list bounded.
 
+use std::collections::HashSet;
+
 use penwatch_proto::names::ShortName;
 use penwatch_proto::v1::{
     DepthPoint, DeviceState, JudgedSample, ListSessionsResponse, Session, SessionDetail, Violation,
@@ -11,8 +13,26 @@ use super::message::Command;
 use super::state::{Alert, MAX_POINTS, MAX_SESSIONS, MAX_VIOLATIONS, Paging, SessionKey};
 
 impl App {
-    /// Takes a pen's state unless an older one, and follows its live session.
+    /// Takes the reloaded list of every pen (see [`super::Msg::FleetList`]).
+    pub(super) fn put_fleet_list(&mut self, devices: Vec<DeviceState>, complete: bool) {
+        let listed: HashSet<String> = devices.iter().map(|d| d.device_id.clone()).collect();
+        devices.into_iter().for_each(|d| self.put_device(d));
+        self.unconfirmed = if complete {
+            HashSet::new()
+        } else {
+            self.devices
+                .keys()
+                .filter(|id| !listed.contains(*id))
+                .cloned()
+                .collect()
+        };
+        self.trim_sessions();
+    }
+
+    /// Takes a pen's state unless an older one, and follows its live session. A gateway
+    /// speaks of the pen: it is no longer unconfirmed.
     pub(super) fn put_device(&mut self, d: DeviceState) {
+        self.unconfirmed.remove(&d.device_id);
         if self.devices.get(&d.device_id).is_some_and(|known| {
             (known.last_seen_ms, known.status_ms) > (d.last_seen_ms, d.status_ms)
         }) {
@@ -421,6 +441,45 @@ mod tests {
         app.update(Msg::Fleet(vec![newer]));
         app.update(Msg::Fleet(vec![older]));
         assert_eq!(app.devices["p1"].depth_mm, 0.7);
+    }
+
+    #[test]
+    fn pens_a_silent_gateway_listed_stay_as_last_seen_but_unconfirmed_until_heard_of_again() {
+        let mut app = App::new(NOW, false);
+        let a = fixtures::device("pen-a", "c01", "home", "online", "s-a", "op", 0.3, 0.5);
+        let b = fixtures::device("pen-b", "c02", "home", "online", "s-b", "op", 0.3, 0.5);
+        app.update(Msg::FleetList {
+            devices: vec![a.clone(), b.clone()],
+            complete: true,
+        });
+        assert!(app.unconfirmed.is_empty());
+
+        // pen-b's gateway does not answer: the other lists only pen-a.
+        app.update(Msg::FleetList {
+            devices: vec![a.clone()],
+            complete: false,
+        });
+        assert_eq!(app.devices.len(), 2, "kept as last seen");
+        assert!(app.unconfirmed.contains("pen-b"));
+        assert!(!app.unconfirmed.contains("pen-a"));
+
+        // Its gateway streams again.
+        app.update(Msg::Fleet(vec![DeviceState {
+            last_seen_ms: b.last_seen_ms + 1,
+            ..b
+        }]));
+        assert!(app.unconfirmed.is_empty());
+
+        app.update(Msg::FleetList {
+            devices: vec![a],
+            complete: false,
+        });
+        assert!(app.unconfirmed.contains("pen-b"));
+        app.update(Msg::FleetList {
+            devices: Vec::new(),
+            complete: true,
+        });
+        assert!(app.unconfirmed.is_empty(), "every gateway answered");
     }
 
     fn closed(range: std::ops::Range<i64>) -> Vec<Session> {

@@ -33,9 +33,17 @@ pub enum Msg {
     Gateways(Vec<(String, Option<String>)>),
     /// WhoAmI's answer.
     Identity(WhoAmIResponse),
-    /// Pen states (streamed changes, coalesced, or a full list); an older state than the one
-    /// held is ignored.
+    /// Pen states (streamed changes, coalesced); an older state than the one held is ignored.
     Fleet(Vec<DeviceState>),
+    /// Every pen the answering gateways list, reloaded. Without `complete` (a gateway did not
+    /// answer) the pens held but not listed are that gateway's: kept as last seen, shown as
+    /// unconfirmed until a gateway speaks of them again.
+    FleetList {
+        /// The listed pens.
+        devices: Vec<DeviceState>,
+        /// Every gateway answered.
+        complete: bool,
+    },
     /// The first page of sessions (newest first), reloaded.
     Sessions(ListSessionsResponse),
     /// A further page of sessions, asked for with [`Command::MoreSessions`].

@@ -11,7 +11,7 @@
 //! - `ingest`: gateway data merged into the state.
 //! - `selection`: moving between screens and rows, opening a row.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::format::Zone;
 
@@ -52,6 +52,9 @@ pub struct App {
     pub identity: Option<Identity>,
     /// Pens by id.
     pub devices: HashMap<String, DeviceState>,
+    /// Pens held but not listed by the gateways that answered while another did not: shown as
+    /// last seen and unconfirmed, until a gateway speaks of them again.
+    pub unconfirmed: HashSet<String>,
     sessions: HashMap<SessionKey, Session>,
     /// Violation feed, newest first.
     pub violations: VecDeque<Violation>,
@@ -90,6 +93,7 @@ impl App {
             gateways: Vec::new(),
             identity: None,
             devices: HashMap::new(),
+            unconfirmed: HashSet::new(),
             sessions: HashMap::new(),
             violations: VecDeque::new(),
             cartridges: ListCartridgesResponse::default(),
@@ -196,6 +200,7 @@ impl App {
                 batch.into_iter().for_each(|d| self.put_device(d));
                 self.trim_sessions();
             }
+            Msg::FleetList { devices, complete } => self.put_fleet_list(devices, complete),
             Msg::Sessions(page) => self.replace_sessions(page),
             Msg::MoreSessions(page) => self.more_sessions(page),
             Msg::Violations(list) => {

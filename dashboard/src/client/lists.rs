@@ -46,8 +46,10 @@ pub(super) async fn load(
 ) -> Result<Vec<GatewayError>, Failure> {
     let mut lost = Vec::new();
     let filter = || Some(query.filter_at(now_ms()));
-    if let Some(d) = usable(fleet.list_devices(None).await, &mut lost) {
-        send(tx, Msg::Fleet(d)).await?;
+    let devices = fleet.list_devices(None).await;
+    let complete = devices.failures.iter().all(refused);
+    if let Some(devices) = usable(devices, &mut lost) {
+        send(tx, Msg::FleetList { devices, complete }).await?;
     }
     let sessions = fleet.list_sessions(filter(), PAGE, "").await;
     if let Some(s) = usable(sessions, &mut lost) {

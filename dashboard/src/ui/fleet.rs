@@ -19,7 +19,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .filter(|d| Attention::of(d) <= Attention::Warning)
         .count();
-    let online = rows.iter().filter(|d| d.status == "online").count();
+    let unconfirmed = rows
+        .iter()
+        .filter(|d| app.unconfirmed.contains(&d.device_id))
+        .count();
+    let online = rows
+        .iter()
+        .filter(|d| d.status == "online" && !app.unconfirmed.contains(&d.device_id))
+        .count();
     let ops = app.shows_operators();
     let mut columns: Vec<Column> = vec![
         col("Attention", 10, 0),
@@ -56,10 +63,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         col("Seen", 5, 5),
     ]);
     let cells = rows.iter().map(|d| row(app, d, ops)).collect();
-    let title = Line::from(format!(
-        " Fleet: {} pens, {online} online, {urgent} need attention ",
-        rows.len()
-    ));
+    let title = Line::from(if unconfirmed > 0 {
+        format!(
+            " Fleet: {} pens, {online} online, {urgent} need attention, {unconfirmed} as last seen (gateway not answering) ",
+            rows.len()
+        )
+    } else {
+        format!(
+            " Fleet: {} pens, {online} online, {urgent} need attention ",
+            rows.len()
+        )
+    });
     table::render(
         frame,
         area,
@@ -71,8 +85,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
+    // A pen only a silent gateway knows: its state is as last seen, not as it is now.
+    let unconfirmed = app.unconfirmed.contains(&d.device_id);
     let attention = Attention::of(d);
     let (mark, style) = match attention {
+        _ if unconfirmed => ("? STALE".to_owned(), theme::WARN),
         Attention::Exceeded => (theme::EXCEEDED.to_owned(), theme::DANGER),
         Attention::OfflineInSession => ("! OFFLINE".to_owned(), theme::DANGER),
         Attention::WornCartridge => ("◆ WORN".to_owned(), theme::WARN),
@@ -81,6 +98,7 @@ fn row(app: &App, d: &DeviceState, ops: bool) -> Vec<Cell<'static>> {
         _ => (String::new(), Style::new()),
     };
     let status = match d.status.as_str() {
+        _ if unconfirmed => Cell::from("unknown").style(theme::DIM),
         "online" => Cell::from("online").style(theme::OK),
         "offline" => Cell::from("OFFLINE").style(theme::DIM),
         other => Cell::from(format::text(other)).style(theme::DIM),

@@ -264,7 +264,7 @@ fn connection_lost_banner_keeps_data() {
 }
 
 #[test]
-fn one_gateway_unreachable_of_three_is_named_in_a_banner() {
+fn one_gateway_unreachable_of_three_is_named_in_a_banner_and_its_pens_shown_as_stale() {
     let mut app = on(Tab::Fleet, "reviewer");
     let gateway = |n: u32, problem: Option<&str>| {
         (
@@ -277,10 +277,23 @@ fn one_gateway_unreachable_of_three_is_named_in_a_banner() {
         gateway(2, Some("cannot reach the gateway: connection refused")),
         gateway(3, None),
     ]));
+    // The answering gateways list every pen but the silent one's two.
+    let listed = fixtures::fleet()
+        .into_iter()
+        .filter(|d| d.device_id != "pen-s2" && d.device_id != "pen-h2")
+        .collect();
+    app.update(Msg::FleetList {
+        devices: listed,
+        complete: false,
+    });
     let buffer = render(&app, 150, 14);
     let (x, y) = find(&buffer, "✖ 2 of 3 gateways answering").expect("banner");
     assert_eq!(buffer[(x, y)].bg, Color::Red);
     assert!(find(&buffer, "◐ 2/3 gateways").is_some(), "the status line");
+    assert!(
+        find(&buffer, "2 as last seen").is_some(),
+        "the fleet's title"
+    );
     insta::assert_snapshot!(text(&buffer));
     app.update(Msg::Gateways(vec![
         gateway(1, None),
