@@ -364,6 +364,32 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         2 * addresses.len()
     );
 
+    // The dashboard's client, on all three: every pen listed, none stale.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (_commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let settings = Settings {
+        connectors,
+        refresh: Duration::from_secs(1),
+    };
+    let client = tokio::spawn(penwatch_dashboard::client::run(settings, tx, commands_rx));
+    let mut app = App::new(0, false);
+    loop {
+        let msg = next(&mut rx).await;
+        let all_listed = matches!(&msg, Msg::FleetList { complete: true, .. });
+        app.update(msg);
+        if all_listed {
+            break;
+        }
+    }
+    let pens_of_the_second: BTreeSet<String> = app
+        .devices
+        .values()
+        .filter(|d| d.clinic_id == "c02")
+        .map(|d| d.device_id.clone())
+        .collect();
+    assert!(!pens_of_the_second.is_empty(), "c02's pens listed");
+    assert!(app.unconfirmed.is_empty());
+
     // A stopped gateway: the command fails, naming it, instead of showing part of the fleet.
     assert!(gateways[1].terminate().expect("terminate"), "clean exit");
     for args in [&["sessions"][..], &["verify"], &["violations"]] {
@@ -375,28 +401,18 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         assert!(out.stdout.is_empty(), "nothing partial is printed");
     }
 
-    // The dashboard's client goes on with the two that answer and says which one does not.
+    // The dashboard's client goes on with the two that answer, says which one does not, and
+    // shows the stopped gateway's pens as last seen, unconfirmed.
     let answering = [sessions_per[0].clone(), sessions_per[2].clone()];
     let expected: Vec<String> = union_newest_first(&answering, "started_ms")
         .iter()
         .map(|r| r["session_id"].as_str().unwrap_or_default().to_owned())
         .collect();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    let (_commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
-    let settings = Settings {
-        connectors,
-        refresh: Duration::from_secs(1),
-    };
-    let client = tokio::spawn(penwatch_dashboard::client::run(settings, tx, commands_rx));
-    let mut app = App::new(0, false);
-    let (mut listed, mut down) = (None, None);
-    while listed.is_none() || down.is_none() {
-        let msg = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-            .await
-            .expect("the dashboard's client answers")
-            .expect("client running");
+    let (mut listed, mut down, mut stale) = (None, None, false);
+    while listed.is_none() || down.is_none() || !stale {
+        let msg = next(&mut rx).await;
         match &msg {
-            Msg::Sessions(page) => {
+            Msg::Sessions(page) if down.is_some() => {
                 listed = Some(
                     page.sessions
                         .iter()
@@ -404,7 +420,12 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
                         .collect::<Vec<_>>(),
                 );
             }
-            Msg::Gateways(states) => down = Some(states.clone()),
+            Msg::Gateways(states) if states.iter().any(|(_, p)| p.is_some()) => {
+                down = Some(states.clone());
+            }
+            Msg::FleetList {
+                complete: false, ..
+            } => stale = true,
             Msg::Disconnected { reason, .. } => panic!("two gateways answer: {reason}"),
             _ => {}
         }
@@ -422,9 +443,22 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         stopped
             .problem
             .as_deref()
-            .is_some_and(|p| p.contains("cannot reach")),
+            .is_some_and(|p| p.contains("cannot reach") || p.contains("Unavailable")),
         "{stopped:?}"
+    );
+    assert_eq!(
+        app.unconfirmed.iter().cloned().collect::<BTreeSet<_>>(),
+        pens_of_the_second,
+        "the stopped gateway's pens, and only they, as last seen"
     );
     drop(rx);
     client.abort();
+}
+
+/// The dashboard client's next message.
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<Msg>) -> Msg {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the dashboard's client answers")
+        .expect("client running")
 }

@@ -263,7 +263,8 @@ impl Links<'_> {
 
     /// Reloads the lists from the gateways that answer.
     pub(super) async fn load(&mut self, query: &Query, manufacturer: bool) -> Result<(), Failure> {
-        let lost = lists::load(&self.fleet(), self.tx, query, manufacturer).await?;
+        let everyone = self.answering() == self.gateways.len();
+        let lost = lists::load(&self.fleet(), everyone, self.tx, query, manufacturer).await?;
         self.lost_each(lost)
     }
 }

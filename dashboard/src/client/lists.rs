@@ -37,9 +37,10 @@ fn usable<T>(m: Merged<T>, lost: &mut Vec<GatewayError>) -> Option<T> {
     (m.answered > 0).then_some(m.value)
 }
 
-/// Loads every list with `query`.
+/// Loads every list with `query` from `fleet`, which is every gateway if `everyone`.
 pub(super) async fn load(
     fleet: &Fleet,
+    everyone: bool,
     tx: &mpsc::Sender<Msg>,
     query: &Query,
     manufacturer: bool,
@@ -47,7 +48,7 @@ pub(super) async fn load(
     let mut lost = Vec::new();
     let filter = || Some(query.filter_at(now_ms()));
     let devices = fleet.list_devices(None).await;
-    let complete = devices.failures.iter().all(refused);
+    let complete = everyone && devices.failures.iter().all(refused);
     if let Some(devices) = usable(devices, &mut lost) {
         send(tx, Msg::FleetList { devices, complete }).await?;
     }

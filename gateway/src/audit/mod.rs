@@ -404,6 +404,61 @@ impl Verification {
     }
 }
 
+/// The verification as `VerifyAuditChain` answers it.
+impl From<&Verification> for penwatch_proto::v1::VerifyResponse {
+    fn from(v: &Verification) -> Self {
+        let (first_broken, problem) = v.first_broken.clone().unwrap_or((0, String::new()));
+        Self {
+            ok: v.ok(),
+            entries: v.entries,
+            head: v.head.clone(),
+            first_broken,
+            problem,
+            digests_unchecked: v.digests_unchecked,
+        }
+    }
+}
+
+/// The verification a gateway answered.
+impl From<&penwatch_proto::v1::VerifyResponse> for Verification {
+    fn from(r: &penwatch_proto::v1::VerifyResponse) -> Self {
+        Self {
+            entries: r.entries,
+            head: r.head.clone(),
+            first_broken: (!r.ok).then(|| (r.first_broken, r.problem.clone())),
+            digests_unchecked: r.digests_unchecked,
+        }
+    }
+}
+
+/// The lines `verify` prints, read on the journal (`penwatch-gateway verify`) or through the
+/// API (`penwatch verify`): the chain's length and head, the digests retention left unchecked,
+/// and the verdict. What is wrong is the journal's text, so it is shown escaped.
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "audit chain: {} entries, head {}",
+            self.entries, self.head
+        )?;
+        if self.digests_unchecked > 0 {
+            writeln!(
+                f,
+                "{} sessions' samples were pruned by retention; their digests were not recomputed",
+                self.digests_unchecked
+            )?;
+        }
+        match &self.first_broken {
+            None => writeln!(f, "verified: no entry was altered"),
+            Some((seq, why)) => writeln!(
+                f,
+                "BROKEN at entry {seq}: {}",
+                penwatch_proto::text::escape_controls(why)
+            ),
+        }
+    }
+}
+
 /// Checks the links of a chain given in order; the first bad link is reported.
 pub fn verify_links<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Verification {
     let mut prev = GENESIS.to_owned();
@@ -443,6 +498,43 @@ pub fn verify_links<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Verific
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verification_reads_the_same_from_the_journal_and_through_the_api() {
+        let intact = Verification {
+            entries: 12,
+            head: "ab".repeat(32),
+            first_broken: None,
+            digests_unchecked: 2,
+        };
+        let answered = penwatch_proto::v1::VerifyResponse::from(&intact);
+        assert!(answered.ok);
+        assert_eq!(Verification::from(&answered), intact);
+        assert_eq!(
+            intact.to_string(),
+            format!(
+                "audit chain: 12 entries, head {}\n\
+                 2 sessions' samples were pruned by retention; their digests were not recomputed\n\
+                 verified: no entry was altered\n",
+                "ab".repeat(32)
+            )
+        );
+
+        let broken = Verification {
+            first_broken: Some((7, "record altered\u{1b}[2J".into())),
+            digests_unchecked: 0,
+            ..intact
+        };
+        let answered = penwatch_proto::v1::VerifyResponse::from(&broken);
+        assert!(!answered.ok);
+        assert_eq!(Verification::from(&answered), broken);
+        let text = broken.to_string();
+        assert!(
+            text.ends_with("BROKEN at entry 7: record altered\\u{1b}[2J\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 2);
+    }
 
     fn chain(bodies: &[&str]) -> Vec<Entry> {
         let mut prev = GENESIS.to_owned();

@@ -114,14 +114,6 @@ impl Api {
         let caller = self.caller(&request, AUDIT, "VerifyAuditChain")?;
         let v = self.read(|j| j.verify()).await?;
         self.served(&caller, "VerifyAuditChain", request.get_ref(), 1);
-        let (first_broken, problem) = v.first_broken.clone().unwrap_or((0, String::new()));
-        Ok(Response::new(pb::VerifyResponse {
-            ok: v.ok(),
-            entries: v.entries,
-            head: v.head,
-            first_broken,
-            problem,
-            digests_unchecked: v.digests_unchecked,
-        }))
+        Ok(Response::new(pb::VerifyResponse::from(&v)))
     }
 }

@@ -1,5 +1,6 @@
 //! The access log and the audit chain's verification, as tables and JSON.
 
+use penwatch_gateway::audit::Verification;
 use penwatch_proto::v1 as pb;
 use serde_json::{Value, json};
 
@@ -83,17 +84,6 @@ impl Out {
                 "digests_unchecked": r.digests_unchecked}));
             return;
         }
-        println!("audit chain: {} entries, head {}", r.entries, r.head);
-        if r.digests_unchecked > 0 {
-            println!(
-                "{} sessions' samples were pruned by retention; their digests were not recomputed",
-                r.digests_unchecked
-            );
-        }
-        if r.ok {
-            println!("verified: no entry was altered");
-        } else {
-            println!("BROKEN at entry {}: {}", r.first_broken, shown(&r.problem));
-        }
+        print!("{}", Verification::from(r));
     }
 }
