@@ -93,6 +93,17 @@ fn rows(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
+/// One gateway's rows as a merged list shows them: each with a `"gateway"` member.
+fn held_by(rows: &[Value], gateway: &str) -> Vec<Value> {
+    rows.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["gateway"] = Value::String(gateway.to_owned());
+            r
+        })
+        .collect()
+}
+
 /// A row's place in a newest-first list: (started, device, session).
 fn position(row: &Value, started: &str) -> (i64, String, String) {
     (
@@ -102,9 +113,14 @@ fn position(row: &Value, started: &str) -> (i64, String, String) {
     )
 }
 
-/// The per-gateway answers together, newest session first as one gateway sorts.
-fn union_newest_first(parts: &[Vec<Value>], started: &str) -> Vec<Value> {
-    let mut all: Vec<Value> = parts.iter().flatten().cloned().collect();
+/// The per-gateway answers together, newest session first as one gateway sorts, each row
+/// naming the gateway it came from (`gateways`, one per part).
+fn union_newest_first(parts: &[Vec<Value>], gateways: &[String], started: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = parts
+        .iter()
+        .zip(gateways)
+        .flat_map(|(rows, gateway)| held_by(rows, gateway))
+        .collect();
     all.sort_by_key(|r| std::cmp::Reverse(position(r, started)));
     all
 }
@@ -188,7 +204,11 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         "each gateway holds its clinic's sessions"
     );
     let merged = rows(&json(&all, &["--json", "sessions", "--limit", "1000"]));
-    assert_eq!(merged, union_newest_first(&sessions_per, "started_ms"));
+    assert_eq!(
+        merged,
+        union_newest_first(&sessions_per, &addresses, "started_ms"),
+        "merged, each session naming the gateway that holds it"
+    );
     let ids = |rows: &[Value]| -> BTreeSet<String> {
         rows.iter()
             .map(|r| r["session_id"].as_str().unwrap_or_default().to_owned())
@@ -215,7 +235,7 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
     let merged_violations = rows(&json(&all, &["--json", "violations", "--limit", "1000"]));
     assert_eq!(
         merged_violations,
-        union_newest_first(&per, "session_started_ms")
+        union_newest_first(&per, &addresses, "session_started_ms")
     );
     let exceeded: BTreeSet<String> = truth.exceeded().map(|s| s.session_id.clone()).collect();
     assert!(!exceeded.is_empty(), "the scenario exceeds somewhere");
@@ -240,7 +260,8 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         &["--json", "sessions", "--limit", "1000"],
     ));
     assert_eq!(
-        scoped, sessions_per[1],
+        scoped,
+        held_by(&sessions_per[1], &addresses[1]),
         "c02's sessions, from c02's gateway"
     );
 
@@ -252,6 +273,11 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
         .collect();
     assert_eq!(pen_ids.len(), (CLINICS * 2) as usize);
     assert!(pen_ids.is_sorted(), "{pen_ids:?}");
+    for p in &pens {
+        let clinic = p["clinic_id"].as_str().unwrap_or_default();
+        let home: usize = clinic[1..].parse().expect("clinic number");
+        assert_eq!(p["gateway"], addresses[home - 1].as_str(), "{p}");
+    }
 
     // One session looked up on whichever gateway holds it.
     let some = &truth.sessions[truth.sessions.len() - 1];
@@ -404,10 +430,14 @@ async fn three_gateways_read_as_one_fleet_and_a_stopped_one_is_named() {
     // The dashboard's client goes on with the two that answer, says which one does not, and
     // shows the stopped gateway's pens as last seen, unconfirmed.
     let answering = [sessions_per[0].clone(), sessions_per[2].clone()];
-    let expected: Vec<String> = union_newest_first(&answering, "started_ms")
-        .iter()
-        .map(|r| r["session_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let expected: Vec<String> = union_newest_first(
+        &answering,
+        &[addresses[0].clone(), addresses[2].clone()],
+        "started_ms",
+    )
+    .iter()
+    .map(|r| r["session_id"].as_str().unwrap_or_default().to_owned())
+    .collect();
     let (mut listed, mut down, mut stale) = (None, None, false);
     while listed.is_none() || down.is_none() || !stale {
         let msg = next(&mut rx).await;

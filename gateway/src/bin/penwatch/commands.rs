@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
                 .await
                 .complete()
                 .map_err(|e| ctx.failed(e))?;
-            out.devices(&devices);
+            ctx.merged_out().await?.devices(&devices);
         }
         Command::Sessions { filter, limit } => {
             let mut sessions = Vec::new();
@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
                 }
             }
             sessions.truncate(limit);
-            out.sessions(&sessions);
+            ctx.merged_out().await?.sessions(&sessions);
         }
         Command::Session {
             device,
@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
                 .await
                 .complete()
                 .map_err(|e| ctx.failed(e))?;
-            out.violations(&r.violations);
+            ctx.merged_out().await?.violations(&r.violations);
         }
         Command::Cartridges { filter, limit } => {
             let r = fleet

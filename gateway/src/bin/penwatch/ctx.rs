@@ -2,6 +2,7 @@
 //! answers go, with the ways of asking each gateway and printing its own answers.
 
 use penwatch_proto::client::{Fleet, GatewayError};
+use penwatch_proto::v1 as pb;
 use tonic::Status;
 
 use crate::Failure;
@@ -41,6 +42,29 @@ impl Ctx {
                 Err(status) => Err(self.failed(GatewayError { gateway, status })),
             })
             .collect()
+    }
+
+    /// Where merged rows go: with several gateways and `--json`, each row naming a pen says
+    /// which gateway holds it (asked of each gateway: the pens it lists).
+    pub async fn merged_out(&self) -> Result<Out, Failure> {
+        if !self.several() || !self.out.json() {
+            return Ok(self.out.clone());
+        }
+        let listed = self
+            .each(|mut c| async move {
+                let request = pb::ListDevicesRequest { filter: None };
+                Ok(c.list_devices(request).await?.into_inner().devices)
+            })
+            .await?;
+        let holders = listed
+            .into_iter()
+            .flat_map(|(gateway, devices)| {
+                devices
+                    .into_iter()
+                    .map(move |d| (d.device_id, gateway.clone()))
+            })
+            .collect();
+        Ok(self.out.merged(holders))
     }
 
     /// Prints each gateway's answer: as it is for one gateway, under its address for several.

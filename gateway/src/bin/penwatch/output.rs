@@ -16,16 +16,21 @@ mod reviews;
 mod sessions;
 mod violations;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use penwatch_proto::text;
 use serde_json::Value;
 
 /// Where results go: stdout, as tables or JSON.
+#[derive(Clone)]
 pub struct Out {
     json: bool,
     /// The gateway a section of output is from (several gateways, per-gateway answers).
     gateway: Option<String>,
+    /// The gateway holding each pen, for rows merged from several: each JSON row naming a
+    /// pen gets a `"gateway"` member.
+    holders: Option<BTreeMap<String, String>>,
 }
 
 /// A Unix ms time as RFC 3339 (UTC, seconds), "-" for 0.
@@ -127,12 +132,40 @@ fn json_text(v: &Value) -> String {
     out
 }
 
+/// A merged row with a `"gateway"` member naming the gateway its pen belongs to (a row that
+/// names no pen, or a pen no gateway listed, is left as it is).
+fn held_by(row: &Value, holders: &BTreeMap<String, String>) -> Value {
+    let holder = row
+        .get("device_id")
+        .and_then(Value::as_str)
+        .and_then(|d| holders.get(d));
+    match (row, holder) {
+        (Value::Object(fields), Some(gateway)) => {
+            let mut fields = fields.clone();
+            fields.insert("gateway".into(), Value::String(gateway.clone()));
+            Value::Object(fields)
+        }
+        _ => row.clone(),
+    }
+}
+
 impl Out {
     /// Tables, or JSON when `json`.
     pub fn new(json: bool) -> Self {
         Self {
             json,
             gateway: None,
+            holders: None,
+        }
+    }
+
+    /// The output of rows merged from several gateways, `holders` naming the gateway each
+    /// pen belongs to.
+    pub fn merged(&self, holders: BTreeMap<String, String>) -> Self {
+        Self {
+            json: self.json,
+            gateway: None,
+            holders: Some(holders),
         }
     }
 
@@ -145,15 +178,20 @@ impl Out {
         Self {
             json: self.json,
             gateway: Some(gateway.to_owned()),
+            holders: None,
         }
     }
 
     fn print(&self, v: &Value) {
-        match (&self.gateway, v) {
-            (Some(g), Value::Object(fields)) => {
+        match (&self.gateway, &self.holders, v) {
+            (Some(g), _, Value::Object(fields)) => {
                 let mut fields = fields.clone();
                 fields.insert("gateway".into(), Value::String(g.clone()));
                 println!("{}", json_text(&Value::Object(fields)));
+            }
+            (None, Some(holders), Value::Array(rows)) => {
+                let rows = rows.iter().map(|row| held_by(row, holders)).collect();
+                println!("{}", json_text(&Value::Array(rows)));
             }
             _ => println!("{}", json_text(v)),
         }
