@@ -1,16 +1,15 @@
 //! [`Fleet`]: several gateways, each owning part of the pens, read as one. Every call goes to
 //! each gateway at once with the same token (each scopes it as it always does), and the
 //! answers are merged in the order one gateway gives ([`super::merge`]). What a gateway did
-//! not answer is kept beside the merged value ([`Merged::failures`]), so a view is never
-//! partial without saying so. With one gateway every call is that gateway's, unchanged.
+//! not answer is kept beside the merged value ([`Merged::failures`], [`super::answers`]), so
+//! a view is never partial without saying so. With one gateway every call is that gateway's, unchanged.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures::stream::{self, Stream, StreamExt};
-use tonic::{Code, Response, Status, Streaming};
+use tonic::{Code, Response, Status};
 
+use super::answers::{GatewayError, Merged, Watch, gather, merged_watch, single};
 use super::merge::{self, Listed, Position};
 use super::{Client, ClientError, Connector};
 use crate::v1::{
@@ -33,42 +32,6 @@ pub struct Member {
     /// Its API.
     pub client: Client,
 }
-
-/// A gateway's failure to answer, naming the gateway.
-#[derive(Debug, thiserror::Error)]
-#[error("gateway {gateway}: {} ({:?})", status.message(), status.code())]
-pub struct GatewayError {
-    /// The gateway's address.
-    pub gateway: String,
-    /// What it answered, or why it did not.
-    pub status: Status,
-}
-
-/// An answer merged from the gateways that gave one, with the failures of the others.
-#[derive(Debug)]
-pub struct Merged<T> {
-    /// The merged answer of the gateways that answered.
-    pub value: T,
-    /// How many gateways answered.
-    pub answered: usize,
-    /// The gateways that did not answer, and why.
-    pub failures: Vec<GatewayError>,
-}
-
-impl<T> Merged<T> {
-    /// The answer if every gateway gave one; otherwise the first failure.
-    pub fn complete(mut self) -> Result<T, GatewayError> {
-        if self.failures.is_empty() {
-            Ok(self.value)
-        } else {
-            Err(self.failures.swap_remove(0))
-        }
-    }
-}
-
-/// A merged live stream: items from every gateway as they come; a gateway's stream failing
-/// or ending is an error naming it.
-pub type Watch<T> = Pin<Box<dyn Stream<Item = Result<T, GatewayError>> + Send>>;
 
 /// Several gateways read as one.
 #[derive(Debug, Clone)]
@@ -227,7 +190,7 @@ impl Fleet {
                 page_token: page_token.to_owned(),
             };
             let answer = self.timed(c.list_sessions(request)).await;
-            return single(only, answer);
+            return single(&only.gateway, answer);
         }
         self.paged(filter, page_size, page_token, |mut c, request| async move {
             let r = c.list_sessions(request).await?.into_inner();
@@ -256,7 +219,7 @@ impl Fleet {
                 page_token: page_token.to_owned(),
             };
             let answer = self.timed(c.list_violations(request)).await;
-            return single(only, answer);
+            return single(&only.gateway, answer);
         }
         self.paged(filter, page_size, page_token, |mut c, r| async move {
             let request = ListViolationsRequest {
@@ -454,53 +417,6 @@ impl Fleet {
     }
 }
 
-impl<T> Merged<T> {
-    /// The merged value changed by `f`, with the same failures.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Merged<U> {
-        Merged {
-            value: f(self.value),
-            answered: self.answered,
-            failures: self.failures,
-        }
-    }
-}
-
-/// The answers split into the values and the failures.
-fn gather<T>(answers: Vec<(String, Result<T, Status>)>) -> Merged<Vec<T>> {
-    let mut value = Vec::new();
-    let mut failures = Vec::new();
-    for (gateway, answer) in answers {
-        match answer {
-            Ok(v) => value.push(v),
-            Err(status) => failures.push(GatewayError { gateway, status }),
-        }
-    }
-    Merged {
-        answered: value.len(),
-        value,
-        failures,
-    }
-}
-
-/// One gateway's answer as it gave it.
-fn single<T: Default>(member: &Member, answer: Result<T, Status>) -> Merged<T> {
-    match answer {
-        Ok(value) => Merged {
-            value,
-            answered: 1,
-            failures: Vec::new(),
-        },
-        Err(status) => Merged {
-            value: T::default(),
-            answered: 0,
-            failures: vec![GatewayError {
-                gateway: member.gateway.clone(),
-                status,
-            }],
-        },
-    }
-}
-
 /// A gateway that gave no answer within `t`.
 fn late(t: Duration) -> Status {
     Status::deadline_exceeded(format!("no answer within {} s", t.as_secs()))
@@ -513,60 +429,9 @@ fn no_gateway(what: &str) -> GatewayError {
     }
 }
 
-/// The opened streams merged into one, or the first that did not open.
-fn merged_watch<T: Send + 'static>(
-    opened: Vec<(String, Result<Streaming<T>, Status>)>,
-) -> Result<Watch<T>, GatewayError> {
-    let mut streams = Vec::new();
-    for (gateway, answer) in opened {
-        let stream = answer.map_err(|status| GatewayError {
-            gateway: gateway.clone(),
-            status,
-        })?;
-        let failed = gateway.clone();
-        let items = stream.map(move |item| {
-            item.map_err(|status| GatewayError {
-                gateway: failed.clone(),
-                status,
-            })
-        });
-        let end = stream::once(async move {
-            Err(GatewayError {
-                gateway,
-                status: Status::unavailable("the gateway ended the stream"),
-            })
-        });
-        streams.push(items.chain(end).boxed());
-    }
-    Ok(stream::select_all(streams).boxed())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_merged_answer_is_complete_only_when_every_gateway_answered() {
-        let whole: Merged<u32> = Merged {
-            value: 3,
-            answered: 3,
-            failures: Vec::new(),
-        };
-        assert_eq!(whole.complete().ok(), Some(3));
-        let partial = Merged {
-            value: 2,
-            answered: 2,
-            failures: vec![GatewayError {
-                gateway: "http://gw-2:50051".into(),
-                status: Status::unavailable("connection refused"),
-            }],
-        };
-        let e = partial.complete().expect_err("one gateway missing");
-        assert_eq!(
-            e.to_string(),
-            "gateway http://gw-2:50051: connection refused (Unavailable)"
-        );
-    }
 
     #[tokio::test]
     async fn several_unreachable_gateways_are_each_named() {

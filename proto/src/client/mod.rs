@@ -22,10 +22,12 @@ use tonic::{Request, Status};
 
 use crate::v1::pen_watch_client::PenWatchClient;
 
+pub mod answers;
 pub mod fleet;
 pub mod merge;
 
-pub use fleet::{Fleet, GatewayError, Member, Merged, Watch};
+pub use answers::{GatewayError, Merged, Watch};
+pub use fleet::{Fleet, Member};
 
 /// The gateway's API, with the bearer token on every call.
 pub type Client = PenWatchClient<InterceptedService<Channel, Bearer>>;
