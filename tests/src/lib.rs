@@ -32,6 +32,7 @@ use tempfile::TempDir;
 
 pub mod alerting;
 pub mod api;
+pub mod load;
 pub mod nats;
 
 /// Why a service could not be started.

@@ -47,7 +47,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use penwatch_tests::nats::NatsCluster;
 use penwatch_tests::{Gateway, InfluxV1, Mosquitto};
 
-use load::Plan;
+use penwatch_tests::load::Plan;
 use probe::{CpuMeter, RssSampler};
 
 /// Ingest benchmark: the gateway against a bare subscriber, a fast non-durable consumer and
