@@ -19,14 +19,8 @@ use penwatch_gateway::pipeline::{
     Inflight, IngestConfig, Pipeline, Receipt, SessionsConfig, Settings,
 };
 use penwatch_gateway::policy::{Policy, PolicyHandle};
+use penwatch_tests::env_or;
 use penwatch_tests::load::Plan;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The load's `n`-th message as the MQTT task hands it to the committer: decoded and
 /// validated by the gateway's own decoder, its payload dropped.

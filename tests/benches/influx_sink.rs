@@ -13,17 +13,10 @@ use penwatch_gateway::metrics::Metrics;
 use penwatch_gateway::sessions::Verdict;
 use penwatch_gateway::sink::{Api, Forwarder, InfluxConfig, SAMPLES_CURSOR};
 use penwatch_proto::v1::{DeviceClass, Event, Zone};
-use penwatch_tests::{InfluxV1, http_status};
+use penwatch_tests::{InfluxV1, env_or, http_status};
 use tokio_util::sync::CancellationToken;
 
 const DEVICES: u64 = 20;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn fill(journal: &mut Writer, points: u64) -> anyhow::Result<()> {
     let base = std::time::SystemTime::now()

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use penwatch_proto::v1::pen_watch_client::PenWatchClient;
 use penwatch_proto::v1::{self as pb, DeviceClass, Event, Telemetry};
 use penwatch_tests::alerting::WebhookReceiver;
-use penwatch_tests::{Gateway, Mosquitto};
+use penwatch_tests::{Gateway, Mosquitto, env_or};
 use prost::Message;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio_stream::StreamExt;
@@ -61,14 +61,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: u64 = std::env::var("PENWATCH_BENCH_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    let rate: u64 = std::env::var("PENWATCH_BENCH_BACKGROUND_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+    let n: u64 = env_or("PENWATCH_BENCH_SAMPLES", 500);
+    let rate: u64 = env_or("PENWATCH_BENCH_BACKGROUND_RATE", 3000);
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("gateway.toml");

@@ -555,6 +555,15 @@ impl VictoriaMetrics {
     }
 }
 
+/// A benchmark's setting from the environment variable `name`, or `default` when it is unset
+/// or does not parse.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A PenWatch binary built beside the running test (`target/<profile>/NAME`).
 ///
 /// The test command builds them first (`cargo build --workspace --bins`).
