@@ -5,6 +5,7 @@
 //! printed per gateway; the audit chain's commands are in `chains`. A gateway that does not
 //! answer fails the command, naming it: a view is never partial without saying so.
 
+use penwatch_proto::client::merge;
 use penwatch_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
@@ -26,12 +27,11 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
             ctx.per_gateway(&answers, Out::whoami);
         }
         Command::Fleet { filter } => {
-            let devices = fleet
-                .list_devices(Some(filter.filter()))
-                .await
-                .complete()
-                .map_err(|e| ctx.failed(e))?;
-            ctx.merged_out().await?.devices(&devices);
+            let listed = ctx.pens(Some(filter.filter())).await?;
+            let out = ctx.holding(&listed);
+            out.devices(&merge::devices(
+                listed.into_iter().map(|(_, devices)| devices).collect(),
+            ));
         }
         Command::Sessions { filter, limit } => {
             let mut sessions = Vec::new();

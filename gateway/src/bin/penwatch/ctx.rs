@@ -44,27 +44,44 @@ impl Ctx {
             .collect()
     }
 
-    /// Where merged rows go: with several gateways and `--json`, each row naming a pen says
-    /// which gateway holds it (asked of each gateway: the pens it lists).
+    /// Every gateway's pens selected by `filter`, each list with its gateway's address.
+    pub async fn pens(
+        &self,
+        filter: Option<pb::Filter>,
+    ) -> Result<Vec<(String, Vec<pb::DeviceState>)>, Failure> {
+        self.each(|mut c| {
+            let request = pb::ListDevicesRequest {
+                filter: filter.clone(),
+            };
+            async move { Ok(c.list_devices(request).await?.into_inner().devices) }
+        })
+        .await
+    }
+
+    /// Where rows merged from several gateways go: with `--json`, each row naming a pen says
+    /// which gateway holds it, as `listed` (each gateway's pens) tells.
+    pub fn holding(&self, listed: &[(String, Vec<pb::DeviceState>)]) -> Out {
+        if !self.several() || !self.out.json() {
+            return self.out.clone();
+        }
+        let holders = listed
+            .iter()
+            .flat_map(|(gateway, devices)| {
+                devices
+                    .iter()
+                    .map(move |d| (d.device_id.clone(), gateway.clone()))
+            })
+            .collect();
+        self.out.merged(holders)
+    }
+
+    /// Where merged rows that are not pens go ([`Ctx::holding`]), the pens asked of each
+    /// gateway only when the rows must name their gateway.
     pub async fn merged_out(&self) -> Result<Out, Failure> {
         if !self.several() || !self.out.json() {
             return Ok(self.out.clone());
         }
-        let listed = self
-            .each(|mut c| async move {
-                let request = pb::ListDevicesRequest { filter: None };
-                Ok(c.list_devices(request).await?.into_inner().devices)
-            })
-            .await?;
-        let holders = listed
-            .into_iter()
-            .flat_map(|(gateway, devices)| {
-                devices
-                    .into_iter()
-                    .map(move |d| (d.device_id, gateway.clone()))
-            })
-            .collect();
-        Ok(self.out.merged(holders))
+        Ok(self.holding(&self.pens(None).await?))
     }
 
     /// Prints each gateway's answer: as it is for one gateway, under its address for several.

@@ -132,20 +132,28 @@ fn json_text(v: &Value) -> String {
     out
 }
 
-/// A merged row with a `"gateway"` member naming the gateway its pen belongs to (a row that
-/// names no pen, or a pen no gateway listed, is left as it is).
-fn held_by(row: &Value, holders: &BTreeMap<String, String>) -> Value {
-    let holder = row
-        .get("device_id")
-        .and_then(Value::as_str)
-        .and_then(|d| holders.get(d));
-    match (row, holder) {
-        (Value::Object(fields), Some(gateway)) => {
+/// `row` with a `"gateway"` member (a row that is not an object is left as it is).
+fn with_gateway(row: &Value, gateway: &str) -> Value {
+    match row {
+        Value::Object(fields) => {
             let mut fields = fields.clone();
-            fields.insert("gateway".into(), Value::String(gateway.clone()));
+            fields.insert("gateway".into(), Value::String(gateway.to_owned()));
             Value::Object(fields)
         }
         _ => row.clone(),
+    }
+}
+
+/// A merged row naming the gateway its pen belongs to (a row that names no pen, or a pen no
+/// gateway listed, is left as it is).
+fn held_by(row: &Value, holders: &BTreeMap<String, String>) -> Value {
+    match row
+        .get("device_id")
+        .and_then(Value::as_str)
+        .and_then(|d| holders.get(d))
+    {
+        Some(gateway) => with_gateway(row, gateway),
+        None => row.clone(),
     }
 }
 
@@ -184,11 +192,7 @@ impl Out {
 
     fn print(&self, v: &Value) {
         match (&self.gateway, &self.holders, v) {
-            (Some(g), _, Value::Object(fields)) => {
-                let mut fields = fields.clone();
-                fields.insert("gateway".into(), Value::String(g.clone()));
-                println!("{}", json_text(&Value::Object(fields)));
-            }
+            (Some(g), _, Value::Object(_)) => println!("{}", json_text(&with_gateway(v, g))),
             (None, Some(holders), Value::Array(rows)) => {
                 let rows = rows.iter().map(|row| held_by(row, holders)).collect();
                 println!("{}", json_text(&Value::Array(rows)));
