@@ -1,8 +1,7 @@
 //! The committer alone: decoded messages handed to `Pipeline::commit` in batches as a burst
 //! fills them, with no broker (the load is decoded on a thread of its own, as the MQTT task
-//! does, and not timed). What it prints is the
-//! ceiling of ingest on this machine (the committer is ingest's one serial stage) and its CPU
-//! per message, steadier than an end-to-end run because nothing else shares the cores.
+//! does, and not timed). What it prints is the ceiling of ingest on this machine (the
+//! committer is ingest's one serial stage) and its CPU per message.
 //!
 //! `cargo bench -p penwatch-tests --bench committer` (release build). The load is
 //! `penwatch-bench`'s ([`Plan`]: 1,000 pens, sessions of 50 samples that open and close),
@@ -12,31 +11,26 @@
 
 use std::time::{Duration, Instant};
 
-use penwatch_gateway::decode::{self, Limits};
+use penwatch_gateway::decode::Limits;
 use penwatch_gateway::journal::{Sync, Writer};
 use penwatch_gateway::metrics::Metrics;
 use penwatch_gateway::pipeline::{
     Inflight, IngestConfig, Pipeline, Receipt, SessionsConfig, Settings,
 };
 use penwatch_gateway::policy::{Policy, PolicyHandle};
+use penwatch_gateway::source;
 use penwatch_tests::env_or;
 use penwatch_tests::load::Plan;
 
 /// The load's `n`-th message as the MQTT task hands it to the committer: decoded and
-/// validated by the gateway's own decoder, its payload dropped.
+/// validated by the gateway's own decoder.
 fn inflight(plan: &Plan, n: u64, limits: &Limits) -> Inflight {
     let (topic, payload) = plan.message(n);
-    let decoded = decode::decode(&topic, &payload, limits);
-    Inflight {
-        topic,
-        payload: bytes::Bytes::new(),
-        receipt: Receipt::Mqtt {
-            generation: 1,
-            pkid: Some((n % 65_535 + 1) as u16),
-        },
-        received_ms: plan.start_ms + (n / u64::from(plan.pens)) as i64 * 100,
-        decoded,
-    }
+    let receipt = Receipt::Mqtt {
+        generation: 1,
+        pkid: Some((n % 65_535 + 1) as u16),
+    };
+    source::inflight(topic, payload.into(), receipt, limits)
 }
 
 /// CPU time of the calling thread.

@@ -21,8 +21,13 @@ pub use mqtt_config::MqttConfig;
 pub use nats::StreamSource;
 pub use nats_config::NatsConfig;
 
-/// Decodes a received message into what the committer takes.
-fn inflight(topic: String, payload: bytes::Bytes, receipt: Receipt, limits: &Limits) -> Inflight {
+/// Decodes a received message into what the committer takes (received now).
+pub fn inflight(
+    topic: String,
+    payload: bytes::Bytes,
+    receipt: Receipt,
+    limits: &Limits,
+) -> Inflight {
     let decoded = decode::decode(&topic, &payload, limits);
     // Only a rejected payload is kept (in quarantine; a status can still be refused by the
     // committer). Dropping the others now frees the client's read buffer, which every payload
