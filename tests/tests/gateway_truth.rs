@@ -428,7 +428,7 @@ async fn verify_detects_an_edited_depth_log() {
 
     let conn = rusqlite::Connection::open(&journal).expect("open");
     let edited = conn
-        .execute("UPDATE samples SET depth_mm = 0.1 WHERE id = (SELECT MIN(id) FROM samples WHERE exceeded = 1)", [])
+        .execute("UPDATE sample_rows SET depth_mm = 0.1 WHERE id = (SELECT MIN(id) FROM sample_rows WHERE exceeded = 1)", [])
         .expect("edit");
     assert_eq!(edited, 1);
     drop(conn);

@@ -238,7 +238,7 @@ async fn old_journal_with_hostile_text() -> (Mosquitto, Gateway, tempfile::TempD
     let cartridge_model = "N\u{1b}[5m";
     for (sql, value) in [
         (
-            "UPDATE samples SET operator_id = ?1 WHERE device_id = 'pen-h1'",
+            "UPDATE sample_contexts SET operator_id = ?1 WHERE device_id = 'pen-h1'",
             HYPERLINK,
         ),
         (
@@ -247,7 +247,7 @@ async fn old_journal_with_hostile_text() -> (Mosquitto, Gateway, tempfile::TempD
             HYPERLINK,
         ),
         (
-            "UPDATE samples SET model = ?1 WHERE device_id = 'pen-h1'",
+            "UPDATE sample_contexts SET model = ?1 WHERE device_id = 'pen-h1'",
             &model,
         ),
         (
@@ -255,7 +255,7 @@ async fn old_journal_with_hostile_text() -> (Mosquitto, Gateway, tempfile::TempD
             &model,
         ),
         (
-            "UPDATE samples SET firmware = ?1 WHERE device_id = 'pen-h1'",
+            "UPDATE sample_contexts SET firmware = ?1 WHERE device_id = 'pen-h1'",
             &firmware,
         ),
         (
@@ -263,7 +263,7 @@ async fn old_journal_with_hostile_text() -> (Mosquitto, Gateway, tempfile::TempD
             &firmware,
         ),
         (
-            "UPDATE samples SET cartridge_model = ?1 WHERE device_id = 'pen-h1'",
+            "UPDATE sample_contexts SET cartridge_model = ?1 WHERE device_id = 'pen-h1'",
             cartridge_model,
         ),
         (

@@ -160,21 +160,28 @@ async fn every_deletion_edit_and_flip_of_a_served_row_is_caught() {
     drop(conn);
 
     let mutations = [
-        ("sample deleted", format!("DELETE FROM samples WHERE id = {SAMPLE_OF_CLOSED}")),
+        ("sample deleted", format!("DELETE FROM sample_rows WHERE id = {SAMPLE_OF_CLOSED}")),
         (
             "sample depth edited",
-            format!("UPDATE samples SET depth_mm = depth_mm + 0.1 WHERE id = {SAMPLE_OF_CLOSED}"),
+            format!("UPDATE sample_rows SET depth_mm = depth_mm + 0.1 WHERE id = {SAMPLE_OF_CLOSED}"),
+        ),
+        (
+            "sample operator edited in its context",
+            format!(
+                "UPDATE sample_contexts SET operator_id = 'op-forged' \
+                 WHERE id = (SELECT context FROM sample_rows WHERE id = {SAMPLE_OF_CLOSED})"
+            ),
         ),
         (
             "sample verdict flipped",
-            "UPDATE samples SET exceeded = 0 WHERE id = (SELECT MIN(id) FROM samples WHERE exceeded = 1)"
+            "UPDATE sample_rows SET exceeded = 0 WHERE id = (SELECT MIN(id) FROM sample_rows WHERE exceeded = 1)"
                 .to_owned(),
         ),
         (
             "a recent session's samples all deleted",
             format!(
-                "DELETE FROM samples WHERE (device_id, session_id) IN \
-                 (SELECT device_id, session_id FROM sessions WHERE rowid = {})",
+                "DELETE FROM sample_rows WHERE id IN (SELECT s.id FROM samples s JOIN sessions x \
+                 USING (device_id, session_id) WHERE x.rowid = {})",
                 closed(false)
             ),
         ),
@@ -361,15 +368,15 @@ async fn every_deletion_and_edit_of_an_amendment_is_caught() {
     assert_eq!(count("SELECT amendment FROM violations"), 2);
     drop(conn);
 
-    let late_sample = "(SELECT MAX(id) FROM samples WHERE seq = 4)";
+    let late_sample = "(SELECT MAX(id) FROM sample_rows WHERE seq = 4)";
     let mutations = [
         (
             "late sample deleted",
-            format!("DELETE FROM samples WHERE id = {late_sample}"),
+            format!("DELETE FROM sample_rows WHERE id = {late_sample}"),
         ),
         (
             "late sample depth edited",
-            format!("UPDATE samples SET depth_mm = 0.9 WHERE id = {late_sample}"),
+            format!("UPDATE sample_rows SET depth_mm = 0.9 WHERE id = {late_sample}"),
         ),
         (
             "amendment deleted",

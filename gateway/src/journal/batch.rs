@@ -1,15 +1,17 @@
 //! The writes of one batch, in one transaction: only the committer makes them.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use penwatch_proto::names::ShortName;
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
 use super::Result;
+use super::contexts::{Context, Contexts};
 use super::outbox;
 use super::rows::{
-    self, AMENDMENT_COLUMNS, SAMPLE_COLUMNS, SESSION_COLUMNS, VIOLATION_COLUMNS, count,
-    placeholders,
+    self, AMENDMENT_COLUMNS, SAMPLE_COLUMNS, SAMPLE_ROW_COLUMNS, SESSION_COLUMNS,
+    VIOLATION_COLUMNS, count, placeholders,
 };
 use super::schema::Kept;
 use crate::alerts::Alert;
@@ -21,8 +23,8 @@ use crate::sessions::{CloseReason, Evidence, Session, Verdict};
 
 static INSERT_SAMPLE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT OR IGNORE INTO samples ({SAMPLE_COLUMNS}, version) VALUES ({})",
-        placeholders(count(SAMPLE_COLUMNS) + 1)
+        "INSERT OR IGNORE INTO sample_rows ({SAMPLE_ROW_COLUMNS}) VALUES ({})",
+        placeholders(count(SAMPLE_ROW_COLUMNS))
     )
 });
 
@@ -90,6 +92,7 @@ pub struct ClosedRecord {
 /// The writes of one batch, in one transaction.
 pub struct Batch<'a> {
     pub(super) tx: Transaction<'a>,
+    pub(super) contexts: &'a RefCell<Contexts>,
 }
 
 /// What became of a sample offered to the journal.
@@ -168,18 +171,31 @@ impl Samples<'_, '_> {
         // What the session digest covers is bound from its fields, so a digest kept as
         // samples are journaled hashes what the journal holds.
         let f = rows::digest_fields(r, v);
+        let encoding = if r.encoding == Encoding::Json {
+            "json"
+        } else {
+            "protobuf"
+        };
+        let context = self.batch.context_id(
+            f.device_id,
+            [
+                &r.session_id,
+                &r.clinic_id,
+                &v.device_class,
+                r.claimed_class.short_name(),
+                &r.model,
+                &r.firmware,
+                f.operator_id,
+                f.cartridge_id,
+                &r.cartridge_model,
+                encoding,
+                f.policy_version,
+            ],
+        )?;
         let n = self.insert.execute(params![
             f.device_id,
             f.seq,
-            r.clinic_id,
-            v.device_class,
-            r.claimed_class.short_name(),
-            r.model,
-            r.firmware,
-            f.operator_id,
-            r.session_id,
-            f.cartridge_id,
-            r.cartridge_model,
+            context,
             f.timestamp_ms,
             received_ms,
             f.event,
@@ -189,18 +205,12 @@ impl Samples<'_, '_> {
             r.speed_hz,
             r.battery_pct,
             r.zone.map(|z| z.short_name()),
-            if r.encoding == Encoding::Json {
-                "json"
-            } else {
-                "protobuf"
-            },
             f.permitted_mm,
             f.binding_rule,
             f.exceeded,
             v.unknown_operator,
             v.unregistered_device,
             v.class_mismatch,
-            f.policy_version,
             version,
         ])?;
         Ok(n == 1)
@@ -572,9 +582,16 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// The id of a pen's sample context, written in this batch if the journal lacks it.
+    pub(super) fn context_id(&self, device_id: &str, context: Context<'_>) -> Result<i64> {
+        self.contexts.borrow_mut().id(&self.tx, device_id, context)
+    }
+
     /// Makes the batch durable.
     pub fn commit(self) -> Result<()> {
-        Ok(self.tx.commit()?)
+        self.tx.commit()?;
+        self.contexts.borrow_mut().committed();
+        Ok(())
     }
 }
 

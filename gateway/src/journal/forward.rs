@@ -310,7 +310,7 @@ impl Upkeep {
     /// even with a backlog of millions.
     pub fn backlog(&self, table: Backlog, after: i64) -> Result<u64> {
         let sql = match table {
-            Backlog::Samples => "SELECT IFNULL(MAX(id), 0) FROM samples",
+            Backlog::Samples => "SELECT IFNULL(MAX(id), 0) FROM sample_rows",
             Backlog::Audit => "SELECT IFNULL(MAX(seq), 0) FROM audit_chain",
             Backlog::CartridgeEvents => "SELECT IFNULL(MAX(id), 0) FROM cartridge_events",
         };
@@ -336,7 +336,7 @@ impl Upkeep {
         let mut cutoff = cutoff_ms;
         if let Some(upto) = forwarded_upto {
             let oldest_unforwarded: Option<i64> = self.reader.conn.query_row(
-                "SELECT MIN(ts_ms) FROM samples WHERE id > ?1",
+                "SELECT MIN(ts_ms) FROM sample_rows WHERE id > ?1",
                 [upto],
                 |r| r.get(0),
             )?;
@@ -364,7 +364,7 @@ impl Upkeep {
             at_ms: crate::clock::now_ms(),
         }))?;
         let mut stmt = self.reader.conn.prepare_cached(&format!(
-            "DELETE FROM samples WHERE id IN ({PRUNABLE} LIMIT ?2)"
+            "DELETE FROM sample_rows WHERE id IN ({PRUNABLE} LIMIT ?2)"
         ))?;
         let mut pruned = 0;
         loop {

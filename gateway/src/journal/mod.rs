@@ -23,6 +23,7 @@ mod access;
 mod batch;
 pub mod checkpoint;
 mod config;
+mod contexts;
 #[cfg(test)]
 mod fixtures;
 pub mod forward;

@@ -70,7 +70,7 @@ impl Reader {
             Ok(n as u64)
         };
         Ok(Counts {
-            samples: count("samples")?,
+            samples: count("sample_rows")?,
             sessions: count("sessions")?,
             violations: count("violations")?,
             quarantined: count("quarantine")?,

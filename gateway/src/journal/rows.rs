@@ -11,13 +11,19 @@ use crate::cartridges::Cartridge;
 use crate::decode::{Encoding, Reading};
 use crate::sessions::{Session, Verdict};
 
-/// The stored columns of `samples` (all but `id` and `version`), in the order
-/// [`super::Batch`] binds them.
+/// The columns of the view `samples` but `id` and `version`.
 pub(super) const SAMPLE_COLUMNS: &str = "device_id, seq, clinic_id, device_class, claimed_class, \
     model, firmware, operator_id, session_id, cartridge_id, cartridge_model, ts_ms, received_ms, \
     event, depth_mm, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, encoding, \
     permitted_mm, binding, exceeded, unknown_operator, unregistered_device, class_mismatch, \
     policy_version";
+
+/// The columns of `sample_rows` but `id`, in the order [`super::Samples`] binds them (the
+/// rest of a sample is its context's: see `schema::samples`).
+pub(super) const SAMPLE_ROW_COLUMNS: &str = "device_id, seq, context, ts_ms, received_ms, \
+    event, depth_mm, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, \
+    permitted_mm, binding, exceeded, unknown_operator, unregistered_device, class_mismatch, \
+    version";
 
 /// The columns of `sessions`, in the order [`super::Batch`] binds them.
 pub(super) const SESSION_COLUMNS: &str = "device_id, session_id, clinic_id, operator_id, \

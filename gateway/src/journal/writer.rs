@@ -1,14 +1,18 @@
 //! The journal's one writer: the committer's connection, the only one that commits batches.
 
+use std::cell::RefCell;
 use std::ops::Deref;
 use std::path::Path;
 
+use super::contexts::Contexts;
 use super::{Access, Batch, Reader, Result, Sync, connect, schema};
 use crate::audit::{Record, Scope};
 
 /// The committer's connection: creates and migrates the journal, and commits batches.
 pub struct Writer {
     reader: Reader,
+    /// Each pen's last sample context, shared by the batches.
+    contexts: RefCell<Contexts>,
 }
 
 impl Writer {
@@ -19,6 +23,7 @@ impl Writer {
         schema::migrate(&conn)?;
         let mut writer = Self {
             reader: Reader { conn },
+            contexts: RefCell::default(),
         };
         if writer.reader.scope()?.is_none() {
             let from: i64 = writer.reader.conn.query_row(
@@ -37,8 +42,10 @@ impl Writer {
 
     /// Starts a write batch; nothing is durable until [`Batch::commit`].
     pub fn batch(&mut self) -> Result<Batch<'_>> {
+        self.contexts.get_mut().discard_uncommitted();
         Ok(Batch {
             tx: self.reader.conn.transaction()?,
+            contexts: &self.contexts,
         })
     }
 }

@@ -178,7 +178,7 @@ mod tests {
         let path = journal(dir.path());
         rusqlite::Connection::open(&path)
             .expect("open")
-            .execute("DELETE FROM samples", [])
+            .execute("DELETE FROM sample_rows", [])
             .expect("delete");
         let v = Reader::open(&path)
             .expect("reader")
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(upkeep.prune_samples(150, 30, None).expect("prune"), 0);
         rusqlite::Connection::open(&path)
             .expect("open")
-            .execute("DELETE FROM samples", [])
+            .execute("DELETE FROM sample_rows", [])
             .expect("delete");
         let v = Reader::open(&path)
             .expect("reader")

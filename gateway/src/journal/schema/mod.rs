@@ -4,6 +4,15 @@ use rusqlite::Connection;
 
 use super::{JournalError, Result};
 
+mod samples;
+
+pub(super) use samples::CONTEXT_COLUMNS;
+
+/// Version 11 keeps a sample's values in `sample_rows` and what stays the same across a
+/// session's samples (clinic, classes, model, firmware, operator, cartridge, encoding, policy
+/// version) once, in `sample_contexts`; the view `samples` joins them back into the rows every
+/// reader selects. See [`samples`].
+///
 /// Version 10 keeps, for a gateway reading a JetStream stream (`[nats]`), the stream sequence
 /// it has committed up to (`stream_positions`), written in the same transaction as each batch.
 ///
@@ -36,7 +45,7 @@ use super::{JournalError, Result};
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -125,50 +134,11 @@ fn migrate_4_to_5() -> String {
         "{} INSERT INTO samples_v5 (id, {columns}) SELECT id, {columns} FROM samples;
          DROP TABLE samples;
          ALTER TABLE samples_v5 RENAME TO samples;",
-        samples_table("samples_v5")
+        samples::table_v10("samples_v5")
     )
 }
 
-/// The `samples` table under `name` (a migration builds it under another name first).
-fn samples_table(name: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {name} ({SAMPLES_COLUMNS_DEFINED}, \
-         version INTEGER NOT NULL DEFAULT 0, UNIQUE (device_id, seq, version));"
-    )
-}
-
-const SAMPLES_COLUMNS_DEFINED: &str = "
-    id INTEGER PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    clinic_id TEXT NOT NULL,
-    device_class TEXT NOT NULL,
-    claimed_class TEXT NOT NULL,
-    model TEXT NOT NULL,
-    firmware TEXT NOT NULL,
-    operator_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    cartridge_id TEXT NOT NULL,
-    cartridge_model TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    depth_mm REAL NOT NULL,
-    session_strokes INTEGER NOT NULL,
-    cartridge_strokes INTEGER NOT NULL,
-    speed_hz REAL NOT NULL,
-    battery_pct REAL NOT NULL,
-    zone TEXT,
-    encoding TEXT NOT NULL,
-    permitted_mm REAL NOT NULL,
-    binding TEXT NOT NULL,
-    exceeded INTEGER NOT NULL,
-    unknown_operator INTEGER NOT NULL,
-    unregistered_device INTEGER NOT NULL,
-    class_mismatch INTEGER NOT NULL,
-    policy_version TEXT NOT NULL";
-
-/// Every table but `samples`.
+/// Every table but the samples' (see [`samples`]).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     device_id TEXT NOT NULL,
@@ -336,13 +306,14 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         migrate_7_to_8(),
         MIGRATE_8_TO_9.to_owned(),
         MIGRATE_9_TO_10.to_owned(),
+        samples::migrate_10_to_11(),
     ];
     let migration = if found == 0 {
         String::new()
     } else {
         steps[(found - 1) as usize..].concat()
     };
-    let samples = samples_table("samples");
+    let samples = samples::SCHEMA;
     conn.execute_batch(&format!(
         "BEGIN; {migration} {samples} {SCHEMA} {REVIEWS_SCHEMA}"
     ))?;
@@ -409,9 +380,14 @@ mod tests {
     use crate::journal::{Sync, Writer};
 
     /// Takes a new journal back to before version 9 (the older tests' starting point).
-    const BEFORE_9: &str = "DROP TABLE amendments;
-        ALTER TABLE sessions DROP COLUMN audit_seq;
-        ALTER TABLE violations DROP COLUMN amendment;";
+    fn before_9() -> String {
+        format!(
+            "{} DROP TABLE amendments;
+             ALTER TABLE sessions DROP COLUMN audit_seq;
+             ALTER TABLE violations DROP COLUMN amendment;",
+            samples::back_to_v10()
+        )
+    }
 
     #[test]
     fn a_version_2_journal_gets_each_sessions_deepest_sample_from_its_record() {
@@ -419,7 +395,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(&before_9()).expect("version 8");
         conn.execute_batch(
             "ALTER TABLE sessions DROP COLUMN max_depth_mm;
              ALTER TABLE quarantine DROP COLUMN size_bytes;
@@ -447,7 +423,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(&before_9()).expect("version 8");
         conn.execute_batch(
             "ALTER TABLE quarantine DROP COLUMN size_bytes;
              ALTER TABLE quarantine DROP COLUMN sha256;
@@ -472,10 +448,10 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(&before_9()).expect("version 8");
         conn.execute_batch(&format!(
             "DROP TABLE samples;
-             CREATE TABLE samples ({SAMPLES_COLUMNS_DEFINED}, UNIQUE (device_id, seq));
+             CREATE TABLE samples ({}, UNIQUE (device_id, seq));
              INSERT INTO samples (id, device_id, seq, clinic_id, device_class, claimed_class,
                 model, firmware, operator_id, session_id, cartridge_id, cartridge_model, ts_ms,
                 received_ms, event, depth_mm, session_strokes, cartridge_strokes, speed_hz,
@@ -483,7 +459,8 @@ mod tests {
                 unregistered_device, class_mismatch, policy_version)
              VALUES (41, 'pen', 7, 'c', 'home', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000,
                 1000, 'sample', 0.5, 1, 1, 100, 50, NULL, 'protobuf', 0.5, 'class', 0, 0, 0, 0, 'p');
-             PRAGMA user_version = 4;"
+             PRAGMA user_version = 4;",
+            samples::V10_COLUMNS_DEFINED
         ))
         .expect("version 4");
         drop(conn);
@@ -499,15 +476,66 @@ mod tests {
         writer
             .conn
             .execute(
-                "INSERT INTO samples SELECT 42, device_id, seq, clinic_id, device_class,
-                    claimed_class, model, firmware, operator_id, session_id, cartridge_id,
-                    cartridge_model, ts_ms, received_ms, event, 1.5, session_strokes,
-                    cartridge_strokes, speed_hz, battery_pct, zone, encoding, permitted_mm,
-                    binding, exceeded, unknown_operator, unregistered_device, class_mismatch,
-                    policy_version, 1 FROM samples WHERE id = 41",
+                "INSERT INTO sample_rows SELECT 42, device_id, seq, context, ts_ms, received_ms,
+                    event, 1.5, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone,
+                    permitted_mm, binding, exceeded, unknown_operator, unregistered_device,
+                    class_mismatch, 1 FROM sample_rows WHERE id = 41",
                 [],
             )
             .expect("a second version of the same seq");
+    }
+
+    /// Every sample as the view (or, before version 11, the table) `samples` shows it.
+    fn all_samples(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+        let columns = crate::journal::rows::SAMPLE_COLUMNS;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT id, {columns}, version FROM samples ORDER BY id"
+            ))
+            .expect("select");
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("values")
+    }
+
+    #[test]
+    fn a_version_10_journal_keeps_every_sample_with_its_id_and_each_context_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        drop(Writer::open(&path, Sync::Normal).expect("create"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(&format!(
+            "{} INSERT INTO samples (id, {}, version) VALUES
+             (3, 'pen', 1, 'c', 'home', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000, 1001,
+                'start', 0.0, 0, 0, 0, 90, NULL, 'json', 0.5, 'class', 0, 0, 0, 0, 'p', 0),
+             (5, 'pen', 2, 'c', 'home', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1100, 1101,
+                'sample', 0.4, 1, 1, 100, 90, 'face', 'json', 0.5, 'class', 0, 0, 0, 0, 'p', 0),
+             (9, 'pen', 2, 'c', 'home', 'home', 'm', 'f', 'op-2', 's', 'cart', 'N', 1200, 1201,
+                'sample', 0.6, 2, 2, 100, 89, 'face', 'json', 0.5, 'class', 1, 1, 0, 0, 'p', 1),
+             (12, 'pen-2', 1, 'c', 'pro', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000, 1001,
+                'sample', 1.1, 1, 1, 120, 70, NULL, 'protobuf', 1.5, 'class', 0, 0, 0, 1, 'p', 0);
+             PRAGMA user_version = 10;",
+            samples::back_to_v10(),
+            crate::journal::rows::SAMPLE_COLUMNS
+        ))
+        .expect("version 10");
+        let before = all_samples(&conn);
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        assert_eq!(
+            all_samples(&writer.conn),
+            before,
+            "the same rows, ids and values"
+        );
+        let contexts: i64 = writer
+            .conn
+            .query_row("SELECT COUNT(*) FROM sample_contexts", [], |r| r.get(0))
+            .expect("contexts");
+        assert_eq!(contexts, 3, "one per pen, session and operator");
+        assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
     }
 
     #[test]
@@ -516,7 +544,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(&before_9()).expect("version 8");
         conn.execute_batch(
             "DROP TABLE reviews;
              DROP TABLE policy_in_force;
@@ -554,7 +582,7 @@ mod tests {
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(BEFORE_9).expect("version 8");
+        conn.execute_batch(&before_9()).expect("version 8");
         conn.execute_batch(
             "INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
                 started_ms, last_ms, exceeded, state, record)
