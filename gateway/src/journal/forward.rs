@@ -324,7 +324,8 @@ impl Upkeep {
 
     /// Deletes raw samples with a device time before `cutoff_ms`, whole sessions at a time,
     /// never samples of an open session, and, with `forwarded_upto`, only samples older than
-    /// the oldest sample not yet forwarded. Sessions, violations and the audit chain stay.
+    /// the oldest sample not yet forwarded. Sessions, violations, sample contexts and the audit
+    /// chain stay.
     /// Before it deletes anything it chains a [`Pruned`] record (with `retention_days`), so
     /// `verify` can tell pruned samples from deleted ones. Returns how many were deleted.
     pub fn prune_samples(
