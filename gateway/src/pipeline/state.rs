@@ -47,13 +47,21 @@ const CARTRIDGE_CACHE: usize = 10_000;
 /// A session: `(device_id, session_id)`.
 pub type SessionKey = (String, String);
 
+/// An open session as the committer holds it: one entry per session, found with one lookup
+/// per message.
+struct Open {
+    /// Its fold so far.
+    session: Session,
+    /// Its digest, kept as its samples are journaled; `None` for a session read back from the
+    /// journal (begun before this process).
+    digest: Option<RunningDigest>,
+    /// When its last message was received (gateway time).
+    last_activity: i64,
+}
+
 /// What the committer knows now, and what the journal has not been told yet.
 pub struct LiveState {
-    pub(super) sessions: HashMap<SessionKey, Session>,
-    /// Digests of the open sessions begun in this process, kept as their samples are
-    /// journaled (a session read back from the journal has none).
-    digests: HashMap<SessionKey, RunningDigest>,
-    pub(super) last_activity: HashMap<SessionKey, i64>,
+    sessions: HashMap<SessionKey, Open>,
     pub(super) devices: HashMap<String, Device>,
     cartridges: HashMap<String, Cartridge>,
     dirty_sessions: Dirty<SessionKey>,
@@ -138,7 +146,6 @@ impl LiveState {
     ) -> journal::Result<Self> {
         let now = crate::clock::now_ms();
         let mut sessions = HashMap::new();
-        let mut last_activity = HashMap::new();
         let open = journal.open_sessions()?;
         let tx = journal.batch()?;
         for stored in open {
@@ -151,8 +158,14 @@ impl LiveState {
                 s.conflicting = stored.conflicting;
                 s
             });
-            last_activity.insert(key.clone(), now);
-            sessions.insert(key, s);
+            sessions.insert(
+                key,
+                Open {
+                    session: s,
+                    digest: None,
+                    last_activity: now,
+                },
+            );
         }
         drop(tx);
         let devices = journal
@@ -162,8 +175,6 @@ impl LiveState {
             .collect();
         Ok(Self {
             sessions,
-            digests: HashMap::new(),
-            last_activity,
             devices,
             cartridges: HashMap::new(),
             dirty_sessions: Dirty::new(),
@@ -222,7 +233,7 @@ impl LiveState {
             } else if self
                 .sessions
                 .get(&(device_id.to_owned(), device.session_id.clone()))
-                .is_some_and(|s| !s.ended)
+                .is_some_and(|o| !o.session.ended)
             {
                 work.alerts.push(AlertChange::Raise(raise::pen_offline(
                     device,
@@ -334,10 +345,10 @@ impl LiveState {
             *seqs = (seqs.0.min(r.seq), seqs.1.max(r.seq));
             return Ok(());
         }
-        let s = match self.sessions.get_mut(&key) {
-            Some(s) => s,
+        let open = match self.sessions.get_mut(&key) {
+            Some(open) => open,
             None => {
-                let s = match tx.session(&r.device_id, &r.session_id)? {
+                let (session, digest) = match tx.session(&r.device_id, &r.session_id)? {
                     // Closed: it stays so, and this message amends it.
                     Some((_, state)) if state == "closed" => {
                         work.late.insert(key, (r.seq, r.seq));
@@ -345,19 +356,22 @@ impl LiveState {
                     }
                     Some((mut stored, _)) => {
                         stored.needs_refold = true;
-                        stored
+                        (stored, None)
                     }
-                    None => {
-                        self.digests.insert(key.clone(), RunningDigest::default());
-                        Session::new(r, v)
-                    }
+                    None => (Session::new(r, v), Some(RunningDigest::default())),
                 };
                 work.sessions.insert(key.clone());
-                self.sessions.entry(key.clone()).or_insert(s)
+                self.sessions.entry(key.clone()).or_insert(Open {
+                    session,
+                    digest,
+                    last_activity: received_ms,
+                })
             }
         };
+        open.last_activity = received_ms;
+        let s = &mut open.session;
         let change = s.observe(r, v);
-        if let (Inserted::New { id }, Some(d)) = (inserted, self.digests.get_mut(&key)) {
+        if let (Inserted::New { id }, Some(d)) = (inserted, open.digest.as_mut()) {
             d.add(id, &journal::digest_fields(r, v));
         }
         if change.newly_exceeded {
@@ -374,8 +388,7 @@ impl LiveState {
         } else {
             self.dirty_sessions.mark(&key);
         }
-        self.last_activity.insert(key.clone(), received_ms);
-        if self.silent.remove(&key) {
+        if !self.silent.is_empty() && self.silent.remove(&key) {
             work.alerts.push(AlertChange::Resolve(raise::session_key(
                 Kind::PenSilent,
                 &key.0,
@@ -467,8 +480,8 @@ impl LiveState {
             self.write_alerts(tx, work, committed_ms)?;
         }
         for key in &work.sessions {
-            if let Some(s) = self.sessions.get(key) {
-                tx.put_session(s, None)?;
+            if let Some(open) = self.sessions.get(key) {
+                tx.put_session(&open.session, None)?;
                 self.dirty_sessions.forget(key);
             }
         }
@@ -486,9 +499,9 @@ impl LiveState {
         }
         if work.live {
             for key in &work.violations {
-                if let Some(s) = self.sessions.get(key) {
+                if let Some(open) = self.sessions.get(key) {
                     work.events.push(LiveEvent::Violation {
-                        session: Arc::new(s.clone()),
+                        session: Arc::new(open.session.clone()),
                         final_: false,
                         committed_ms,
                         amendment: 0,
@@ -516,7 +529,7 @@ impl LiveState {
             let raised = self
                 .sessions
                 .get(key)
-                .and_then(|s| raise::violation(s, committed_ms, None));
+                .and_then(|o| raise::violation(&o.session, committed_ms, None));
             if let Some(a) = raised {
                 tx.raise_alert(&a, committed_ms)?;
             }
@@ -525,7 +538,7 @@ impl LiveState {
             let raised = self
                 .sessions
                 .get(key)
-                .and_then(|s| raise::unknown_operator(s, committed_ms));
+                .and_then(|o| raise::unknown_operator(&o.session, committed_ms));
             if let Some(a) = raised {
                 tx.raise_alert(&a, committed_ms)?;
             }
@@ -543,11 +556,9 @@ impl LiveState {
     /// and was not reported silent yet.
     pub fn newly_silent(&mut self, cutoff_ms: i64, now_ms: i64) -> Vec<alerts::Alert> {
         let mut raised = Vec::new();
-        for (key, last) in &self.last_activity {
-            if *last < cutoff_ms && !self.silent.contains(key) {
-                if let Some(s) = self.sessions.get(key) {
-                    raised.push(raise::pen_silent(s, *last, now_ms));
-                }
+        for (key, open) in &self.sessions {
+            if open.last_activity < cutoff_ms && !self.silent.contains(key) {
+                raised.push(raise::pen_silent(&open.session, open.last_activity, now_ms));
             }
         }
         for a in &raised {
@@ -568,9 +579,9 @@ impl LiveState {
 
     /// Sessions without a message since `cutoff_ms` (gateway time).
     pub fn idle_since(&self, cutoff_ms: i64) -> Vec<SessionKey> {
-        self.last_activity
+        self.sessions
             .iter()
-            .filter(|(_, t)| **t < cutoff_ms)
+            .filter(|(_, o)| o.last_activity < cutoff_ms)
             .map(|(k, _)| k.clone())
             .collect()
     }

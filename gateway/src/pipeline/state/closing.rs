@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{LiveState, SessionKey, Work};
+use super::{LiveState, Open, SessionKey, Work};
 use crate::alerts::{Kind, raise};
 use crate::audit::{AmendReason, Amendment, ClosedSession, FinalViolation, Record};
 use crate::decode::Reading;
@@ -22,11 +22,14 @@ impl LiveState {
         key: &SessionKey,
         reason: CloseReason,
     ) -> journal::Result<Option<Session>> {
-        self.last_activity.remove(key);
         self.dirty_sessions.forget(key);
         self.silent.remove(key);
-        let kept = self.digests.remove(key);
-        let Some(live) = self.sessions.remove(key) else {
+        let Some(Open {
+            session: live,
+            digest: kept,
+            ..
+        }) = self.sessions.remove(key)
+        else {
             return Ok(None);
         };
         // A session folded live from every sample in `seq` order is already exact; any other
