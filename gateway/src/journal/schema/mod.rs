@@ -379,23 +379,32 @@ mod tests {
     use super::*;
     use crate::journal::{Sync, Writer};
 
-    /// Takes a new journal back to before version 9 (the older tests' starting point).
-    fn before_9() -> String {
-        format!(
-            "{} DROP TABLE amendments;
-             ALTER TABLE sessions DROP COLUMN audit_seq;
-             ALTER TABLE violations DROP COLUMN amendment;",
-            samples::back_to_v10()
-        )
-    }
-
-    #[test]
-    fn a_version_2_journal_gets_each_sessions_deepest_sample_from_its_record() {
+    /// A new journal in a temporary directory (kept as long as the first value), and a
+    /// connection to it.
+    fn new_journal() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("j.db");
         drop(Writer::open(&path, Sync::Normal).expect("create"));
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(&before_9()).expect("version 8");
+        (dir, path, conn)
+    }
+
+    /// A new journal taken back to before version 9 (the older tests' starting point).
+    fn journal_before_9() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let (dir, path, conn) = new_journal();
+        conn.execute_batch(&format!(
+            "{} DROP TABLE amendments;
+             ALTER TABLE sessions DROP COLUMN audit_seq;
+             ALTER TABLE violations DROP COLUMN amendment;",
+            samples::back_to_v10()
+        ))
+        .expect("version 8");
+        (dir, path, conn)
+    }
+
+    #[test]
+    fn a_version_2_journal_gets_each_sessions_deepest_sample_from_its_record() {
+        let (_dir, path, conn) = journal_before_9();
         conn.execute_batch(
             "ALTER TABLE sessions DROP COLUMN max_depth_mm;
              ALTER TABLE quarantine DROP COLUMN size_bytes;
@@ -419,11 +428,7 @@ mod tests {
 
     #[test]
     fn a_version_3_journal_keeps_only_the_head_of_each_quarantined_payload_with_its_hash() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.db");
-        drop(Writer::open(&path, Sync::Normal).expect("create"));
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(&before_9()).expect("version 8");
+        let (_dir, path, conn) = journal_before_9();
         conn.execute_batch(
             "ALTER TABLE quarantine DROP COLUMN size_bytes;
              ALTER TABLE quarantine DROP COLUMN sha256;
@@ -444,11 +449,7 @@ mod tests {
 
     #[test]
     fn a_version_4_journal_keeps_its_samples_and_their_ids_and_takes_conflicting_versions() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.db");
-        drop(Writer::open(&path, Sync::Normal).expect("create"));
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(&before_9()).expect("version 8");
+        let (_dir, path, conn) = journal_before_9();
         conn.execute_batch(&format!(
             "DROP TABLE samples;
              CREATE TABLE samples ({}, UNIQUE (device_id, seq));
@@ -502,10 +503,7 @@ mod tests {
 
     #[test]
     fn a_version_10_journal_keeps_every_sample_with_its_id_and_each_context_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.db");
-        drop(Writer::open(&path, Sync::Normal).expect("create"));
-        let conn = Connection::open(&path).expect("open");
+        let (_dir, path, conn) = new_journal();
         conn.execute_batch(&format!(
             "{} INSERT INTO samples (id, {}, version) VALUES
              (3, 'pen', 1, 'c', 'home', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000, 1001,
@@ -540,11 +538,7 @@ mod tests {
 
     #[test]
     fn a_version_7_journal_starts_its_policy_history_from_the_versions_it_recorded() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.db");
-        drop(Writer::open(&path, Sync::Normal).expect("create"));
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(&before_9()).expect("version 8");
+        let (_dir, path, conn) = journal_before_9();
         conn.execute_batch(
             "DROP TABLE reviews;
              DROP TABLE policy_in_force;
@@ -578,11 +572,7 @@ mod tests {
 
     #[test]
     fn a_version_8_journal_gets_amendments_and_keeps_its_sessions_and_violations() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.db");
-        drop(Writer::open(&path, Sync::Normal).expect("create"));
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(&before_9()).expect("version 8");
+        let (_dir, path, conn) = journal_before_9();
         conn.execute_batch(
             "INSERT INTO sessions (device_id, session_id, clinic_id, operator_id, device_class,
                 started_ms, last_ms, exceeded, state, record)
