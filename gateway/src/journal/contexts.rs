@@ -7,10 +7,12 @@
 //! what an uncommitted one learned ([`Contexts::discard_uncommitted`]).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::Result;
+use super::rows::{count, placeholders};
 use super::schema::CONTEXT_COLUMNS;
 
 /// How many columns of [`CONTEXT_COLUMNS`] follow `device_id`.
@@ -68,7 +70,7 @@ impl Contexts {
     }
 }
 
-static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static SELECT: LazyLock<String> = LazyLock::new(|| {
     let matches = CONTEXT_COLUMNS
         .split(',')
         .enumerate()
@@ -78,10 +80,10 @@ static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT id FROM sample_contexts WHERE {matches}")
 });
 
-static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO sample_contexts ({CONTEXT_COLUMNS}) VALUES ({})",
-        super::rows::placeholders(FIELDS + 1)
+        placeholders(count(CONTEXT_COLUMNS))
     )
 });
 

@@ -313,7 +313,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     } else {
         steps[(found - 1) as usize..].concat()
     };
-    let samples = samples::SCHEMA;
+    let samples = samples::schema();
     conn.execute_batch(&format!(
         "BEGIN; {migration} {samples} {SCHEMA} {REVIEWS_SCHEMA}"
     ))?;

@@ -5,9 +5,11 @@
 //! had as a table up to version 10, so only the committer's insert and deletes name the tables.
 //!
 //! Why: the committer writes every sample, and its thirteen text columns were most of a row's
-//! bytes and of the insert's binding. With the per-session text kept once, the committer
-//! benchmark commits the same load with about a tenth less CPU per message (README,
-//! Benchmarks). Contexts are kept like sessions: pruning samples leaves them.
+//! bytes and of the insert's binding. With the per-session text kept once, the committer spends
+//! about a seventh less CPU per message in its benchmark (median of eight alternating pairs;
+//! README, Benchmarks). Contexts are kept like sessions: pruning samples leaves them.
+
+use crate::journal::rows::{SAMPLE_COLUMNS, SAMPLE_ROW_COLUMNS};
 
 /// The columns of `sample_contexts` but `id`; together they are unique.
 pub(in crate::journal) const CONTEXT_COLUMNS: &str = "device_id, session_id, clinic_id, \
@@ -15,7 +17,33 @@ pub(in crate::journal) const CONTEXT_COLUMNS: &str = "device_id, session_id, cli
     encoding, policy_version";
 
 /// The samples' tables and the view over them, for a new journal (a no-op on a migrated one).
-pub(super) const SCHEMA: &str = "
+pub(super) fn schema() -> String {
+    format!("{TABLES} {}", view())
+}
+
+/// The view `samples`: each of [`SAMPLE_COLUMNS`] (with `id` and `version`) from the context
+/// if the context keeps it, else from the row.
+fn view() -> String {
+    let in_context = |c: &str| c != "device_id" && columns(CONTEXT_COLUMNS).any(|k| k == c);
+    let selected = std::iter::once("id")
+        .chain(columns(SAMPLE_COLUMNS))
+        .chain(["version"])
+        .map(|c| format!("{}.{c} AS {c}", if in_context(c) { "c" } else { "r" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE VIEW IF NOT EXISTS samples AS SELECT {selected} \
+         FROM sample_rows r LEFT JOIN sample_contexts c ON c.id = r.context;"
+    )
+}
+
+/// The names in a column list.
+fn columns(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim)
+}
+
+/// The samples' tables.
+const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS sample_contexts (
     id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
@@ -56,43 +84,30 @@ CREATE TABLE IF NOT EXISTS sample_rows (
     version INTEGER NOT NULL DEFAULT 0,
     UNIQUE (device_id, seq, version)
 );
-CREATE VIEW IF NOT EXISTS samples AS SELECT r.id AS id, r.device_id AS device_id, r.seq AS seq,
-    c.clinic_id AS clinic_id, c.device_class AS device_class, c.claimed_class AS claimed_class,
-    c.model AS model, c.firmware AS firmware, c.operator_id AS operator_id,
-    c.session_id AS session_id, c.cartridge_id AS cartridge_id,
-    c.cartridge_model AS cartridge_model, r.ts_ms AS ts_ms, r.received_ms AS received_ms,
-    r.event AS event, r.depth_mm AS depth_mm, r.session_strokes AS session_strokes,
-    r.cartridge_strokes AS cartridge_strokes, r.speed_hz AS speed_hz,
-    r.battery_pct AS battery_pct, r.zone AS zone, c.encoding AS encoding,
-    r.permitted_mm AS permitted_mm, r.binding AS binding, r.exceeded AS exceeded,
-    r.unknown_operator AS unknown_operator, r.unregistered_device AS unregistered_device,
-    r.class_mismatch AS class_mismatch, c.policy_version AS policy_version,
-    r.version AS version
-FROM sample_rows r LEFT JOIN sample_contexts c ON c.id = r.context;
 ";
 
 /// From version 10 to 11: each distinct context of the `samples` table kept once (in the order
 /// first seen), each sample's row with its id and a reference to its context, then the table
 /// replaced by the view.
 pub(super) fn migrate_10_to_11() -> String {
-    use crate::journal::rows::SAMPLE_ROW_COLUMNS;
-    let joined = CONTEXT_COLUMNS
-        .split(',')
-        .map(|c| format!("c.{0} = s.{0}", c.trim()))
+    let joined = columns(CONTEXT_COLUMNS)
+        .map(|c| format!("c.{c} = s.{c}"))
         .collect::<Vec<_>>()
         .join(" AND ");
+    let row = columns(SAMPLE_ROW_COLUMNS)
+        .map(|c| match c {
+            "context" => "c.id".to_owned(),
+            _ => format!("s.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "{SCHEMA_TABLES}
+        "{TABLES}
          INSERT INTO sample_contexts ({CONTEXT_COLUMNS})
              SELECT {CONTEXT_COLUMNS} FROM samples GROUP BY {CONTEXT_COLUMNS} ORDER BY MIN(id);
          INSERT INTO sample_rows (id, {SAMPLE_ROW_COLUMNS})
-             SELECT s.id, s.device_id, s.seq, c.id, s.ts_ms, s.received_ms, s.event, s.depth_mm,
-                 s.session_strokes, s.cartridge_strokes, s.speed_hz, s.battery_pct, s.zone,
-                 s.permitted_mm, s.binding, s.exceeded, s.unknown_operator,
-                 s.unregistered_device, s.class_mismatch, s.version
-             FROM samples s JOIN sample_contexts c ON {joined} ORDER BY s.id;
-         DROP TABLE samples;",
-        SCHEMA_TABLES = &SCHEMA[..SCHEMA.find("CREATE VIEW").expect("the view")],
+             SELECT s.id, {row} FROM samples s JOIN sample_contexts c ON {joined} ORDER BY s.id;
+         DROP TABLE samples;"
     )
 }
 
