@@ -494,7 +494,7 @@ async fn every_grafana_panel_query_returns_data_from_a_simulated_fleet() {
     let port = influx.port();
     // One field each measurement always has.
     let measurements = [
-        ("pen_sample", "seq"),
+        ("pen_sample", "depth_mm"),
         ("pen_session", "session_id"),
         ("pen_violation", "session_id"),
         ("cartridge_wear", "cartridge_id"),

@@ -102,7 +102,7 @@ fn enc(s: &str) -> String {
 
 /// An InfluxQL query's first series' rows (empty when there is none).
 fn influxql(port: u16, q: &str) -> Vec<Vec<Value>> {
-    let Some(body) = http_get(port, &format!("/query?db={DB}&q={}", enc(q))) else {
+    let Some(body) = http_get(port, &format!("/query?db={DB}&epoch=ns&q={}", enc(q))) else {
         return Vec::new();
     };
     let v: Value = serde_json::from_str(&body).expect("query JSON");
@@ -153,16 +153,30 @@ fn v1_config(dir: &Path, influx: &InfluxV1, extra: &str) -> String {
     )
 }
 
+/// The seqs of pen `device`'s `pen_sample` points, from their timestamps' sub-millisecond
+/// digits (`ts_ms × 1,000,000 + seq mod 1,000,000`), in time order.
+fn seqs_in_influx(port: u16, device: usize) -> Vec<u64> {
+    influxql(
+        port,
+        &format!("SELECT depth_mm FROM pen_sample WHERE device = 'pen-{device:02}'"),
+    )
+    .iter()
+    .filter_map(|r| r.first().and_then(Value::as_u64))
+    .map(|ns| ns % 1_000_000)
+    .collect()
+}
+
 /// Every seq of every pen is in InfluxDB exactly once, and the totals match the journal.
 fn assert_exact(port: u16, gateway: &Gateway, devices: usize, n: u64) {
     let total = devices as u64 * n;
     assert_eq!(
-        influx_count(port, "SELECT COUNT(seq) FROM pen_sample"),
+        influx_count(port, "SELECT COUNT(depth_mm) FROM pen_sample"),
         total
     );
     for d in 0..devices {
-        let q = format!("SELECT COUNT(DISTINCT(seq)) FROM pen_sample WHERE device = 'pen-{d:02}'");
-        assert_eq!(influx_count(port, &q), n, "distinct seqs of pen-{d:02}");
+        let mut seqs = seqs_in_influx(port, d);
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "seqs of pen-{d:02}");
     }
     let journal = Reader::open(&gateway.journal_path()).expect("journal");
     let counts = journal.counts().expect("counts");
@@ -205,24 +219,27 @@ async fn v1_api_forwards_exactly_and_halts_on_a_missing_database() {
 
     let total = devices as u64 * n;
     wait_for("every sample in InfluxDB", 20, || {
-        influx_count(influx.port(), "SELECT COUNT(seq) FROM pen_sample") >= total
+        influx_count(influx.port(), "SELECT COUNT(depth_mm) FROM pen_sample") >= total
             && influx_count(influx.port(), "SELECT COUNT(strokes) FROM pen_session")
                 >= devices as u64
     });
     assert_exact(influx.port(), &gateway, devices, n);
 
-    // Field values: seq 3 shares seq 2's millisecond and both are there.
+    // Field values: seq 3 shares seq 2's millisecond and both are there, told apart by
+    // their timestamps' sub-millisecond digits.
     let rows = influxql(
         influx.port(),
-        "SELECT depth_mm, seq, session_id, exceeded FROM pen_sample WHERE device = 'pen-01' AND seq <= 3",
+        "SELECT depth_mm, permitted_mm, exceeded FROM pen_sample WHERE device = 'pen-01' LIMIT 3",
     );
     assert_eq!(rows.len(), 3, "{rows:?}");
     for (i, r) in rows.iter().enumerate() {
         let seq = i as u64 + 1;
+        let t = if seq == 3 { 2 } else { seq };
+        let ns = (base + t as i64 * 10) as u64 * 1_000_000 + seq;
+        assert_eq!(r[0].as_u64(), Some(ns), "{r:?}");
         assert_eq!(r[1].as_f64(), Some(depth(seq)), "{r:?}");
-        assert_eq!(r[2].as_u64(), Some(seq));
-        assert_eq!(r[3].as_str(), Some("s-1"));
-        assert_eq!(r[4].as_bool(), Some(depth(seq) > 0.5));
+        assert_eq!(r[2].as_f64(), Some(0.5), "a home pen's limit: {r:?}");
+        assert_eq!(r[3].as_bool(), Some(depth(seq) > 0.5));
     }
     let s = influxql(
         influx.port(),
@@ -268,7 +285,8 @@ async fn v2_api_writes_to_a_real_v2_server() {
     let gateway = Gateway::start(&broker.url(), dir.path(), &["--config", &cfg]).expect("gateway");
     let client = publisher(broker.port()).await;
     let (devices, n) = (2, 300);
-    publish(&client, devices, 1, n, n, now_ms() - 600_000, false).await;
+    let base = now_ms() - 600_000;
+    publish(&client, devices, 1, n, n, base, false).await;
 
     let port: u16 = vm
         .url()
@@ -277,7 +295,8 @@ async fn v2_api_writes_to_a_real_v2_server() {
         .and_then(|p| p.parse().ok())
         .expect("port");
     // VictoriaMetrics stores each field as `<measurement>_<field>`, tags as labels.
-    let exported = |metric: &str| -> Vec<(String, Vec<f64>)> {
+    // Each series as (device label, values, timestamps in ms).
+    let exported = |metric: &str| -> Vec<(String, Vec<f64>, Vec<i64>)> {
         let path = format!("/api/v1/export?{}={metric}", enc("match[]"));
         http_get(port, &path)
             .unwrap_or_default()
@@ -292,28 +311,34 @@ async fn v2_api_writes_to_a_real_v2_server() {
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_f64).collect())
                     .unwrap_or_default();
-                (device, values)
+                let times = v["timestamps"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                    .unwrap_or_default();
+                (device, values, times)
             })
             .collect()
     };
-    let count = |metric: &str| -> usize { exported(metric).iter().map(|(_, v)| v.len()).sum() };
+    let count = |metric: &str| -> usize { exported(metric).iter().map(|(_, v, _)| v.len()).sum() };
     wait_for("every sample in VictoriaMetrics", 25, || {
-        count("pen_sample_seq") >= devices * n as usize && count("pen_session_strokes") >= devices
+        count("pen_sample_depth_mm") >= devices * n as usize
+            && count("pen_session_strokes") >= devices
     });
-    assert_eq!(count("pen_sample_seq"), devices * n as usize);
+    assert_eq!(count("pen_sample_depth_mm"), devices * n as usize);
+    // VictoriaMetrics keeps milliseconds: each sample's own device time, once.
     for d in 0..devices {
-        let mut seqs: Vec<u64> = exported("pen_sample_seq")
+        let mut times: Vec<i64> = exported("pen_sample_depth_mm")
             .into_iter()
-            .filter(|(dev, _)| *dev == format!("pen-{d:02}"))
-            .flat_map(|(_, v)| v)
-            .map(|s| s as u64)
+            .filter(|(dev, _, _)| *dev == format!("pen-{d:02}"))
+            .flat_map(|(_, _, t)| t)
             .collect();
-        seqs.sort_unstable();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "seqs of pen-{d:02}");
+        times.sort_unstable();
+        let want: Vec<i64> = (1..=n).map(|seq| base + seq as i64 * 10).collect();
+        assert_eq!(times, want, "sample times of pen-{d:02}");
     }
     let strokes: Vec<f64> = exported("pen_session_strokes")
         .into_iter()
-        .flat_map(|(_, v)| v)
+        .flat_map(|(_, v, _)| v)
         .collect();
     assert_eq!(strokes, vec![(n * 12) as f64; devices]);
     assert_eq!(count("pen_violation_peak_depth_mm"), devices);
@@ -333,7 +358,7 @@ async fn outage_loses_and_duplicates_nothing() {
     let base = now_ms() - 600_000;
     publish(&client, devices, 1, 300, n, base, false).await;
     wait_for("the first part forwarded", 20, || {
-        influx_count(influx.port(), "SELECT COUNT(seq) FROM pen_sample") >= 600
+        influx_count(influx.port(), "SELECT COUNT(depth_mm) FROM pen_sample") >= 600
     });
 
     influx.stop();
@@ -355,7 +380,7 @@ async fn outage_loses_and_duplicates_nothing() {
 
     influx.restart().expect("influxd again");
     wait_for("the backlog drained", 25, || {
-        influx_count(influx.port(), "SELECT COUNT(seq) FROM pen_sample") >= devices as u64 * n
+        influx_count(influx.port(), "SELECT COUNT(depth_mm) FROM pen_sample") >= devices as u64 * n
             && influx_count(influx.port(), "SELECT COUNT(strokes) FROM pen_session")
                 >= devices as u64
     });
@@ -382,15 +407,15 @@ async fn sigkill_during_a_backlog_drain_resumes_from_the_cursor() {
     );
     create_db(influx.port());
     wait_for("the drain under way", 20, || {
-        influx_count(influx.port(), "SELECT COUNT(seq) FROM pen_sample") > 0
+        influx_count(influx.port(), "SELECT COUNT(depth_mm) FROM pen_sample") > 0
     });
     gateway.kill();
-    let at_kill = influx_count(influx.port(), "SELECT COUNT(seq) FROM pen_sample");
+    let at_kill = influx_count(influx.port(), "SELECT COUNT(depth_mm) FROM pen_sample");
     eprintln!("killed with {at_kill} of {total} samples forwarded");
 
     gateway.restart().expect("gateway again");
     wait_for("the backlog drained after the restart", 25, || {
-        influx_count(influx.port(), "SELECT COUNT(seq) FROM pen_sample") >= total
+        influx_count(influx.port(), "SELECT COUNT(depth_mm) FROM pen_sample") >= total
             && influx_count(influx.port(), "SELECT COUNT(strokes) FROM pen_session")
                 >= devices as u64
     });
@@ -434,7 +459,7 @@ async fn simulated_clinic_day_matches_the_ground_truth() {
     .await
     .expect("sim");
     let port = influx.port();
-    let samples = || influx_count(port, "SELECT COUNT(seq) FROM pen_sample");
+    let samples = || influx_count(port, "SELECT COUNT(depth_mm) FROM pen_sample");
     let sessions = || influx_count(port, "SELECT COUNT(session_id) FROM pen_session");
     wait_for("the clinic day in InfluxDB", 30, || {
         samples() >= truth.telemetry_valid && sessions() >= truth.sessions.len() as u64
@@ -478,6 +503,47 @@ async fn simulated_clinic_day_matches_the_ground_truth() {
             "verdict of {}",
             t.session_id
         );
+    }
+    // A session's samples are its pen's points within its `pen_session` time range.
+    for t in &truth.sessions {
+        let rows = influxql(
+            port,
+            &format!(
+                "SELECT duration_s FROM pen_session WHERE session_id = '{}'",
+                t.session_id
+            ),
+        );
+        let (start_ns, duration_s) = (
+            rows[0][0].as_i64().expect("time"),
+            rows[0][1].as_f64().expect("duration_s"),
+        );
+        let start_ms = start_ns / 1_000_000;
+        let end_ms = start_ms + (duration_s * 1000.0).round() as i64;
+        let inside = influxql(
+            port,
+            &format!(
+                "SELECT MAX(depth_mm) FROM pen_sample WHERE device = '{}' \
+                 AND time >= {start_ms}ms AND time < {}ms",
+                t.device_id,
+                end_ms + 1
+            ),
+        );
+        assert_eq!(
+            inside.first().and_then(|r| r[1].as_f64()),
+            Some(t.max_depth_mm),
+            "the deepest sample in the time range of {}",
+            t.session_id
+        );
+        let above = influx_count(
+            port,
+            &format!(
+                "SELECT COUNT(depth_mm) FROM pen_sample WHERE device = '{}' \
+                 AND exceeded = true AND time >= {start_ms}ms AND time < {}ms",
+                t.device_id,
+                end_ms + 1
+            ),
+        );
+        assert_eq!(above, t.samples_above, "samples above in {}", t.session_id);
     }
     for t in truth.exceeded() {
         // The point describes the worst excursion, as the simulator's own fold has it.

@@ -12,7 +12,8 @@ use rusqlite::{OptionalExtension, params};
 use super::{Access, Reader, Result, connect};
 use crate::audit::{Pruned, Record};
 
-/// A journaled sample as a sink forwards it.
+/// A journaled sample as a sink forwards it: what `pen_sample` carries and what makes
+/// its point unique.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SampleRecord {
     /// Journal id (journal order).
@@ -25,40 +26,14 @@ pub struct SampleRecord {
     pub version: i64,
     /// Clinic.
     pub clinic_id: String,
-    /// Effective device class.
-    pub device_class: String,
-    /// Operator ("" when idle).
-    pub operator_id: String,
-    /// Session ("" outside a session).
-    pub session_id: String,
-    /// Cartridge.
-    pub cartridge_id: String,
-    /// Cartridge model.
-    pub cartridge_model: String,
     /// Device time, Unix ms.
     pub ts_ms: i64,
-    /// Event short name (`sample`, `session_start`, …).
-    pub event: String,
     /// Depth, mm.
     pub depth_mm: f64,
     /// Permitted depth, mm.
     pub permitted_mm: f64,
     /// Above the permitted depth.
     pub exceeded: bool,
-    /// Cumulative strokes in the session.
-    pub session_strokes: i64,
-    /// Cumulative strokes of the cartridge.
-    pub cartridge_strokes: i64,
-    /// Needle frequency, Hz.
-    pub speed_hz: f64,
-    /// Battery, %.
-    pub battery_pct: f64,
-    /// Zone short name, where reported.
-    pub zone: Option<String>,
-    /// Rule that set the permitted depth.
-    pub binding: String,
-    /// Policy version that judged it.
-    pub policy_version: String,
 }
 
 /// An audit chain entry (a closed session's final record or a final violation).
@@ -156,10 +131,8 @@ impl Upkeep {
         mut each: impl FnMut(&SampleRecord),
     ) -> Result<usize> {
         let mut stmt = self.reader.conn.prepare_cached(
-            "SELECT id, device_id, seq, clinic_id, device_class, operator_id, session_id,
-                cartridge_id, cartridge_model, ts_ms, event, depth_mm, permitted_mm, exceeded,
-                session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, binding,
-                policy_version, version
+            "SELECT id, device_id, seq, version, clinic_id, ts_ms, depth_mm, permitted_mm,
+                exceeded
              FROM samples WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         // Columns by name, looked up once per batch rather than once per row.
@@ -167,50 +140,24 @@ impl Upkeep {
             id,
             device_id,
             seq,
+            version,
             clinic_id,
-            device_class,
-            operator_id,
-            session_id,
-            cartridge_id,
-            cartridge_model,
             ts_ms,
-            event,
             depth_mm,
             permitted_mm,
             exceeded,
-            session_strokes,
-            cartridge_strokes,
-            speed_hz,
-            battery_pct,
-            zone,
-            binding,
-            policy_version,
-            version,
         ] = super::rows::indexes(
             &stmt,
             [
                 "id",
                 "device_id",
                 "seq",
+                "version",
                 "clinic_id",
-                "device_class",
-                "operator_id",
-                "session_id",
-                "cartridge_id",
-                "cartridge_model",
                 "ts_ms",
-                "event",
                 "depth_mm",
                 "permitted_mm",
                 "exceeded",
-                "session_strokes",
-                "cartridge_strokes",
-                "speed_hz",
-                "battery_pct",
-                "zone",
-                "binding",
-                "policy_version",
-                "version",
             ],
         )?;
         let mut rows = stmt.query(params![after, limit as i64])?;
@@ -220,29 +167,12 @@ impl Upkeep {
             s.id = r.get(id)?;
             refill(&mut s.device_id, r, device_id)?;
             s.seq = r.get(seq)?;
+            s.version = r.get(version)?;
             refill(&mut s.clinic_id, r, clinic_id)?;
-            refill(&mut s.device_class, r, device_class)?;
-            refill(&mut s.operator_id, r, operator_id)?;
-            refill(&mut s.session_id, r, session_id)?;
-            refill(&mut s.cartridge_id, r, cartridge_id)?;
-            refill(&mut s.cartridge_model, r, cartridge_model)?;
             s.ts_ms = r.get(ts_ms)?;
-            refill(&mut s.event, r, event)?;
             s.depth_mm = r.get(depth_mm)?;
             s.permitted_mm = r.get(permitted_mm)?;
             s.exceeded = r.get(exceeded)?;
-            s.session_strokes = r.get(session_strokes)?;
-            s.cartridge_strokes = r.get(cartridge_strokes)?;
-            s.speed_hz = r.get(speed_hz)?;
-            s.battery_pct = r.get(battery_pct)?;
-            if r.get_ref(zone)? == rusqlite::types::ValueRef::Null {
-                s.zone = None;
-            } else {
-                refill(s.zone.get_or_insert_with(String::new), r, zone)?;
-            }
-            refill(&mut s.binding, r, binding)?;
-            refill(&mut s.policy_version, r, policy_version)?;
-            s.version = r.get(version)?;
             each(&s);
             n += 1;
         }

@@ -145,10 +145,12 @@ fn escape(out: &mut String, s: &str, chars: &[char]) {
 }
 
 /// `pen_sample`: one raw sample or event, lean on purpose. It is the one measurement written
-/// per message, so each tag and string field is paid for by InfluxDB on every point: two
-/// tags (one series per pen) and one string field (the session, to select a session's
-/// points). Everything else of a sample (operator, zone, cartridge, rule, policy version)
-/// stays in the journal and in the API; sessions and violations carry them in InfluxDB.
+/// per message, and InfluxDB pays for every tag and field of it on every point: two tags
+/// (one series per pen) and three fields — the depth, the permitted depth and the verdict.
+/// A sample's session is the pen's `pen_session` time range; its seq is in its timestamp's
+/// sub-millisecond digits; everything else (operator, zone, cartridge, strokes, battery, rule,
+/// policy version) stays in the journal and the API, and sessions, violations and
+/// `device_status` carry what charts need of it.
 pub fn sample(r: &SampleRecord, p: Precision) -> Point {
     let mut tags = vec![
         ("clinic", r.clinic_id.clone()),
@@ -165,10 +167,6 @@ pub fn sample(r: &SampleRecord, p: Precision) -> Point {
             ("depth_mm", Field::F(r.depth_mm)),
             ("permitted_mm", Field::F(r.permitted_mm)),
             ("exceeded", Field::B(r.exceeded)),
-            ("session_strokes", Field::I(r.session_strokes)),
-            ("battery_pct", Field::F(r.battery_pct)),
-            ("seq", Field::I(r.seq)),
-            ("session_id", Field::S(r.session_id.clone())),
         ],
         time: p.time(r.ts_ms, r.seq),
     }
@@ -352,23 +350,10 @@ mod tests {
             seq,
             version: 0,
             clinic_id: "c,01".into(),
-            device_class: "home".into(),
-            operator_id: "op=x".into(),
-            session_id: "s\"1\\".into(),
-            cartridge_id: "cart-1".into(),
-            cartridge_model: "NANO".into(),
             ts_ms,
-            event: "sample".into(),
             depth_mm: 0.5,
             permitted_mm: 0.5,
             exceeded: false,
-            session_strokes: 120,
-            cartridge_strokes: 240,
-            speed_hz: 120.0,
-            battery_pct: 80.5,
-            zone: None,
-            binding: "class".into(),
-            policy_version: "v\"1\\".into(),
         }
     }
 
@@ -378,9 +363,18 @@ mod tests {
         sample(&record(7, 1_790_000_000_123), Precision::Ns).write_line(&mut out);
         assert_eq!(
             out,
-            "pen_sample,clinic=c\\,01,device=pen\\ 1 depth_mm=0.5,permitted_mm=0.5,exceeded=false,\
-             session_strokes=120i,battery_pct=80.5,seq=7i,session_id=\"s\\\"1\\\\\" 1790000000123000007\n"
+            "pen_sample,clinic=c\\,01,device=pen\\ 1 depth_mm=0.5,permitted_mm=0.5,exceeded=false \
+             1790000000123000007\n"
         );
+        let mut out = String::new();
+        Point {
+            measurement: "m",
+            tags: vec![("t", "a=b".into())],
+            fields: vec![("s", Field::S("s\"1\\".into()))],
+            time: 1,
+        }
+        .write_line(&mut out);
+        assert_eq!(out, "m,t=a\\=b s=\"s\\\"1\\\\\" 1\n");
     }
 
     #[test]
@@ -395,10 +389,10 @@ mod tests {
     #[test]
     fn non_finite_fields_are_left_out() {
         let mut r = record(1, 1);
-        r.battery_pct = f64::NAN;
+        r.permitted_mm = f64::NAN;
         let mut out = String::new();
         sample(&r, Precision::Ns).write_line(&mut out);
-        assert!(!out.contains("battery_pct"), "{out}");
+        assert!(!out.contains("permitted_mm"), "{out}");
         assert!(out.contains("depth_mm="), "{out}");
     }
 
