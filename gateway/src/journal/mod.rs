@@ -156,6 +156,9 @@ fn connect(path: &Path, access: Access) -> Result<Connection> {
             wait_for_the_committer(&mut conn, 10_000)?;
             // A lost cursor update after a power cut only means a resend, which is idempotent.
             conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Checkpoints are the checkpoint thread's: otherwise each small write here (a
+            // sink's cursor) would also checkpoint the committer's WAL, on this thread.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
         Access::Checkpoint => {
             wait_for_the_committer(&mut conn, 5_000)?;
