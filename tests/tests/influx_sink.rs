@@ -478,7 +478,8 @@ async fn simulated_clinic_day_matches_the_ground_truth() {
         let rows = influxql(
             port,
             &format!(
-                "SELECT strokes, max_depth_mm, exceeded FROM pen_session WHERE session_id = '{}'",
+                "SELECT strokes, max_depth_mm, exceeded, duration_s FROM pen_session \
+                 WHERE session_id = '{}'",
                 t.session_id
             ),
         );
@@ -503,19 +504,10 @@ async fn simulated_clinic_day_matches_the_ground_truth() {
             "verdict of {}",
             t.session_id
         );
-    }
-    // A session's samples are its pen's points within its `pen_session` time range.
-    for t in &truth.sessions {
-        let rows = influxql(
-            port,
-            &format!(
-                "SELECT duration_s FROM pen_session WHERE session_id = '{}'",
-                t.session_id
-            ),
-        );
+        // A session's samples are its pen's points within its `pen_session` time range.
         let (start_ns, duration_s) = (
-            rows[0][0].as_i64().expect("time"),
-            rows[0][1].as_f64().expect("duration_s"),
+            row[0].as_i64().expect("time"),
+            row[4].as_f64().expect("duration_s"),
         );
         let start_ms = start_ns / 1_000_000;
         let end_ms = start_ms + (duration_s * 1000.0).round() as i64;

@@ -16,7 +16,10 @@
 //!   message committed, CPU of the gateway and of each node (not in the default rows);
 //! - `backlog`: the load is queued at the broker while the gateway is offline, then the
 //!   gateway starts and drains it: time from its start to the last message committed, against
-//!   a bare subscriber and the durable consumer draining the same queue.
+//!   a bare subscriber and the durable consumer draining the same queue;
+//! - `influx-points`: no broker and no consumer: the load's samples written straight to a
+//!   fresh influxd as minimal points and as the gateway's `pen_sample` points, in 5,000-point
+//!   batches (`points.rs`): what InfluxDB alone pays for each (not in the default rows).
 //!
 //! For each row: messages/s, CPU µs per message of each process (consumer, broker,
 //! influxd, and the benchmark itself, which is the publisher), and the gateway's resident
@@ -35,6 +38,7 @@
 mod consumers;
 mod durable;
 mod load;
+mod points;
 mod probe;
 
 use std::io::BufRead;
@@ -97,6 +101,7 @@ enum Row {
     GatewayInflux,
     GatewayNats,
     Backlog,
+    InfluxPoints,
 }
 
 /// The benchmark runs its comparison consumers as child processes of itself.
@@ -247,17 +252,23 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for row in &cli.rows {
-        let r = match row {
-            Row::Bare => bare(plan).await?,
-            Row::Fast => fast(plan).await?,
-            Row::Durable => durable(plan).await?,
-            Row::Gateway => gateway(plan, false, cli.rss_every_s).await?,
-            Row::GatewayInflux => gateway(plan, true, cli.rss_every_s).await?,
-            Row::GatewayNats => gateway_nats(plan, cli.rss_every_s).await?,
-            Row::Backlog => backlog(plan, cli.rss_every_s).await?,
+        let rows = match row {
+            Row::Bare => vec![bare(plan).await?],
+            Row::Fast => vec![fast(plan).await?],
+            Row::Durable => vec![durable(plan).await?],
+            Row::Gateway => vec![gateway(plan, false, cli.rss_every_s).await?],
+            Row::GatewayInflux => vec![gateway(plan, true, cli.rss_every_s).await?],
+            Row::GatewayNats => vec![gateway_nats(plan, cli.rss_every_s).await?],
+            Row::Backlog => vec![backlog(plan, cli.rss_every_s).await?],
+            Row::InfluxPoints => vec![
+                points::row(plan, points::Format::Minimal).await?,
+                points::row(plan, points::Format::PenSample).await?,
+            ],
         };
-        print_row(&plan, &r);
-        results.push(r);
+        for r in rows {
+            print_row(&plan, &r);
+            results.push(r);
+        }
     }
     print_summary(&plan, &results);
     Ok(())
@@ -795,6 +806,15 @@ fn print_summary(plan: &Plan, results: &[Measured]) {
         println!(
             "gateway commit / durable consumer: {:.2}",
             d.done.as_secs_f64() / g.done.as_secs_f64()
+        );
+    }
+    if let (Some(m), Some(p)) = (
+        find("InfluxDB alone: minimal").and_then(|r| points::cpu_per_point(plan, r)),
+        find("InfluxDB alone: the gateway's").and_then(|r| points::cpu_per_point(plan, r)),
+    ) {
+        println!(
+            "influxd CPU per point, pen_sample / minimal (InfluxDB alone): {:.2}",
+            p / m
         );
     }
     if let (Some(f), Some(g)) = (find("fast"), find("gateway →")) {
