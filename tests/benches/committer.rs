@@ -7,7 +7,8 @@
 //! `penwatch-bench`'s ([`Plan`]: 1,000 pens, sessions of 50 samples that open and close),
 //! decoded by the gateway's decoder; batches of 8,000, the default policy, a journal with
 //! `sync = "full"` in a temporary directory. `PENWATCH_BENCH_MESSAGES` (default
-//! 600,000), `PENWATCH_BENCH_PENS` and `PENWATCH_BENCH_BATCH` change it.
+//! 600,000), `PENWATCH_BENCH_PENS`, `PENWATCH_BENCH_SESSION_SAMPLES` (default 50) and
+//! `PENWATCH_BENCH_BATCH` change it.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     let messages: u64 = env_or("PENWATCH_BENCH_MESSAGES", 600_000);
     let pens: u32 = env_or("PENWATCH_BENCH_PENS", 1_000);
     let batch_max: u64 = env_or("PENWATCH_BENCH_BATCH", 8_000);
+    let session_samples: u32 = env_or("PENWATCH_BENCH_SESSION_SAMPLES", 50);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("journal.db");
     let writer = Writer::open(&path, Sync::Full)?;
@@ -67,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let plan = Plan {
         messages,
         pens,
-        session_samples: 50,
+        session_samples,
         connections: 1,
         rate: None,
         start_ms: std::time::SystemTime::now()
