@@ -325,6 +325,9 @@ pub struct Forwarder {
     failures: u32,
     /// Delays before retrying a temporary error, restarted after each success.
     backoff: ExponentialBackoff,
+    /// Per stream, the batch after its cursor, read while the one before it was written
+    /// (read ahead only behind a full batch, and kept only once the cursor reached it).
+    ahead: [Option<Encoded>; Stream::ALL.len()],
 }
 
 /// First retry delay of a temporary error.
@@ -355,6 +358,7 @@ impl Forwarder {
             metrics,
             failures: 0,
             backoff: backoff(config),
+            ahead: Default::default(),
         })
     }
 
@@ -402,25 +406,40 @@ impl Forwarder {
         }
     }
 
-    /// Reads one batch of `stream` after its cursor, writes it, moves the cursor; the
-    /// number of rows read.
+    /// Writes one batch of `stream` after its cursor and moves the cursor; the number of rows
+    /// read. Behind a full batch the next one is read and encoded while this one is written,
+    /// so InfluxDB and the journal work at the same time while a backlog drains.
     async fn forward_batch(
         &mut self,
         stream: Stream,
         stop: &CancellationToken,
     ) -> Result<Result<usize, Stopped>, SinkError> {
         let (limit, precision) = (self.config.batch_size, self.config.precision);
-        let batch = self
-            .db
-            .run(move |j| {
-                let after = j.cursor(stream.cursor())?;
+        let read = |db: Db, after: Option<i64>| async move {
+            db.run(move |j| {
+                let after = match after {
+                    Some(id) => id,
+                    None => j.cursor(stream.cursor())?,
+                };
                 read_batch(j, stream, after, limit, precision)
             })
-            .await?;
+            .await
+        };
+        let batch = match self.ahead[stream as usize].take() {
+            Some(batch) => batch,
+            None => read(self.db.clone(), None).await?,
+        };
         if batch.rows == 0 {
             return Ok(Ok(0));
         }
-        let written = match self.send(&batch, stop).await {
+        let ahead = (batch.rows >= limit).then(|| read(self.db.clone(), Some(batch.last_id)));
+        let (written, ahead) = tokio::join!(self.send(&batch, stop), async {
+            match ahead {
+                Some(read) => Some(read.await),
+                None => None,
+            }
+        });
+        let written = match written {
             Ok(n) => n,
             Err(Stopped) => return Ok(Err(Stopped)),
         };
@@ -429,6 +448,8 @@ impl Forwarder {
             .run(move |j| j.set_cursor(stream.cursor(), last_id))
             .await?;
         self.metrics.sink_written(stream.name(), written as u64);
+        // A failed read ahead is read again, from the cursor, next time.
+        self.ahead[stream as usize] = ahead.and_then(Result::ok);
         Ok(Ok(batch.rows))
     }
 
