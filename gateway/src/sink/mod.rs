@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
+use futures::future::OptionFuture;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -432,13 +433,10 @@ impl Forwarder {
         if batch.rows == 0 {
             return Ok(Ok(0));
         }
-        let ahead = (batch.rows >= limit).then(|| read(self.db.clone(), Some(batch.last_id)));
-        let (written, ahead) = tokio::join!(self.send(&batch, stop), async {
-            match ahead {
-                Some(read) => Some(read.await),
-                None => None,
-            }
-        });
+        let ahead: OptionFuture<_> = (batch.rows >= limit)
+            .then(|| read(self.db.clone(), Some(batch.last_id)))
+            .into();
+        let (written, ahead) = tokio::join!(self.send(&batch, stop), ahead);
         let written = match written {
             Ok(n) => n,
             Err(Stopped) => return Ok(Err(Stopped)),
