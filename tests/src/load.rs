@@ -22,8 +22,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The `n`th message of the whole load (messages go round robin over the pens).
+    /// The `n`th message of the whole load (messages go round robin over the pens), as
+    /// published: its topic and JSON payload.
     pub fn message(&self, n: u64) -> (String, Vec<u8>) {
+        let t = self.telemetry(n);
+        (
+            penwatch_proto::topic::telemetry(&t.clinic_id, &t.device_id),
+            penwatch_proto::json::encode(&t),
+        )
+    }
+
+    /// The `n`th message of the whole load.
+    pub fn telemetry(&self, n: u64) -> Telemetry {
         let pen = (n % u64::from(self.pens)) as u32;
         let k = n / u64::from(self.pens);
         let per_session = u64::from(self.session_samples) + 2;
@@ -45,7 +55,7 @@ impl Plan {
             _ => 0.0,
         };
         let zones = [Zone::Cheek, Zone::Forehead, Zone::Chin, Zone::Neck];
-        let t = Telemetry {
+        Telemetry {
             device_id: device.clone(),
             clinic_id: clinic.clone(),
             device_class: DeviceClass::Home.into(),
@@ -64,11 +74,7 @@ impl Plan {
             speed_hz: if depth > 0.0 { 120.0 } else { 0.0 },
             battery_pct: 100.0 - (k % 1000) as f64 * 0.05,
             zone: zones[(sample / 50 % 4) as usize].into(),
-        };
-        (
-            penwatch_proto::topic::telemetry(&clinic, &device),
-            penwatch_proto::json::encode(&t),
-        )
+        }
     }
 
     /// Sessions that close inside the load.

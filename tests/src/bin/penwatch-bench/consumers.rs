@@ -95,8 +95,7 @@ pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow:
         let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
         let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
         let seq = v["seq"].as_u64().unwrap_or(0);
-        let time = ts * 1_000_000 + (seq % 1_000_000) as i64;
-        Ok(format!("pen,device={device} depth_mm={depth} {time}"))
+        Ok(minimal_line(device, depth, ts, seq))
     };
     let mut n = 0u64;
     for p in &early {
@@ -115,4 +114,11 @@ pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow:
     keep_polling.abort();
     client.disconnect().await?;
     Ok(())
+}
+
+/// A minimal point (one tag, one field) in line protocol, without its line break, at the
+/// gateway's nanosecond timestamp (`ts_ms × 1,000,000 + seq mod 1,000,000`).
+pub fn minimal_line(device: &str, depth_mm: f64, ts_ms: i64, seq: u64) -> String {
+    let time = ts_ms * 1_000_000 + (seq % 1_000_000) as i64;
+    format!("pen,device={device} depth_mm={depth_mm} {time}")
 }

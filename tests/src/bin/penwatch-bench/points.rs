@@ -11,6 +11,7 @@ use penwatch_gateway::sink::schema::{self, Precision};
 use penwatch_tests::InfluxV1;
 use penwatch_tests::load::Plan;
 
+use crate::consumers::minimal_line;
 use crate::probe::CpuMeter;
 use crate::{Measured, influx_count, influx_query};
 
@@ -28,7 +29,7 @@ pub enum Format {
 
 /// Writes the load's messages as `format` points to a fresh influxd.
 pub async fn row(plan: Plan, format: Format) -> anyhow::Result<Measured> {
-    let bodies = bodies(&plan, format)?;
+    let bodies = bodies(&plan, format);
     let influx = InfluxV1::start()?;
     influx_query(&influx, "CREATE DATABASE bench").await?;
     let http = reqwest::Client::new();
@@ -71,20 +72,15 @@ pub async fn row(plan: Plan, format: Format) -> anyhow::Result<Measured> {
 }
 
 /// The write bodies, made before the clock starts.
-fn bodies(plan: &Plan, format: Format) -> anyhow::Result<Vec<String>> {
+fn bodies(plan: &Plan, format: Format) -> Vec<String> {
     let mut bodies = Vec::new();
     let mut body = String::new();
     for n in 0..plan.messages {
-        let (_, payload) = plan.message(n);
-        let t = penwatch_proto::json::decode(&payload)?;
-        let seq = t.seq as i64;
-        let time = Precision::Ns.time(t.timestamp_ms, seq);
+        let t = plan.telemetry(n);
         match format {
             Format::Minimal => {
-                body += &format!(
-                    "pen,device={} depth_mm={} {time}\n",
-                    t.device_id, t.depth_mm
-                );
+                body += &minimal_line(&t.device_id, t.depth_mm, t.timestamp_ms, t.seq);
+                body.push('\n');
             }
             Format::PenSample => {
                 // A class-home pen's limit, as the gateway judges the load with its defaults.
@@ -93,7 +89,7 @@ fn bodies(plan: &Plan, format: Format) -> anyhow::Result<Vec<String>> {
                     &SampleRecord {
                         id: n as i64 + 1,
                         device_id: t.device_id,
-                        seq,
+                        seq: t.seq as i64,
                         version: 0,
                         clinic_id: t.clinic_id,
                         ts_ms: t.timestamp_ms,
@@ -113,7 +109,7 @@ fn bodies(plan: &Plan, format: Format) -> anyhow::Result<Vec<String>> {
     if !body.is_empty() {
         bodies.push(body);
     }
-    Ok(bodies)
+    bodies
 }
 
 /// influxd's CPU per point, from a row of [`row`].
