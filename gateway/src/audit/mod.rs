@@ -59,27 +59,18 @@ impl SampleDigest {
         self.0.update(b"\n");
     }
 
-    /// Adds one sample's canonical line (and its newline), hashed as it is formatted: the same
-    /// bytes as [`SampleDigest::add`] of its line, without building the line.
+    /// Adds one sample's canonical line (and its newline): the same bytes as
+    /// [`SampleDigest::add`] of its line, hashed in one piece.
     pub fn add_fields(&mut self, fields: &lines::DigestFields<'_>) {
-        use std::fmt::Write;
-        // Writing into a hasher cannot fail.
-        let _ = writeln!(HashWriter(&mut self.0), "{fields}");
+        let mut line = String::with_capacity(lines::LINE_CAPACITY);
+        fields.write_line(&mut line);
+        line.push('\n');
+        self.0.update(line.as_bytes());
     }
 
     /// The hex digest.
     pub fn finish(self) -> String {
         hex::encode(self.0.finalize())
-    }
-}
-
-/// Formatted text fed straight into a hash.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::fmt::Write for HashWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.update(s.as_bytes());
-        Ok(())
     }
 }
 
