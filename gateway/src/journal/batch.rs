@@ -7,7 +7,7 @@ use penwatch_proto::names::ShortName;
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
 use super::Result;
-use super::contexts::{Context, Contexts};
+use super::contexts::{Context, Contexts, Keys};
 use super::outbox;
 use super::rows::{
     self, AMENDMENT_COLUMNS, SAMPLE_COLUMNS, SAMPLE_ROW_COLUMNS, SESSION_COLUMNS,
@@ -176,7 +176,7 @@ impl Samples<'_, '_> {
         } else {
             "protobuf"
         };
-        let context = self.batch.context_id(
+        let keys = self.batch.keys(
             f.device_id,
             [
                 &r.session_id,
@@ -193,9 +193,9 @@ impl Samples<'_, '_> {
             ],
         )?;
         let n = self.insert.execute(params![
-            f.device_id,
+            keys.pen,
             f.seq,
-            context,
+            keys.context,
             f.timestamp_ms,
             received_ms,
             f.event,
@@ -582,9 +582,11 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// The id of a pen's sample context, written in this batch if the journal lacks it.
-    pub(super) fn context_id(&self, device_id: &str, context: Context<'_>) -> Result<i64> {
-        self.contexts.borrow_mut().id(&self.tx, device_id, context)
+    /// A sample's pen and context keys, written in this batch where the journal lacks them.
+    pub(super) fn keys(&self, device_id: &str, context: Context<'_>) -> Result<Keys> {
+        self.contexts
+            .borrow_mut()
+            .keys(&self.tx, device_id, context)
     }
 
     /// Makes the batch durable.

@@ -1,15 +1,15 @@
-//! The committer's memory of each pen's current sample context (the `sample_contexts` row its
-//! samples refer to), so a sample whose context is its pen's last one is journaled without
-//! looking the context up.
+//! The committer's memory of each pen's keys in the journal: its row in `pens` (which its
+//! samples refer to) and its current sample context (the `sample_contexts` row), so a sample
+//! whose context is its pen's last one is journaled without looking either up.
 //!
-//! A context written in a batch that did not commit is not in the journal: what a batch
-//! learned is only trusted once it committed ([`Contexts::committed`]); a new batch forgets
-//! what an uncommitted one learned ([`Contexts::discard_uncommitted`]).
+//! A key written in a batch that did not commit is not in the journal: what a batch learned
+//! is only trusted once it committed ([`Contexts::committed`]); a new batch forgets what an
+//! uncommitted one learned ([`Contexts::discard_uncommitted`]).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::Result;
 use super::rows::{count, placeholders};
@@ -21,29 +21,40 @@ const FIELDS: usize = 11;
 /// A sample's context but its pen, in the order of [`CONTEXT_COLUMNS`] after `device_id`.
 pub(super) type Context<'a> = [&'a str; FIELDS];
 
-/// Each pen's last context and its id.
+/// A sample's keys in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Keys {
+    /// Its pen's row in `pens`.
+    pub pen: i64,
+    /// Its context's row in `sample_contexts`.
+    pub context: i64,
+}
+
+/// Each pen's keys and the values of its last context.
 #[derive(Debug, Default)]
 pub(super) struct Contexts {
-    by_device: HashMap<String, (i64, [String; FIELDS])>,
-    /// Pens whose context was learned in the batch not committed yet.
+    by_device: HashMap<String, (Keys, [String; FIELDS])>,
+    /// Pens whose keys were learned in the batch not committed yet.
     uncommitted: Vec<String>,
 }
 
 impl Contexts {
-    /// The id of `device_id`'s `context`, written into the batch's transaction `tx` if the
-    /// journal does not have it.
-    pub fn id(&mut self, tx: &Connection, device_id: &str, context: Context<'_>) -> Result<i64> {
-        if let Some((id, known)) = self.by_device.get(device_id)
-            && known.iter().zip(context).all(|(k, c)| k == c)
-        {
-            return Ok(*id);
-        }
+    /// The keys of a sample of `device_id` in `context`, written into the batch's transaction
+    /// `tx` where the journal does not have them.
+    pub fn keys(&mut self, tx: &Connection, device_id: &str, context: Context<'_>) -> Result<Keys> {
+        let pen = match self.by_device.get(device_id) {
+            Some((keys, known)) if known.iter().zip(context).all(|(k, c)| k == c) => {
+                return Ok(*keys);
+            }
+            Some((keys, _)) => keys.pen,
+            None => pen(tx, device_id)?,
+        };
         let values = || std::iter::once(device_id).chain(context);
         let found: Option<i64> = tx
             .prepare_cached(&SELECT)?
             .query_row(params_from_iter(values()), |r| r.get(0))
             .optional()?;
-        let id = match found {
+        let context_id = match found {
             Some(id) => id,
             None => {
                 tx.prepare_cached(&INSERT)?
@@ -51,10 +62,14 @@ impl Contexts {
                 tx.last_insert_rowid()
             }
         };
+        let keys = Keys {
+            pen,
+            context: context_id,
+        };
         self.by_device
-            .insert(device_id.to_owned(), (id, context.map(str::to_owned)));
+            .insert(device_id.to_owned(), (keys, context.map(str::to_owned)));
         self.uncommitted.push(device_id.to_owned());
-        Ok(id)
+        Ok(keys)
     }
 
     /// The batch that learned the contexts since the last call committed.
@@ -68,6 +83,22 @@ impl Contexts {
             self.by_device.remove(&device_id);
         }
     }
+}
+
+/// `device_id`'s row in `pens`, written into `tx` if the journal has none.
+fn pen(tx: &Connection, device_id: &str) -> Result<i64> {
+    let found: Option<i64> = tx
+        .prepare_cached("SELECT id FROM pens WHERE device_id = ?1")?
+        .query_row(params![device_id], |r| r.get(0))
+        .optional()?;
+    Ok(match found {
+        Some(id) => id,
+        None => {
+            tx.prepare_cached("INSERT INTO pens (device_id) VALUES (?1)")?
+                .execute(params![device_id])?;
+            tx.last_insert_rowid()
+        }
+    })
 }
 
 static SELECT: LazyLock<String> = LazyLock::new(|| {
@@ -96,51 +127,60 @@ mod tests {
         "s1", "c1", "clinical", "clinical", "m", "f", "op", "cart", "N", "json", "v1",
     ];
 
-    fn count(conn: &Connection) -> i64 {
-        conn.query_row("SELECT COUNT(*) FROM sample_contexts", [], |r| r.get(0))
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
             .expect("count")
     }
 
     #[test]
-    fn a_context_is_written_once_and_found_again_after_another_pen_used_one() {
+    fn a_pen_and_a_context_are_written_once_and_found_again_after_another_pen_used_one() {
         let dir = tempfile::tempdir().expect("dir");
         let writer = Writer::open(&dir.path().join("j.db"), Sync::Normal).expect("open");
         let mut contexts = Contexts::default();
-        let first = contexts.id(&writer.conn, "pen-1", CONTEXT).expect("new");
+        let first = contexts.keys(&writer.conn, "pen-1", CONTEXT).expect("new");
         assert_eq!(
-            contexts.id(&writer.conn, "pen-1", CONTEXT).expect("known"),
+            contexts
+                .keys(&writer.conn, "pen-1", CONTEXT)
+                .expect("known"),
             first
         );
         let mut other = CONTEXT;
         other[6] = "op-2";
-        let second = contexts.id(&writer.conn, "pen-1", other).expect("changed");
-        assert_ne!(first, second);
+        let second = contexts
+            .keys(&writer.conn, "pen-1", other)
+            .expect("changed");
+        assert_eq!(second.pen, first.pen);
+        assert_ne!(second.context, first.context);
         assert_eq!(
-            contexts.id(&writer.conn, "pen-1", CONTEXT).expect("back"),
+            contexts.keys(&writer.conn, "pen-1", CONTEXT).expect("back"),
             first
         );
-        assert_ne!(
-            contexts.id(&writer.conn, "pen-2", CONTEXT).expect("pen"),
-            first
-        );
-        assert_eq!(count(&writer.conn), 3);
+        let pen_2 = contexts.keys(&writer.conn, "pen-2", CONTEXT).expect("pen");
+        assert_ne!(pen_2.pen, first.pen);
+        assert_ne!(pen_2.context, first.context);
+        let forgetful = Contexts::default().keys(&writer.conn, "pen-1", other);
+        assert_eq!(forgetful.expect("found in the journal"), second);
+        assert_eq!(count(&writer.conn, "sample_contexts"), 3);
+        assert_eq!(count(&writer.conn, "pens"), 2);
     }
 
     #[test]
-    fn a_context_learned_in_a_batch_that_did_not_commit_is_written_again() {
+    fn a_pen_and_context_learned_in_a_batch_that_did_not_commit_are_written_again() {
         let dir = tempfile::tempdir().expect("dir");
         let mut writer = Writer::open(&dir.path().join("j.db"), Sync::Normal).expect("open");
         {
             let batch = writer.batch().expect("batch");
-            batch.context_id("pen-1", CONTEXT).expect("new");
+            batch.keys("pen-1", CONTEXT).expect("new");
         }
         let batch = writer.batch().expect("batch");
-        batch.context_id("pen-1", CONTEXT).expect("again");
+        batch.keys("pen-1", CONTEXT).expect("again");
         batch.commit().expect("commit");
-        assert_eq!(
-            count(&writer.conn),
-            1,
-            "written by the batch that committed"
-        );
+        for table in ["sample_contexts", "pens"] {
+            assert_eq!(
+                count(&writer.conn, table),
+                1,
+                "{table}: written by the batch that committed"
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@ pub(super) const SAMPLE_COLUMNS: &str = "device_id, seq, clinic_id, device_class
 
 /// The columns of `sample_rows` but `id`, in the order [`super::Samples`] binds them (the
 /// rest of a sample is its context's: see `schema::samples`).
-pub(super) const SAMPLE_ROW_COLUMNS: &str = "device_id, seq, context, ts_ms, received_ms, \
+pub(super) const SAMPLE_ROW_COLUMNS: &str = "pen, seq, context, ts_ms, received_ms, \
     event, depth_mm, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, \
     permitted_mm, binding, exceeded, unknown_operator, unregistered_device, class_mismatch, \
     version";

@@ -8,6 +8,9 @@ mod samples;
 
 pub(super) use samples::CONTEXT_COLUMNS;
 
+/// Version 12 keeps each pen's serial once (`pens`) and keys a sample's row by the pen's number
+/// (`sample_rows.pen`, unique with `seq` and `version`). See [`samples`].
+///
 /// Version 11 keeps a sample's values in `sample_rows` and what stays the same across a
 /// session's samples (clinic, classes, model, firmware, operator, cartridge, encoding, policy
 /// version) once, in `sample_contexts`; the view `samples` joins them back into the rows every
@@ -45,7 +48,7 @@ pub(super) use samples::CONTEXT_COLUMNS;
 /// session's samples through the `(device_id, seq)` index within that range, instead of
 /// keeping two more indexes on `samples` (`(device_id, session_id, seq)` and `(ts_ms)`): they
 /// cost 30 % of the committer's time per message (measured with the ingest benchmark).
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 /// The most of a quarantined payload the journal keeps, bytes.
 pub const QUARANTINE_KEPT_BYTES: usize = 4096;
@@ -307,6 +310,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         MIGRATE_8_TO_9.to_owned(),
         MIGRATE_9_TO_10.to_owned(),
         samples::migrate_10_to_11(),
+        samples::migrate_11_to_12(),
     ];
     let migration = if found == 0 {
         String::new()
@@ -477,7 +481,7 @@ mod tests {
         writer
             .conn
             .execute(
-                "INSERT INTO sample_rows SELECT 42, device_id, seq, context, ts_ms, received_ms,
+                "INSERT INTO sample_rows SELECT 42, pen, seq, context, ts_ms, received_ms,
                     event, 1.5, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone,
                     permitted_mm, binding, exceeded, unknown_operator, unregistered_device,
                     class_mismatch, 1 FROM sample_rows WHERE id = 41",
@@ -501,10 +505,10 @@ mod tests {
             .expect("values")
     }
 
-    #[test]
-    fn a_version_10_journal_keeps_every_sample_with_its_id_and_each_context_once() {
-        let (_dir, path, conn) = new_journal();
-        conn.execute_batch(&format!(
+    /// Four samples of two pens as a version 10 journal's `samples` table holds them: three
+    /// contexts, ids with gaps, a conflicting version.
+    fn v10_samples() -> String {
+        format!(
             "{} INSERT INTO samples (id, {}, version) VALUES
              (3, 'pen', 1, 'c', 'home', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000, 1001,
                 'start', 0.0, 0, 0, 0, 90, NULL, 'json', 0.5, 'class', 0, 0, 0, 0, 'p', 0),
@@ -513,12 +517,17 @@ mod tests {
              (9, 'pen', 2, 'c', 'home', 'home', 'm', 'f', 'op-2', 's', 'cart', 'N', 1200, 1201,
                 'sample', 0.6, 2, 2, 100, 89, 'face', 'json', 0.5, 'class', 1, 1, 0, 0, 'p', 1),
              (12, 'pen-2', 1, 'c', 'pro', 'home', 'm', 'f', 'op', 's', 'cart', 'N', 1000, 1001,
-                'sample', 1.1, 1, 1, 120, 70, NULL, 'protobuf', 1.5, 'class', 0, 0, 0, 1, 'p', 0);
-             PRAGMA user_version = 10;",
+                'sample', 1.1, 1, 1, 120, 70, NULL, 'protobuf', 1.5, 'class', 0, 0, 0, 1, 'p', 0);",
             samples::back_to_v10(),
             crate::journal::rows::SAMPLE_COLUMNS
-        ))
-        .expect("version 10");
+        )
+    }
+
+    #[test]
+    fn a_version_10_journal_keeps_every_sample_with_its_id_and_each_context_once() {
+        let (_dir, path, conn) = new_journal();
+        conn.execute_batch(&format!("{} PRAGMA user_version = 10;", v10_samples()))
+            .expect("version 10");
         let before = all_samples(&conn);
         drop(conn);
 
@@ -534,6 +543,81 @@ mod tests {
             .expect("contexts");
         assert_eq!(contexts, 3, "one per pen, session and operator");
         assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_11_journal_keeps_every_sample_with_its_id_and_numbers_each_pen_once() {
+        let (_dir, path, conn) = new_journal();
+        conn.execute_batch(&format!(
+            "{} {} {} PRAGMA user_version = 11;",
+            v10_samples(),
+            samples::migrate_10_to_11(),
+            samples::view_v11()
+        ))
+        .expect("version 11");
+        let before = all_samples(&conn);
+        assert_eq!(before.len(), 4);
+        drop(conn);
+
+        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
+        assert_eq!(
+            all_samples(&writer.conn),
+            before,
+            "the same rows, ids and values"
+        );
+        let pens: Vec<(i64, String)> = writer
+            .conn
+            .prepare("SELECT id, device_id FROM pens ORDER BY id")
+            .expect("pens")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("values");
+        assert_eq!(pens, [(1, "pen".to_owned()), (2, "pen-2".to_owned())]);
+        let again = writer.conn.execute(
+            "INSERT INTO sample_rows SELECT 13, pen, seq, context, ts_ms, received_ms, event,
+                depth_mm, session_strokes, cartridge_strokes, speed_hz, battery_pct, zone,
+                permitted_mm, binding, exceeded, unknown_operator, unregistered_device,
+                class_mismatch, version FROM sample_rows WHERE id = 9",
+            [],
+        );
+        assert!(again.is_err(), "(pen, seq, version) is still unique");
+        assert_eq!(version(&writer.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_pens_samples_are_found_through_its_number_not_by_reading_every_row() {
+        let (_dir, _path, conn) = new_journal();
+        for (what, sql) in [
+            (
+                "a pen's seq range",
+                "SELECT id FROM samples WHERE device_id = ?1 AND seq BETWEEN ?2 AND ?3",
+            ),
+            (
+                "a session's samples",
+                "SELECT id FROM samples WHERE device_id = ?1 AND session_id = ?2 AND seq >= ?3 \
+                 ORDER BY seq, version",
+            ),
+            (
+                "the sink's next rows",
+                "SELECT device_id, clinic_id FROM samples WHERE id > ?1 ORDER BY id LIMIT 10",
+            ),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan")
+                .query_map(
+                    rusqlite::params_from_iter(std::iter::repeat_n(1, sql.matches('?').count())),
+                    |r| r.get::<_, String>(3),
+                )
+                .expect("rows")
+                .collect::<rusqlite::Result<_>>()
+                .expect("steps");
+            assert!(
+                !plan.iter().any(|step| step.starts_with("SCAN")),
+                "{what}: {plan:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,13 +1,19 @@
-//! Where samples are stored (version 11): a lean row per sample in `sample_rows`, and what stays
-//! the same across a session's samples once per session in `sample_contexts` (a new context
-//! when the operator, cartridge, policy version or anything else in it changes). The view
-//! `samples` joins them back into the rows every reader selects, with the columns `samples`
-//! had as a table up to version 10, so only the committer's insert and deletes name the tables.
+//! Where samples are stored (version 12): a lean row per sample in `sample_rows`, what stays the
+//! same across a session's samples once per session in `sample_contexts` (a new context when the
+//! operator, cartridge, policy version or anything else in it changes), and each pen's serial
+//! once in `pens`. The view `samples` joins them back into the rows every reader selects, with
+//! the columns `samples` had as a table up to version 10, so only the committer's insert and
+//! deletes name the tables.
 //!
 //! Why: the committer writes every sample, and its thirteen text columns were most of a row's
 //! bytes and of the insert's binding. With the per-session text kept once, the committer spends
 //! about a seventh less CPU per message in its benchmark (median of eight alternating pairs;
-//! README, Benchmarks). Contexts are kept like sessions: pruning samples leaves them.
+//! README, Benchmarks). Version 12 keys a row by its pen's number instead of its serial: the
+//! unique index that makes each `(device_id, seq)` exactly once compares integers rather than
+//! text on every insert (README, Benchmarks). Contexts and pens are kept like sessions: pruning
+//! samples leaves them.
+
+use std::sync::LazyLock;
 
 use crate::journal::rows::{SAMPLE_COLUMNS, SAMPLE_ROW_COLUMNS};
 
@@ -18,22 +24,30 @@ pub(in crate::journal) const CONTEXT_COLUMNS: &str = "device_id, session_id, cli
 
 /// The samples' tables and the view over them, for a new journal (a no-op on a migrated one).
 pub(super) fn schema() -> String {
-    format!("{TABLES} {}", view())
+    format!("{} {}", *TABLES, view())
 }
 
-/// The view `samples`: each of [`SAMPLE_COLUMNS`] (with `id` and `version`) from the context
-/// if the context keeps it, else from the row.
+/// The view `samples`: each of [`SAMPLE_COLUMNS`] (with `id` and `version`) from the pen, the
+/// context or the row, whichever keeps it. Readers select a pen's samples by `device_id`: the
+/// planner finds the pen by its serial, then its rows through `(pen, seq, version)`.
 fn view() -> String {
     let in_context = |c: &str| c != "device_id" && columns(CONTEXT_COLUMNS).any(|k| k == c);
     let selected = std::iter::once("id")
         .chain(columns(SAMPLE_COLUMNS))
         .chain(["version"])
-        .map(|c| format!("{}.{c} AS {c}", if in_context(c) { "c" } else { "r" }))
+        .map(|c| {
+            let table = match c {
+                "device_id" => "p",
+                c if in_context(c) => "c",
+                _ => "r",
+            };
+            format!("{table}.{c} AS {c}")
+        })
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "CREATE VIEW IF NOT EXISTS samples AS SELECT {selected} \
-         FROM sample_rows r LEFT JOIN sample_contexts c ON c.id = r.context;"
+        "CREATE VIEW IF NOT EXISTS samples AS SELECT {selected} FROM sample_rows r \
+         JOIN pens p ON p.id = r.pen LEFT JOIN sample_contexts c ON c.id = r.context;"
     )
 }
 
@@ -43,7 +57,19 @@ fn columns(list: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The samples' tables.
-const TABLES: &str = "
+static TABLES: LazyLock<String> =
+    LazyLock::new(|| format!("{PENS} {CONTEXTS} {}", rows_table("sample_rows")));
+
+/// Each pen's serial, once.
+const PENS: &str = "
+CREATE TABLE IF NOT EXISTS pens (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL UNIQUE
+);
+";
+
+/// What stays the same across a session's samples (versions 11 and 12).
+const CONTEXTS: &str = "
 CREATE TABLE IF NOT EXISTS sample_contexts (
     id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
@@ -61,9 +87,10 @@ CREATE TABLE IF NOT EXISTS sample_contexts (
     UNIQUE (device_id, session_id, clinic_id, device_class, claimed_class, model, firmware,
         operator_id, cartridge_id, cartridge_model, encoding, policy_version)
 );
-CREATE TABLE IF NOT EXISTS sample_rows (
-    id INTEGER PRIMARY KEY,
-    device_id TEXT NOT NULL,
+";
+
+/// The columns of a sample's row after its key (`pen` from version 12, `device_id` in 11).
+const ROW_VALUES: &str = "
     seq INTEGER NOT NULL,
     context INTEGER NOT NULL,
     ts_ms INTEGER NOT NULL,
@@ -81,10 +108,28 @@ CREATE TABLE IF NOT EXISTS sample_rows (
     unknown_operator INTEGER NOT NULL,
     unregistered_device INTEGER NOT NULL,
     class_mismatch INTEGER NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (device_id, seq, version)
-);
-";
+    version INTEGER NOT NULL DEFAULT 0";
+
+/// The table of samples' rows under `name`.
+fn rows_table(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (id INTEGER PRIMARY KEY, pen INTEGER NOT NULL, \
+         {ROW_VALUES}, UNIQUE (pen, seq, version));"
+    )
+}
+
+/// The columns of `sample_rows` in version 11 but `id`.
+const V11_ROW_COLUMNS: &str = "device_id, seq, context, ts_ms, received_ms, event, depth_mm, \
+    session_strokes, cartridge_strokes, speed_hz, battery_pct, zone, permitted_mm, binding, \
+    exceeded, unknown_operator, unregistered_device, class_mismatch, version";
+
+/// The samples' tables of version 11.
+fn tables_v11() -> String {
+    format!(
+        "{CONTEXTS} CREATE TABLE IF NOT EXISTS sample_rows (id INTEGER PRIMARY KEY, \
+         device_id TEXT NOT NULL, {ROW_VALUES}, UNIQUE (device_id, seq, version));"
+    )
+}
 
 /// From version 10 to 11: each distinct context of the `samples` table kept once (in the order
 /// first seen), each sample's row with its id and a reference to its context, then the table
@@ -94,7 +139,7 @@ pub(super) fn migrate_10_to_11() -> String {
         .map(|c| format!("c.{c} = s.{c}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let row = columns(SAMPLE_ROW_COLUMNS)
+    let row = columns(V11_ROW_COLUMNS)
         .map(|c| match c {
             "context" => "c.id".to_owned(),
             _ => format!("s.{c}"),
@@ -102,12 +147,37 @@ pub(super) fn migrate_10_to_11() -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "{TABLES}
+        "{}
          INSERT INTO sample_contexts ({CONTEXT_COLUMNS})
              SELECT {CONTEXT_COLUMNS} FROM samples GROUP BY {CONTEXT_COLUMNS} ORDER BY MIN(id);
-         INSERT INTO sample_rows (id, {SAMPLE_ROW_COLUMNS})
+         INSERT INTO sample_rows (id, {V11_ROW_COLUMNS})
              SELECT s.id, {row} FROM samples s JOIN sample_contexts c ON {joined} ORDER BY s.id;
-         DROP TABLE samples;"
+         DROP TABLE samples;",
+        tables_v11()
+    )
+}
+
+/// From version 11 to 12: each pen that has samples numbered in the order first seen, each row
+/// rebuilt with its pen's number in place of its serial (ids kept), and the view made anew.
+pub(super) fn migrate_11_to_12() -> String {
+    let row = columns(SAMPLE_ROW_COLUMNS)
+        .map(|c| match c {
+            "pen" => "p.id".to_owned(),
+            _ => format!("r.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "DROP VIEW IF EXISTS samples; {PENS}
+         INSERT INTO pens (device_id)
+             SELECT device_id FROM sample_rows GROUP BY device_id ORDER BY MIN(id);
+         {}
+         INSERT INTO sample_rows_v12 (id, {SAMPLE_ROW_COLUMNS})
+             SELECT r.id, {row} FROM sample_rows r JOIN pens p ON p.device_id = r.device_id
+             ORDER BY r.id;
+         DROP TABLE sample_rows;
+         ALTER TABLE sample_rows_v12 RENAME TO sample_rows;",
+        rows_table("sample_rows_v12")
     )
 }
 
@@ -155,7 +225,15 @@ pub(super) const V10_COLUMNS_DEFINED: &str = "
 #[cfg(test)]
 pub(super) fn back_to_v10() -> String {
     format!(
-        "DROP VIEW samples; DROP TABLE sample_rows; DROP TABLE sample_contexts; {}",
+        "DROP VIEW samples; DROP TABLE sample_rows; DROP TABLE sample_contexts; DROP TABLE pens; {}",
         table_v10("samples")
     )
+}
+
+/// The view `samples` as version 11 made it (the serial in the row, no `pens`).
+#[cfg(test)]
+pub(super) fn view_v11() -> String {
+    view()
+        .replace("p.device_id", "r.device_id")
+        .replace(" JOIN pens p ON p.id = r.pen", "")
 }
