@@ -117,17 +117,21 @@ impl Cartridge {
         self.first_seen_ms = self.first_seen_ms.min(r.timestamp_ms);
         self.last_seen_ms = self.last_seen_ms.max(r.timestamp_ms);
         self.strokes = self.strokes.max(r.cartridge_strokes);
-        if !r.session_id.is_empty() {
+        // Most readings are of a session already listed: looked for without building its key.
+        if !r.session_id.is_empty()
+            && !self
+                .sessions
+                .iter()
+                .any(|k| is_session_key(k, &r.device_id, &r.session_id))
+        {
             let key = format!("{}/{}", r.device_id, r.session_id);
-            if !self.sessions.contains(&key) {
-                if let Some(first) = self.sessions.first() {
-                    events.push(CartridgeEvent::Reuse {
-                        first: first.clone(),
-                        again: key.clone(),
-                    });
-                }
-                self.sessions.push(key);
+            if let Some(first) = self.sessions.first() {
+                events.push(CartridgeEvent::Reuse {
+                    first: first.clone(),
+                    again: key.clone(),
+                });
             }
+            self.sessions.push(key);
         }
         let wear = Wear::of(self.strokes, self.rated_strokes);
         if wear > self.wear {
@@ -139,6 +143,14 @@ impl Cartridge {
         }
         events
     }
+}
+
+/// Whether `key` is `device/session`.
+fn is_session_key(key: &str, device: &str, session: &str) -> bool {
+    key.len() == device.len() + 1 + session.len()
+        && key.starts_with(device)
+        && key.as_bytes().get(device.len()) == Some(&b'/')
+        && key.ends_with(session)
 }
 
 #[cfg(test)]
@@ -212,5 +224,32 @@ mod tests {
         );
         let mut unrated = Cartridge::new(&reading("s-1", 0), None);
         assert!(unrated.observe(&reading("s-1", u64::MAX)).is_empty());
+    }
+
+    #[test]
+    fn a_session_key_is_recognised_exactly_as_its_joined_text() {
+        for (device, session) in [
+            ("pen-1", "s1"),
+            ("a/b", "c"),
+            ("a", "b/c"),
+            ("", "s"),
+            ("é", "ü"),
+        ] {
+            let key = format!("{device}/{session}");
+            for (d, s) in [
+                ("pen-1", "s1"),
+                ("a/b", "c"),
+                ("a", "b/c"),
+                ("", "s"),
+                ("é", "ü"),
+                ("pen-1", "s"),
+            ] {
+                assert_eq!(
+                    is_session_key(&key, d, s),
+                    key == format!("{d}/{s}"),
+                    "{key} against {d}/{s}"
+                );
+            }
+        }
     }
 }

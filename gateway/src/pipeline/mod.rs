@@ -8,7 +8,7 @@
 
 mod config;
 mod digest;
-mod dirty;
+mod records;
 mod state;
 
 use std::sync::Arc;
@@ -597,7 +597,8 @@ mod tests {
         let out = p.commit(&late.clone().map(inflight)).expect("late batch");
         assert_eq!((out.accepted, out.closed, out.amended), (3, 0, 1));
         assert_eq!(
-            p.state.devices["pen-1"].session_id, "",
+            p.state.devices.get("pen-1").expect("pen").session_id,
+            "",
             "the pen is not put back in the closed session"
         );
         let again = p.commit(&late.map(inflight)).expect("redelivered");

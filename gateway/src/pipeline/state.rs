@@ -24,7 +24,7 @@ use penwatch_proto::v1::Event;
 use closing::refold;
 
 use super::digest::RunningDigest;
-use super::dirty::Dirty;
+use super::records::Records;
 use crate::alerts::{self, Kind, raise};
 use crate::cartridges::{Cartridge, CartridgeEvent, Wear};
 use crate::decode::{BadInput, Reading};
@@ -61,12 +61,9 @@ struct Open {
 
 /// What the committer knows now, and what the journal has not been told yet.
 pub struct LiveState {
-    sessions: HashMap<SessionKey, Open>,
-    pub(super) devices: HashMap<String, Device>,
-    cartridges: HashMap<String, Cartridge>,
-    dirty_sessions: Dirty<SessionKey>,
-    dirty_devices: Dirty<String>,
-    dirty_cartridges: Dirty<String>,
+    sessions: Records<SessionKey, Open>,
+    pub(super) devices: Records<String, Device>,
+    cartridges: Records<String, Cartridge>,
     last_write: Instant,
     metrics: Arc<Metrics>,
     /// Alerting rules; `None`: no alerts are raised.
@@ -174,12 +171,9 @@ impl LiveState {
             .map(|d| (d.device_id.clone(), d))
             .collect();
         Ok(Self {
-            sessions,
+            sessions: sessions.into_iter().collect(),
             devices,
-            cartridges: HashMap::new(),
-            dirty_sessions: Dirty::new(),
-            dirty_devices: Dirty::new(),
-            dirty_cartridges: Dirty::new(),
+            cartridges: Records::new(),
             last_write: Instant::now(),
             metrics,
             alerts,
@@ -219,10 +213,10 @@ impl LiveState {
                 topic_clinic_id: clinic_id.to_owned(),
             });
         }
-        let device = self
+        let key = device_id.to_owned();
+        let mut device = self
             .devices
-            .entry(device_id.to_owned())
-            .or_insert_with(|| Device::new(clinic_id, device_id));
+            .get_or_insert_with(&key, || Device::new(clinic_id, device_id));
         device.set_status(online, received_ms);
         if self.alerts.is_some() {
             if online {
@@ -236,7 +230,7 @@ impl LiveState {
                 .is_some_and(|o| !o.session.ended)
             {
                 work.alerts.push(AlertChange::Raise(raise::pen_offline(
-                    device,
+                    &device,
                     &device.session_id,
                     received_ms,
                 )));
@@ -262,13 +256,12 @@ impl LiveState {
         work: &mut Work,
     ) -> journal::Result<()> {
         let conflicting = !matches!(inserted, Inserted::New { .. });
-        let device = match self.devices.get_mut(&r.device_id) {
+        let mut device = match self.devices.get_mut(&r.device_id) {
             Some(d) => d,
             None => {
                 work.devices.insert(r.device_id.clone());
                 self.devices
-                    .entry(r.device_id.clone())
-                    .or_insert_with(|| Device::new(&r.clinic_id, &r.device_id))
+                    .get_or_insert_with(&r.device_id, || Device::new(&r.clinic_id, &r.device_id))
             }
         };
         let session_changed = device.session_id != r.session_id;
@@ -287,14 +280,14 @@ impl LiveState {
         if self.alerts.is_some() {
             if reset {
                 work.alerts.push(AlertChange::Raise(raise::seq_anomaly(
-                    device,
+                    &device,
                     true,
                     received_ms,
                 )));
             }
             if conflicting {
                 work.alerts.push(AlertChange::Raise(raise::seq_anomaly(
-                    device,
+                    &device,
                     false,
                     received_ms,
                 )));
@@ -303,7 +296,7 @@ impl LiveState {
         if session_changed || reset || conflicting || r.event != Event::Sample {
             work.devices.insert(r.device_id.clone());
         } else {
-            self.dirty_devices.mark(&r.device_id);
+            device.mark();
         }
         if work.live {
             work.touched_devices.insert(r.device_id.clone());
@@ -315,7 +308,7 @@ impl LiveState {
                 && work
                     .late
                     .contains_key(&(r.device_id.clone(), r.session_id.clone()))
-                && let Some(d) = self
+                && let Some(mut d) = self
                     .devices
                     .get_mut(&r.device_id)
                     .filter(|d| d.session_id == r.session_id)
@@ -345,7 +338,7 @@ impl LiveState {
             *seqs = (seqs.0.min(r.seq), seqs.1.max(r.seq));
             return Ok(());
         }
-        let open = match self.sessions.get_mut(&key) {
+        let mut open = match self.sessions.get_mut(&key) {
             Some(open) => open,
             None => {
                 let (session, digest) = match tx.session(&r.device_id, &r.session_id)? {
@@ -361,17 +354,21 @@ impl LiveState {
                     None => (Session::new(r, v), Some(RunningDigest::default())),
                 };
                 work.sessions.insert(key.clone());
-                self.sessions.entry(key.clone()).or_insert(Open {
+                self.sessions.get_or_insert_with(&key, || Open {
                     session,
                     digest,
                     last_activity: received_ms,
                 })
             }
         };
-        open.last_activity = received_ms;
-        let s = &mut open.session;
+        let Open {
+            session: s,
+            digest,
+            last_activity,
+        } = &mut *open;
+        *last_activity = received_ms;
         let change = s.observe(r, v);
-        if let (Inserted::New { id }, Some(d)) = (inserted, open.digest.as_mut()) {
+        if let (Inserted::New { id }, Some(d)) = (inserted, digest.as_mut()) {
             d.add(id, &journal::digest_fields(r, v));
         }
         if change.newly_exceeded {
@@ -386,7 +383,7 @@ impl LiveState {
         } else if r.event != Event::Sample {
             work.sessions.insert(key.clone());
         } else {
-            self.dirty_sessions.mark(&key);
+            open.mark();
         }
         if !self.silent.is_empty() && self.silent.remove(&key) {
             work.alerts.push(AlertChange::Resolve(raise::session_key(
@@ -409,7 +406,7 @@ impl LiveState {
         received_ms: i64,
         work: &mut Work,
     ) -> journal::Result<()> {
-        let c = match self.cartridges.get_mut(&r.cartridge_id) {
+        let mut c = match self.cartridges.get_mut(&r.cartridge_id) {
             Some(c) => c,
             None => {
                 let c = match tx.cartridge(&r.cartridge_id)? {
@@ -417,13 +414,13 @@ impl LiveState {
                     None => Cartridge::new(r, policy.rated_strokes(&r.cartridge_model)),
                 };
                 work.cartridges.insert(r.cartridge_id.clone());
-                self.cartridges.entry(r.cartridge_id.clone()).or_insert(c)
+                self.cartridges.get_or_insert_with(&r.cartridge_id, || c)
             }
         };
         let sessions_before = c.sessions.len();
         let events = c.observe(r);
         for e in &events {
-            tx.cartridge_event(c, e, r)?;
+            tx.cartridge_event(&c, e, r)?;
             self.metrics.cartridge_event(e.kind());
             let reused = match e {
                 CartridgeEvent::Reuse { .. } => true,
@@ -432,7 +429,7 @@ impl LiveState {
             };
             if let (Some(_), Some(d)) = (self.alerts, self.devices.get(&r.device_id)) {
                 work.alerts.push(AlertChange::Raise(raise::cartridge(
-                    c,
+                    &c,
                     d,
                     reused,
                     received_ms,
@@ -440,7 +437,7 @@ impl LiveState {
             }
         }
         if events.is_empty() && c.sessions.len() == sessions_before {
-            self.dirty_cartridges.mark(&r.cartridge_id);
+            c.mark();
         } else {
             work.cartridges.insert(r.cartridge_id.clone());
         }
@@ -469,32 +466,27 @@ impl LiveState {
             }
         };
         work.sessions
-            .extend(self.dirty_sessions.take(share(self.dirty_sessions.len())));
+            .extend(self.sessions.take(share(self.sessions.waiting())));
         work.devices
-            .extend(self.dirty_devices.take(share(self.dirty_devices.len())));
-        work.cartridges.extend(
-            self.dirty_cartridges
-                .take(share(self.dirty_cartridges.len())),
-        );
+            .extend(self.devices.take(share(self.devices.waiting())));
+        work.cartridges
+            .extend(self.cartridges.take(share(self.cartridges.waiting())));
         if self.alerts.is_some() {
             self.write_alerts(tx, work, committed_ms)?;
         }
         for key in &work.sessions {
-            if let Some(open) = self.sessions.get(key) {
+            if let Some(open) = self.sessions.written(key) {
                 tx.put_session(&open.session, None)?;
-                self.dirty_sessions.forget(key);
             }
         }
         for id in &work.devices {
-            if let Some(d) = self.devices.get(id) {
+            if let Some(d) = self.devices.written(id) {
                 tx.put_device(d)?;
-                self.dirty_devices.forget(id);
             }
         }
         for id in &work.cartridges {
-            if let Some(c) = self.cartridges.get(id) {
+            if let Some(c) = self.cartridges.written(id) {
                 tx.put_cartridge(c)?;
-                self.dirty_cartridges.forget(id);
             }
         }
         if work.live {
@@ -556,7 +548,7 @@ impl LiveState {
     /// and was not reported silent yet.
     pub fn newly_silent(&mut self, cutoff_ms: i64, now_ms: i64) -> Vec<alerts::Alert> {
         let mut raised = Vec::new();
-        for (key, open) in &self.sessions {
+        for (key, open) in self.sessions.iter() {
             if open.last_activity < cutoff_ms && !self.silent.contains(key) {
                 raised.push(raise::pen_silent(&open.session, open.last_activity, now_ms));
             }
@@ -572,8 +564,7 @@ impl LiveState {
     /// (the journal has all the others).
     pub fn trim(&mut self) {
         if self.cartridges.len() > CARTRIDGE_CACHE {
-            let dirty = &self.dirty_cartridges;
-            self.cartridges.retain(|id, _| dirty.contains(id));
+            self.cartridges.keep_waiting();
         }
     }
 

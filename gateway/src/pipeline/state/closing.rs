@@ -22,7 +22,6 @@ impl LiveState {
         key: &SessionKey,
         reason: CloseReason,
     ) -> journal::Result<Option<Session>> {
-        self.dirty_sessions.forget(key);
         self.silent.remove(key);
         let Some(Open {
             session: live,
