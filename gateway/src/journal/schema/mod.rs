@@ -523,6 +523,20 @@ mod tests {
         )
     }
 
+    /// The journal at `path` opened (and so migrated), its samples checked against `before`.
+    fn migrated_with_the_same_samples(
+        path: &std::path::Path,
+        before: &[Vec<rusqlite::types::Value>],
+    ) -> Writer {
+        let writer = Writer::open(path, Sync::Normal).expect("migrate");
+        assert_eq!(
+            all_samples(&writer.conn),
+            before,
+            "the same rows, ids and values"
+        );
+        writer
+    }
+
     #[test]
     fn a_version_10_journal_keeps_every_sample_with_its_id_and_each_context_once() {
         let (_dir, path, conn) = new_journal();
@@ -531,12 +545,7 @@ mod tests {
         let before = all_samples(&conn);
         drop(conn);
 
-        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
-        assert_eq!(
-            all_samples(&writer.conn),
-            before,
-            "the same rows, ids and values"
-        );
+        let writer = migrated_with_the_same_samples(&path, &before);
         let contexts: i64 = writer
             .conn
             .query_row("SELECT COUNT(*) FROM sample_contexts", [], |r| r.get(0))
@@ -559,12 +568,7 @@ mod tests {
         assert_eq!(before.len(), 4);
         drop(conn);
 
-        let writer = Writer::open(&path, Sync::Normal).expect("migrate");
-        assert_eq!(
-            all_samples(&writer.conn),
-            before,
-            "the same rows, ids and values"
-        );
+        let writer = migrated_with_the_same_samples(&path, &before);
         let pens: Vec<(i64, String)> = writer
             .conn
             .prepare("SELECT id, device_id FROM pens ORDER BY id")

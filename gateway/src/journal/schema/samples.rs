@@ -56,6 +56,21 @@ fn columns(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim)
 }
 
+/// A migration's select list for the columns `list`: each from `table`, but the one named
+/// `swapped.0`, selected as `swapped.1`.
+fn selected(list: &str, table: &str, swapped: (&str, &str)) -> String {
+    columns(list)
+        .map(|c| {
+            if c == swapped.0 {
+                swapped.1.to_owned()
+            } else {
+                format!("{table}.{c}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The samples' tables.
 static TABLES: LazyLock<String> =
     LazyLock::new(|| format!("{PENS} {CONTEXTS} {}", rows_table("sample_rows")));
@@ -139,13 +154,7 @@ pub(super) fn migrate_10_to_11() -> String {
         .map(|c| format!("c.{c} = s.{c}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let row = columns(V11_ROW_COLUMNS)
-        .map(|c| match c {
-            "context" => "c.id".to_owned(),
-            _ => format!("s.{c}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let row = selected(V11_ROW_COLUMNS, "s", ("context", "c.id"));
     format!(
         "{}
          INSERT INTO sample_contexts ({CONTEXT_COLUMNS})
@@ -160,13 +169,7 @@ pub(super) fn migrate_10_to_11() -> String {
 /// From version 11 to 12: each pen that has samples numbered in the order first seen, each row
 /// rebuilt with its pen's number in place of its serial (ids kept), and the view made anew.
 pub(super) fn migrate_11_to_12() -> String {
-    let row = columns(SAMPLE_ROW_COLUMNS)
-        .map(|c| match c {
-            "pen" => "p.id".to_owned(),
-            _ => format!("r.{c}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let row = selected(SAMPLE_ROW_COLUMNS, "r", ("pen", "p.id"));
     format!(
         "DROP VIEW IF EXISTS samples; {PENS}
          INSERT INTO pens (device_id)
