@@ -108,7 +108,7 @@ impl DigestSample {
 
     /// The canonical line the session digest hashes (see [`DigestFields`]).
     pub fn digest_line(&self) -> String {
-        self.fields().to_string()
+        self.fields().line()
     }
 }
 
@@ -151,10 +151,12 @@ pub struct DigestFields<'a> {
 }
 
 impl DigestFields<'_> {
-    /// Appends its canonical line (without a newline) to `line`. Built by hand rather than by
-    /// `write!`: the committer makes one for every sample it journals, and the formatting
-    /// machinery and exact float printing were most of the digest's cost (README, Benchmarks).
-    pub fn write_line(&self, line: &mut String) {
+    /// Its canonical line, without a newline (with room for one more byte in most cases).
+    /// Built by hand rather than by `write!`: the committer makes one for every sample it
+    /// journals, and the formatting machinery and exact float printing were most of the
+    /// digest's cost (README, Benchmarks).
+    pub fn line(&self) -> String {
+        let mut line = String::with_capacity(LINE_CAPACITY);
         let mut int = itoa::Buffer::new();
         for (i, field) in [
             Field::Text(self.device_id),
@@ -181,13 +183,14 @@ impl DigestFields<'_> {
             match field {
                 Field::Text(t) => line.push_str(t),
                 Field::Int(n) => line.push_str(int.format(n)),
-                Field::Mm(x) => push_six_decimals(line, x),
+                Field::Mm(x) => push_six_decimals(&mut line, x),
             }
         }
         if self.version > 0 {
             line.push_str("|v");
             line.push_str(int.format(self.version));
         }
+        line
     }
 }
 
@@ -221,16 +224,8 @@ fn push_six_decimals(line: &mut String, x: f64) {
     let _ = write!(line, "{x:.6}");
 }
 
-impl std::fmt::Display for DigestFields<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut line = String::with_capacity(LINE_CAPACITY);
-        self.write_line(&mut line);
-        f.write_str(&line)
-    }
-}
-
-/// Room for a typical digest line without growing.
-pub(super) const LINE_CAPACITY: usize = 192;
+/// Room for a typical digest line and its newline without growing.
+const LINE_CAPACITY: usize = 192;
 
 /// A chain entry as exported; `body` is absent when it is withheld from the exporter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

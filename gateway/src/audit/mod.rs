@@ -62,8 +62,7 @@ impl SampleDigest {
     /// Adds one sample's canonical line (and its newline): the same bytes as
     /// [`SampleDigest::add`] of its line, hashed in one piece.
     pub fn add_fields(&mut self, fields: &lines::DigestFields<'_>) {
-        let mut line = String::with_capacity(lines::LINE_CAPACITY);
-        fields.write_line(&mut line);
+        let mut line = fields.line();
         line.push('\n');
         self.0.update(line.as_bytes());
     }

@@ -13,8 +13,6 @@
 //! text on every insert (README, Benchmarks). Contexts and pens are kept like sessions: pruning
 //! samples leaves them.
 
-use std::sync::LazyLock;
-
 use crate::journal::rows::{SAMPLE_COLUMNS, SAMPLE_ROW_COLUMNS};
 
 /// The columns of `sample_contexts` but `id`; together they are unique.
@@ -24,7 +22,7 @@ pub(in crate::journal) const CONTEXT_COLUMNS: &str = "device_id, session_id, cli
 
 /// The samples' tables and the view over them, for a new journal (a no-op on a migrated one).
 pub(super) fn schema() -> String {
-    format!("{} {}", *TABLES, view())
+    format!("{} {}", tables(), view())
 }
 
 /// The view `samples`: each of [`SAMPLE_COLUMNS`] (with `id` and `version`) from the pen, the
@@ -72,8 +70,9 @@ fn selected(list: &str, table: &str, swapped: (&str, &str)) -> String {
 }
 
 /// The samples' tables.
-static TABLES: LazyLock<String> =
-    LazyLock::new(|| format!("{PENS} {CONTEXTS} {}", rows_table("sample_rows")));
+fn tables() -> String {
+    format!("{PENS} {CONTEXTS} {}", rows_table("sample_rows"))
+}
 
 /// Each pen's serial, once.
 const PENS: &str = "
