@@ -1,13 +1,19 @@
-//! `durable`: the simplest consumer that keeps the gateway's durability promises and nothing
-//! else, so the benchmark can show what durability alone costs on the machine it runs on.
+//! `durable` and `log`: the simplest consumers that acknowledge a message only once it is on
+//! disk, and do nothing else, so the benchmark can show what durability alone costs on the
+//! machine it runs on.
 //!
-//! Each message's raw payload is inserted under its `(device_id, seq)` (taken from the topic
-//! and the JSON), once: a primary key, `INSERT OR IGNORE` for a redelivery. Batches are
-//! whatever arrived while the previous one committed (up to [`BATCH_MAX`], the gateway's
-//! default), one transaction each, SQLite in WAL mode with `synchronous = FULL` (an fsync per
-//! commit), and a message is acknowledged only after its batch committed, the PUBACKs of a
-//! batch written together. No judging, no sessions, no audit chain, no digest.
+//! Both take batches of whatever arrived while the previous one committed (up to
+//! [`BATCH_MAX`], the gateway's default), make each durable with one fsync, and only then
+//! acknowledge its messages, the PUBACKs of a batch written together. No judging, no sessions,
+//! no audit chain, no digest.
+//! - [`Store::Sqlite`] (`durable`) keeps the gateway's promises: each raw payload inserted
+//!   under its `(device_id, seq)` (taken from the topic and the JSON), once — a primary key,
+//!   `INSERT OR IGNORE` for a redelivery — SQLite in WAL mode with `synchronous = FULL`.
+//! - [`Store::Log`] (`log`) is the floor under any design that acknowledges after an fsync:
+//!   each topic and payload appended to one file as received, no key, no index, no check for
+//!   a redelivery (so not exactly-once), `fdatasync` per batch.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -17,29 +23,46 @@ use rumqttc::{Event, Incoming, Packet, PubAck};
 /// Largest batch, as the gateway's `batch_max` default.
 const BATCH_MAX: usize = 8000;
 
+/// Where a durable consumer stores what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Store {
+    /// SQLite, each payload once under its `(device_id, seq)`.
+    Sqlite,
+    /// One append-only file, each payload as received.
+    Log,
+}
+
 /// A message waiting for its commit.
 struct Pending {
     pkid: u16,
+    /// The sample's key (empty for [`Store::Log`], which keeps none).
     device_id: String,
     seq: i64,
+    topic: String,
     payload: bytes::Bytes,
 }
 
-/// Stores `expect` messages in `dir/durable.db`, then says `done`.
-pub async fn run(port: u16, dir: PathBuf, expect: u64) -> anyhow::Result<()> {
+/// Stores `expect` messages under `dir`, then says `done`.
+pub async fn run(port: u16, dir: PathBuf, store: Store, expect: u64) -> anyhow::Result<()> {
     let (client, mut eventloop, early) =
         crate::consumers::subscribe(port, "bench-durable", true).await?;
     let (to_commit, batches) = mpsc::channel::<Pending>();
     let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel::<Vec<u16>>();
-    let committer = std::thread::spawn(move || commit_loop(&dir, batches, acks_tx, expect));
+    let committer = std::thread::spawn(move || commit_loop(&dir, store, batches, acks_tx, expect));
     let pending = |p: rumqttc::Publish| -> anyhow::Result<Pending> {
-        let device_id = p.topic.split('/').nth(3).unwrap_or("unknown").to_owned();
-        let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
-        let seq = v["seq"].as_i64().context("no seq")?;
+        let (device_id, seq) = match store {
+            Store::Sqlite => {
+                let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
+                let device_id = p.topic.split('/').nth(3).unwrap_or("unknown").to_owned();
+                (device_id, v["seq"].as_i64().context("no seq")?)
+            }
+            Store::Log => (String::new(), 0),
+        };
         Ok(Pending {
             pkid: p.pkid,
             device_id,
             seq,
+            topic: p.topic,
             payload: p.payload,
         })
     };
@@ -77,18 +100,21 @@ pub async fn run(port: u16, dir: PathBuf, expect: u64) -> anyhow::Result<()> {
 /// acknowledged; returns after `expect` messages.
 fn commit_loop(
     dir: &std::path::Path,
+    store: Store,
     batches: mpsc::Receiver<Pending>,
     acks: tokio::sync::mpsc::UnboundedSender<Vec<u16>>,
     expect: u64,
 ) -> anyhow::Result<()> {
-    let mut db = rusqlite::Connection::open(dir.join("durable.db"))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    db.pragma_update(None, "synchronous", "FULL")?;
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, seq INTEGER NOT NULL, \
-         payload BLOB NOT NULL, PRIMARY KEY (device_id, seq))",
-        [],
-    )?;
+    let mut db = match store {
+        Store::Sqlite => Disk::Sqlite(open_sqlite(dir)?),
+        Store::Log => Disk::Log(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("durable.log"))?,
+            Vec::new(),
+        ),
+    };
     let mut committed = 0u64;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while committed < expect {
@@ -99,20 +125,63 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
-        let tx = db.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO readings (device_id, seq, payload) VALUES (?1, ?2, ?3)",
-            )?;
-            for m in &batch {
-                insert.execute(rusqlite::params![m.device_id, m.seq, &m.payload[..]])?;
-            }
-        }
-        tx.commit()?;
+        db.commit(&batch)?;
         committed += batch.len() as u64;
         acks.send(batch.drain(..).map(|m| m.pkid).collect())
             .ok()
             .context("the MQTT side stopped")?;
     }
     Ok(())
+}
+
+/// An open store.
+enum Disk {
+    Sqlite(rusqlite::Connection),
+    /// The file and a buffer a batch is written from.
+    Log(std::fs::File, Vec<u8>),
+}
+
+impl Disk {
+    /// Makes `batch` durable: one transaction, or one write, then one fsync.
+    fn commit(&mut self, batch: &[Pending]) -> anyhow::Result<()> {
+        match self {
+            Disk::Sqlite(db) => {
+                let tx = db.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO readings (device_id, seq, payload) \
+                         VALUES (?1, ?2, ?3)",
+                    )?;
+                    for m in batch {
+                        insert.execute(rusqlite::params![m.device_id, m.seq, &m.payload[..]])?;
+                    }
+                }
+                tx.commit()?;
+            }
+            Disk::Log(file, buf) => {
+                buf.clear();
+                for m in batch {
+                    for part in [m.topic.as_bytes(), &m.payload[..]] {
+                        buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                        buf.extend_from_slice(part);
+                    }
+                }
+                file.write_all(buf)?;
+                file.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_sqlite(dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open(dir.join("durable.db"))?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "FULL")?;
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, seq INTEGER NOT NULL, \
+         payload BLOB NOT NULL, PRIMARY KEY (device_id, seq))",
+        [],
+    )?;
+    Ok(db)
 }

@@ -8,6 +8,9 @@
 //! - `durable`: the simplest consumer with the gateway's durability (SQLite, fsync per batch,
 //!   acknowledgement after the commit; `durable.rs`) and nothing else: what durability alone
 //!   costs here;
+//! - `durable-log`: the floor under any consumer that acknowledges after an fsync: each
+//!   payload appended to a file as received, fsync per batch, acknowledgement after it, no key,
+//!   no index, not exactly-once (`durable.rs`);
 //! - `gateway`: the gateway with its defaults, sink off: time to the last message committed;
 //! - `gateway-influx`: the gateway with the InfluxDB v1 sink: time to the last message
 //!   committed and to the last point in InfluxDB;
@@ -40,6 +43,7 @@ mod durable;
 mod load;
 mod points;
 mod probe;
+mod report;
 
 use std::io::BufRead;
 use std::path::Path;
@@ -78,12 +82,16 @@ struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "bare,fast,durable,gateway,gateway-influx,backlog"
+        default_value = "bare,fast,durable,durable-log,gateway,gateway-influx,backlog"
     )]
     rows: Vec<Row>,
     /// Extra gateway configuration (TOML, without an `[influx]` section) for the gateway rows.
     #[arg(long, value_name = "FILE")]
     gateway_config: Option<std::path::PathBuf>,
+    /// Runs the rows this many times in turn and prints each round's ratios and their median:
+    /// on a machine whose speed drifts, rows are compared within a round.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// Seconds between resident-memory samples of the gateway.
     #[arg(long, default_value_t = 1.0)]
     rss_every_s: f64,
@@ -97,6 +105,7 @@ enum Row {
     Bare,
     Fast,
     Durable,
+    DurableLog,
     Gateway,
     GatewayInflux,
     GatewayNats,
@@ -134,6 +143,8 @@ enum ChildRole {
         port: u16,
         #[arg(long)]
         dir: std::path::PathBuf,
+        #[arg(long, value_enum)]
+        store: durable::Store,
         #[arg(long)]
         expect: u64,
     },
@@ -216,8 +227,13 @@ async fn main() -> anyhow::Result<()> {
             db,
             expect,
         }) => return consumers::fast(port, influx, db, expect).await,
-        Some(ChildRole::Durable { port, dir, expect }) => {
-            return durable::run(port, dir, expect).await;
+        Some(ChildRole::Durable {
+            port,
+            dir,
+            store,
+            expect,
+        }) => {
+            return durable::run(port, dir, store, expect).await;
         }
         None => {}
     }
@@ -250,27 +266,35 @@ async fn main() -> anyhow::Result<()> {
         sample.len(),
         plan.connections
     );
-    let mut results = Vec::new();
-    for row in &cli.rows {
-        let rows = match row {
-            Row::Bare => vec![bare(plan).await?],
-            Row::Fast => vec![fast(plan).await?],
-            Row::Durable => vec![durable(plan).await?],
-            Row::Gateway => vec![gateway(plan, false, cli.rss_every_s).await?],
-            Row::GatewayInflux => vec![gateway(plan, true, cli.rss_every_s).await?],
-            Row::GatewayNats => vec![gateway_nats(plan, cli.rss_every_s).await?],
-            Row::Backlog => vec![backlog(plan, cli.rss_every_s).await?],
-            Row::InfluxPoints => vec![
-                points::row(plan, points::Format::Minimal).await?,
-                points::row(plan, points::Format::PenSample).await?,
-            ],
-        };
-        for r in rows {
-            print_row(&plan, &r);
-            results.push(r);
+    let mut rounds = Vec::new();
+    for round in 1..=cli.rounds.max(1) {
+        if cli.rounds > 1 {
+            println!("\nround {round} of {}", cli.rounds);
         }
+        let mut results = Vec::new();
+        for row in &cli.rows {
+            let rows = match row {
+                Row::Bare => vec![bare(plan).await?],
+                Row::Fast => vec![fast(plan).await?],
+                Row::Durable => vec![durable(plan, durable::Store::Sqlite).await?],
+                Row::DurableLog => vec![durable(plan, durable::Store::Log).await?],
+                Row::Gateway => vec![gateway(plan, false, cli.rss_every_s).await?],
+                Row::GatewayInflux => vec![gateway(plan, true, cli.rss_every_s).await?],
+                Row::GatewayNats => vec![gateway_nats(plan, cli.rss_every_s).await?],
+                Row::Backlog => vec![backlog(plan, cli.rss_every_s).await?],
+                Row::InfluxPoints => vec![
+                    points::row(plan, points::Format::Minimal).await?,
+                    points::row(plan, points::Format::PenSample).await?,
+                ],
+            };
+            for r in rows {
+                report::print_row(&plan, &r);
+                results.push(r);
+            }
+        }
+        rounds.push(results);
     }
-    print_summary(&plan, &results);
+    report::print_summary(&plan, &rounds);
     Ok(())
 }
 
@@ -313,14 +337,20 @@ impl ChildConsumer {
         ])
     }
 
-    /// The durable consumer on the broker at `port`, storing `expect` messages under `dir`.
-    fn durable(port: u16, dir: &Path, expect: u64) -> anyhow::Result<Self> {
+    /// A durable consumer on the broker at `port`, storing `expect` messages under `dir`.
+    fn durable(port: u16, dir: &Path, store: durable::Store, expect: u64) -> anyhow::Result<Self> {
+        let store = match store {
+            durable::Store::Sqlite => "sqlite",
+            durable::Store::Log => "log",
+        };
         Self::spawn(&[
             "consume-durable".into(),
             "--port".into(),
             port.to_string(),
             "--dir".into(),
             dir.display().to_string(),
+            "--store".into(),
+            store.into(),
             "--expect".into(),
             expect.to_string(),
         ])
@@ -453,11 +483,19 @@ async fn fast(plan: Plan) -> anyhow::Result<Measured> {
     })
 }
 
-async fn durable(plan: Plan) -> anyhow::Result<Measured> {
+async fn durable(plan: Plan, store: durable::Store) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
-    let consumer = ChildConsumer::durable(broker.port(), dir.path(), plan.messages)?;
-    let row = "durable consumer (SQLite, fsync per batch, acks after the commit; nothing else)";
+    let consumer = ChildConsumer::durable(broker.port(), dir.path(), store, plan.messages)?;
+    let row = match store {
+        durable::Store::Sqlite => {
+            "durable consumer (SQLite, fsync per batch, acks after the commit; nothing else)"
+        }
+        durable::Store::Log => {
+            "log consumer (appends payloads to a file, fsync per batch, acks after it; no key, \
+             not exactly-once)"
+        }
+    };
     child_row(plan, &broker, consumer, row).await
 }
 
@@ -629,6 +667,7 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     drop(ChildConsumer::durable(
         broker.port(),
         durable_dir.path(),
+        durable::Store::Sqlite,
         0,
     )?);
     let mut g = Gateway::start(&broker.url(), dir.path(), &["--config", &config])?;
@@ -645,7 +684,12 @@ async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
         plan.messages
     );
     let started = Instant::now();
-    let durable = ChildConsumer::durable(broker.port(), durable_dir.path(), plan.messages)?;
+    let durable = ChildConsumer::durable(
+        broker.port(),
+        durable_dir.path(),
+        durable::Store::Sqlite,
+        plan.messages,
+    )?;
     let cpu = CpuMeter::start(&[("durable", Some(durable.pid())), ("broker", broker.pid())]);
     let durable_done =
         tokio::task::block_in_place(|| durable.wait_line("done", timeout_for(&plan)))?;
@@ -708,121 +752,4 @@ async fn influx_count(influx: &InfluxV1, db: &str, q: &str) -> anyhow::Result<u6
     Ok(v["results"][0]["series"][0]["values"][0][1]
         .as_u64()
         .unwrap_or(0))
-}
-
-fn rate(plan: &Plan, d: Duration) -> f64 {
-    plan.messages as f64 / d.as_secs_f64().max(1e-9)
-}
-
-fn print_row(plan: &Plan, r: &Measured) {
-    let mut line = format!(
-        "{}: {} messages handled {:.2} s after the clock started ({:.0} msg/s)",
-        r.row,
-        plan.messages,
-        r.done.as_secs_f64(),
-        rate(plan, r.done)
-    );
-    if let Some(s) = r.stored {
-        line += &format!(
-            "; in InfluxDB after {:.2} s ({:.0} msg/s)",
-            s.as_secs_f64(),
-            rate(plan, s)
-        );
-    }
-    if let Some(p) = r.published {
-        line += &format!(
-            "; the broker acknowledged the last publish after {:.2} s",
-            p.as_secs_f64()
-        );
-    }
-    println!("{line}");
-    let cpu: Vec<String> = r
-        .cpu
-        .iter()
-        .map(|(name, s)| format!("{name} {:.1} µs", s * 1e6 / plan.messages as f64))
-        .collect();
-    println!("  CPU per message: {}", cpu.join(", "));
-    if let Some(g) = &r.gateway {
-        println!(
-            "  batch commit p99 ≤ {:.0} ms; journal {:.0} MiB, WAL {:.0} MiB",
-            g.commit_p99_s * 1e3,
-            g.journal_mib,
-            g.wal_mib
-        );
-    }
-    if let Some(rss) = &r.rss {
-        let step = (rss.series.len() / 12).max(1);
-        let points: Vec<String> = rss
-            .series
-            .iter()
-            .step_by(step)
-            .map(|(t, m)| format!("{:.0}s {m:.0}", t.as_secs_f64()))
-            .collect();
-        println!(
-            "  RSS MiB over time: {}; peak {:.1}, settled {:.1}",
-            points.join(", "),
-            rss.peak,
-            rss.settled
-        );
-    }
-}
-
-fn print_summary(plan: &Plan, results: &[Measured]) {
-    let find = |prefix: &str| results.iter().find(|r| r.row.starts_with(prefix));
-    println!(
-        "\n| row | msg/s to handled | msg/s to InfluxDB | CPU µs/msg (own) | peak / settled RSS MiB |"
-    );
-    println!("| --- | --- | --- | --- | --- |");
-    for r in results {
-        let own = r
-            .cpu
-            .first()
-            .map_or(0.0, |(_, s)| s * 1e6 / plan.messages as f64);
-        println!(
-            "| {} | {:.0} | {} | {own:.1} | {} |",
-            r.row,
-            rate(plan, r.done),
-            r.stored
-                .map_or("—".into(), |s| format!("{:.0}", rate(plan, s))),
-            r.rss.as_ref().map_or("—".into(), |m| format!(
-                "{:.1} / {:.1}",
-                m.peak, m.settled
-            )),
-        );
-    }
-    if let (Some(b), Some(g)) = (find("bare"), find("gateway, sink off")) {
-        println!(
-            "gateway commit / bare subscriber: {:.2}",
-            b.done.as_secs_f64() / g.done.as_secs_f64()
-        );
-    }
-    if let (Some(b), Some(d)) = (find("bare"), find("durable")) {
-        println!(
-            "durable consumer / bare subscriber: {:.2}",
-            b.done.as_secs_f64() / d.done.as_secs_f64()
-        );
-    }
-    if let (Some(d), Some(g)) = (find("durable"), find("gateway, sink off")) {
-        println!(
-            "gateway commit / durable consumer: {:.2}",
-            d.done.as_secs_f64() / g.done.as_secs_f64()
-        );
-    }
-    if let (Some(m), Some(p)) = (
-        find("InfluxDB alone: minimal").and_then(|r| points::cpu_per_point(plan, r)),
-        find("InfluxDB alone: the gateway's").and_then(|r| points::cpu_per_point(plan, r)),
-    ) {
-        println!(
-            "influxd CPU per point, pen_sample / minimal (InfluxDB alone): {:.2}",
-            p / m
-        );
-    }
-    if let (Some(f), Some(g)) = (find("fast"), find("gateway →")) {
-        if let (Some(fs), Some(gs)) = (f.stored, g.stored) {
-            println!(
-                "gateway end to end / fast consumer: {:.2}",
-                fs.as_secs_f64() / gs.as_secs_f64()
-            );
-        }
-    }
 }
