@@ -103,16 +103,18 @@ impl Drop for ChildConsumer {
 }
 
 /// A row whose consumer is a child process that says `done` once it has handled the load
-/// published to `broker`.
+/// published to `broker` (CPU measured of `influxd` too, where it stores there).
 async fn child_row(
     plan: Plan,
     broker: &Mosquitto,
     consumer: ChildConsumer,
+    influxd: Option<u32>,
     row: &'static str,
 ) -> anyhow::Result<Measured> {
     let cpu = CpuMeter::start(&[
         ("consumer", Some(consumer.pid())),
         ("broker", broker.pid()),
+        ("influxd", influxd),
         publisher(),
     ]);
     let (first, load) = start_load(broker.port(), plan).await?;
@@ -133,7 +135,14 @@ async fn child_row(
 pub async fn bare(plan: Plan) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
     let consumer = ChildConsumer::bare(broker.port(), plan.messages)?;
-    child_row(plan, &broker, consumer, "bare subscriber (QoS 1, counts)").await
+    child_row(
+        plan,
+        &broker,
+        consumer,
+        None,
+        "bare subscriber (QoS 1, counts)",
+    )
+    .await
 }
 
 pub async fn fast(plan: Plan) -> anyhow::Result<Measured> {
@@ -151,16 +160,8 @@ pub async fn fast(plan: Plan) -> anyhow::Result<Measured> {
         "--expect".into(),
         plan.messages.to_string(),
     ])?;
-    let cpu = CpuMeter::start(&[
-        ("consumer", Some(consumer.pid())),
-        ("broker", broker.pid()),
-        ("influxd", influx.pid()),
-        publisher(),
-    ]);
-    let (first, load) = start_load(broker.port(), plan).await?;
-    let done = tokio::task::block_in_place(|| consumer.wait_line("done", timeout_for(&plan)))?;
-    let cpu = cpu.read();
-    let published = load.await??.last_ack - first;
+    let row = "fast consumer → InfluxDB (acks on receipt, minimal points)";
+    let mut measured = child_row(plan, &broker, consumer, influx.pid(), row).await?;
     let stored = influx_count(&influx, "bench", "SELECT COUNT(depth_mm) FROM pen").await?;
     if stored != plan.messages {
         bail!(
@@ -168,15 +169,8 @@ pub async fn fast(plan: Plan) -> anyhow::Result<Measured> {
             plan.messages
         );
     }
-    Ok(Measured {
-        published: Some(published),
-        row: "fast consumer → InfluxDB (acks on receipt, minimal points)",
-        done: done - first,
-        stored: Some(done - first),
-        cpu,
-        rss: None,
-        gateway: None,
-    })
+    measured.stored = Some(measured.done);
+    Ok(measured)
 }
 
 pub async fn durable(plan: Plan, store: durable::Store) -> anyhow::Result<Measured> {
@@ -192,5 +186,5 @@ pub async fn durable(plan: Plan, store: durable::Store) -> anyhow::Result<Measur
              not exactly-once)"
         }
     };
-    child_row(plan, &broker, consumer, row).await
+    child_row(plan, &broker, consumer, None, row).await
 }
