@@ -59,10 +59,7 @@ impl ChildConsumer {
         store: durable::Store,
         expect: u64,
     ) -> anyhow::Result<Self> {
-        let store = match store {
-            durable::Store::Sqlite => "sqlite",
-            durable::Store::Log => "log",
-        };
+        let store = clap::ValueEnum::to_possible_value(&store).context("store name")?;
         Self::spawn(&[
             "consume-durable".into(),
             "--port".into(),
@@ -70,12 +67,13 @@ impl ChildConsumer {
             "--dir".into(),
             dir.display().to_string(),
             "--store".into(),
-            store.into(),
+            store.get_name().into(),
             "--expect".into(),
             expect.to_string(),
         ])
     }
 
+    /// The instant the consumer printed the line `want`, waiting at most `timeout`.
     pub fn wait_line(&self, want: &str, timeout: Duration) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -90,6 +88,7 @@ impl ChildConsumer {
         }
     }
 
+    /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -19,7 +19,7 @@ use crate::{
 pub struct GatewayReport {
     /// 99th percentile of the batch commit time, from the histogram's buckets (upper bound).
     pub commit_p99_s: f64,
-    /// Journal database and WAL sizes, MiB.
+    /// The journal database's size, MiB.
     pub journal_mib: f64,
     /// Its WAL's size, MiB.
     pub wal_mib: f64,
@@ -59,14 +59,21 @@ impl GatewayReport {
     }
 }
 
+/// The text of `--gateway-config`, empty without it.
+fn extra_config() -> anyhow::Result<String> {
+    match EXTRA_CONFIG.get() {
+        Some(Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+/// Writes the gateway's configuration under `dir` (`--gateway-config`, then the sink's section
+/// where it stores into `influx`); its path.
 fn gateway_config(dir: &Path, influx: Option<&InfluxV1>) -> anyhow::Result<String> {
     let path = dir.join("gateway.toml");
-    let mut text = match EXTRA_CONFIG.get() {
-        Some(Some(file)) => {
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-        }
-        _ => String::new(),
-    };
+    let mut text = extra_config()?;
     if let Some(i) = influx {
         text += &format!(
             "\n[influx]\napi = \"v1\"\nurl = \"{}\"\ndatabase = \"penwatch\"\nstatus_interval_s = 0\n",
@@ -166,12 +173,7 @@ pub async fn gateway(plan: Plan, with_influx: bool, rss_every_s: f64) -> anyhow:
 pub async fn gateway_nats(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
     let cluster = NatsCluster::start(3)?;
     let dir = tempfile::tempdir()?;
-    let extra = match EXTRA_CONFIG.get() {
-        Some(Some(file)) => {
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-        }
-        _ => String::new(),
-    };
+    let extra = extra_config()?;
     let config = cluster.gateway_config(dir.path(), "")?;
     std::fs::write(
         &config,
