@@ -1,5 +1,6 @@
 //! The comparison rows whose consumer is a child process of the benchmark: the bare
-//! subscriber, the fast consumer into InfluxDB, and the durable and log consumers.
+//! subscriber, the fast consumer into InfluxDB, and the durable (alone or forwarding to
+//! InfluxDB) and log consumers.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -52,15 +53,17 @@ impl ChildConsumer {
         ])
     }
 
-    /// A durable consumer on the broker at `port`, storing `expect` messages under `dir`.
+    /// A durable consumer on the broker at `port`, storing `expect` messages under `dir`
+    /// and, with `forward` (InfluxDB's URL and a v1 database), forwarding them there.
     pub fn durable(
         port: u16,
         dir: &Path,
         store: durable::Store,
+        forward: Option<(String, &str)>,
         expect: u64,
     ) -> anyhow::Result<Self> {
         let store = clap::ValueEnum::to_possible_value(&store).context("store name")?;
-        Self::spawn(&[
+        let mut args = vec![
             "consume-durable".into(),
             "--port".into(),
             port.to_string(),
@@ -70,7 +73,11 @@ impl ChildConsumer {
             store.get_name().into(),
             "--expect".into(),
             expect.to_string(),
-        ])
+        ];
+        if let Some((influx, db)) = forward {
+            args.extend(["--influx".into(), influx, "--db".into(), db.into()]);
+        }
+        Self::spawn(&args)
     }
 
     /// The instant the consumer printed the line `want`, waiting at most `timeout`.
@@ -160,13 +167,39 @@ pub async fn fast(plan: Plan) -> anyhow::Result<Measured> {
         plan.messages.to_string(),
     ])?;
     let row = "fast consumer → InfluxDB (acks on receipt, minimal points)";
-    let mut measured = child_row(plan, &broker, consumer, influx.pid(), row).await?;
-    let stored = influx_count(&influx, "bench", "SELECT COUNT(depth_mm) FROM pen").await?;
+    stored_row(plan, &broker, &influx, consumer, row).await
+}
+
+pub async fn durable_influx(plan: Plan) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let influx = InfluxV1::start()?;
+    influx_query(&influx, "CREATE DATABASE bench").await?;
+    let dir = tempfile::tempdir()?;
+    let consumer = ChildConsumer::durable(
+        broker.port(),
+        dir.path(),
+        durable::Store::Sqlite,
+        Some((influx.url(), "bench")),
+        plan.messages,
+    )?;
+    let row = "simplest durable consumer → InfluxDB (SQLite, acks after the commit, then \
+               minimal points)";
+    stored_row(plan, &broker, &influx, consumer, row).await
+}
+
+/// A row whose consumer says `done` once the InfluxDB v1 database `bench` holds a minimal
+/// point for every message; checked by counting them.
+async fn stored_row(
+    plan: Plan,
+    broker: &Mosquitto,
+    influx: &InfluxV1,
+    consumer: ChildConsumer,
+    row: &'static str,
+) -> anyhow::Result<Measured> {
+    let mut measured = child_row(plan, broker, consumer, influx.pid(), row).await?;
+    let stored = influx_count(influx, "bench", "SELECT COUNT(depth_mm) FROM pen").await?;
     if stored != plan.messages {
-        bail!(
-            "fast consumer: InfluxDB holds {stored} of {} points",
-            plan.messages
-        );
+        bail!("{row}: InfluxDB holds {stored} of {} points", plan.messages);
     }
     measured.stored = Some(measured.done);
     Ok(measured)
@@ -175,7 +208,7 @@ pub async fn fast(plan: Plan) -> anyhow::Result<Measured> {
 pub async fn durable(plan: Plan, store: durable::Store) -> anyhow::Result<Measured> {
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
-    let consumer = ChildConsumer::durable(broker.port(), dir.path(), store, plan.messages)?;
+    let consumer = ChildConsumer::durable(broker.port(), dir.path(), store, None, plan.messages)?;
     let row = match store {
         durable::Store::Sqlite => {
             "durable consumer (SQLite, fsync per batch, acks after the commit; nothing else)"

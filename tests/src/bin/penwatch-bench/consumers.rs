@@ -64,38 +64,11 @@ pub async fn bare(port: u16, expect: u64) -> anyhow::Result<()> {
 /// The fast consumer: stores `expect` minimal points in the InfluxDB v1 database `db`.
 pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow::Result<()> {
     let (client, mut eventloop, early) = subscribe(port, "bench-fast", false).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let writer = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        let url = format!("{influx}/write?db={db}&precision=ns");
-        let mut written = 0u64;
-        let mut lines = Vec::with_capacity(FAST_BATCH);
-        while written < expect {
-            if rx.recv_many(&mut lines, FAST_BATCH).await == 0 {
-                bail!("the MQTT side stopped after {written} points");
-            }
-            let body = lines.join("\n");
-            loop {
-                match http.post(&url).body(body.clone()).send().await {
-                    Ok(r) if r.status().is_success() => break,
-                    Ok(r) => eprintln!("write: HTTP {}", r.status()),
-                    Err(e) => eprintln!("write: {e}"),
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            written += lines.len() as u64;
-            lines.clear();
-        }
-        println!("done");
-        anyhow::Ok(())
-    });
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(write_points(influx, db, rx, expect));
     let line = |p: &rumqttc::Publish| -> anyhow::Result<String> {
-        let device = p.topic.split('/').nth(3).unwrap_or("unknown");
         let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
-        let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
-        let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
-        let seq = v["seq"].as_u64().unwrap_or(0);
-        Ok(minimal_line(device, depth, ts, seq))
+        Ok(minimal_line_of(&p.topic, &v))
     };
     let mut n = 0u64;
     for p in &early {
@@ -114,6 +87,49 @@ pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow:
     keep_polling.abort();
     client.disconnect().await?;
     Ok(())
+}
+
+/// Writes the lines `rx` yields to the InfluxDB v1 database `db` in batches of up to
+/// [`FAST_BATCH`], one write in flight, retrying a failed write; says `done` once `expect`
+/// points are written.
+pub async fn write_points(
+    influx: String,
+    db: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    expect: u64,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let url = format!("{influx}/write?db={db}&precision=ns");
+    let mut written = 0u64;
+    let mut lines = Vec::with_capacity(FAST_BATCH);
+    while written < expect {
+        if rx.recv_many(&mut lines, FAST_BATCH).await == 0 {
+            bail!("the MQTT side stopped after {written} points");
+        }
+        let body = lines.join("\n");
+        loop {
+            match http.post(&url).body(body.clone()).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => eprintln!("write: HTTP {}", r.status()),
+                Err(e) => eprintln!("write: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        written += lines.len() as u64;
+        lines.clear();
+    }
+    println!("done");
+    Ok(())
+}
+
+/// The minimal point of a JSON telemetry message: its pen from the topic, its depth, time
+/// and seq from the payload.
+pub fn minimal_line_of(topic: &str, v: &serde_json::Value) -> String {
+    let device = topic.split('/').nth(3).unwrap_or("unknown");
+    let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
+    let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
+    let seq = v["seq"].as_u64().unwrap_or(0);
+    minimal_line(device, depth, ts, seq)
 }
 
 /// A minimal point (one tag, one field) in line protocol, without its line break, at the

@@ -12,6 +12,10 @@
 //! - [`Store::Log`] (`log`) is the floor under any design that acknowledges after an fsync:
 //!   each topic and payload appended to one file as received, no key, no index, no check for
 //!   a redelivery (so not exactly-once), `fdatasync` per batch.
+//!
+//! With an InfluxDB target (`durable-influx`), the SQLite consumer also hands each committed
+//! batch's minimal points (as the fast consumer's) to a writer: the simplest exactly-once,
+//! durable consumer end to end, with nothing read back from its store.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,23 +44,51 @@ struct Pending {
     seq: i64,
     topic: String,
     payload: bytes::Bytes,
+    /// Its minimal point, where the consumer forwards to InfluxDB.
+    point: Option<String>,
 }
 
-/// Stores `expect` messages under `dir`, then says `done`.
-pub async fn run(port: u16, dir: PathBuf, store: Store, expect: u64) -> anyhow::Result<()> {
+/// Where a durable consumer forwards what it committed.
+pub struct Forward {
+    /// InfluxDB's base URL.
+    pub influx: String,
+    /// The v1 database.
+    pub db: String,
+}
+
+/// Stores `expect` messages under `dir` (and forwards them to InfluxDB, with `forward`),
+/// then says `done`.
+pub async fn run(
+    port: u16,
+    dir: PathBuf,
+    store: Store,
+    forward: Option<Forward>,
+    expect: u64,
+) -> anyhow::Result<()> {
     let (client, mut eventloop, early) =
         crate::consumers::subscribe(port, "bench-durable", true).await?;
     let (to_commit, batches) = mpsc::channel::<Pending>();
     let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel::<Vec<u16>>();
-    let committer = std::thread::spawn(move || commit_loop(&dir, store, batches, acks_tx, expect));
+    let (points, writer) = match forward {
+        Some(f) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let writer = crate::consumers::write_points(f.influx, f.db, rx, expect);
+            (Some(tx), Some(tokio::spawn(writer)))
+        }
+        None => (None, None),
+    };
+    let forwarding = points.is_some();
+    let committer =
+        std::thread::spawn(move || commit_loop(&dir, store, batches, acks_tx, points, expect));
     let pending = |p: rumqttc::Publish| -> anyhow::Result<Pending> {
-        let (device_id, seq) = match store {
+        let (device_id, seq, point) = match store {
             Store::Sqlite => {
                 let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
                 let device_id = p.topic.split('/').nth(3).unwrap_or("unknown").to_owned();
-                (device_id, v["seq"].as_i64().context("no seq")?)
+                let point = forwarding.then(|| crate::consumers::minimal_line_of(&p.topic, &v));
+                (device_id, v["seq"].as_i64().context("no seq")?, point)
             }
-            Store::Log => (String::new(), 0),
+            Store::Log => (String::new(), 0, None),
         };
         Ok(Pending {
             pkid: p.pkid,
@@ -64,6 +96,7 @@ pub async fn run(port: u16, dir: PathBuf, store: Store, expect: u64) -> anyhow::
             seq,
             topic: p.topic,
             payload: p.payload,
+            point,
         })
     };
     for p in early {
@@ -91,18 +124,23 @@ pub async fn run(port: u16, dir: PathBuf, store: Store, expect: u64) -> anyhow::
         }
     }
     committer.join().expect("committer thread")?;
-    println!("done");
+    match writer {
+        // The writer says `done` once InfluxDB holds every point.
+        Some(writer) => writer.await??,
+        None => println!("done"),
+    }
     client.disconnect().await?;
     Ok(())
 }
 
-/// Commits what arrived, batch after batch, and hands each batch's packet ids back to be
-/// acknowledged; returns after `expect` messages.
+/// Commits what arrived, batch after batch, hands each batch's packet ids back to be
+/// acknowledged and its points, if any, to the writer; returns after `expect` messages.
 fn commit_loop(
     dir: &std::path::Path,
     store: Store,
     batches: mpsc::Receiver<Pending>,
     acks: tokio::sync::mpsc::UnboundedSender<Vec<u16>>,
+    points: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     expect: u64,
 ) -> anyhow::Result<()> {
     let mut db = match store {
@@ -127,9 +165,14 @@ fn commit_loop(
         }
         db.commit(&batch)?;
         committed += batch.len() as u64;
-        acks.send(batch.drain(..).map(|m| m.pkid).collect())
-            .ok()
-            .context("the MQTT side stopped")?;
+        let mut pkids = Vec::with_capacity(batch.len());
+        for m in batch.drain(..) {
+            pkids.push(m.pkid);
+            if let (Some(points), Some(point)) = (&points, m.point) {
+                points.send(point).ok().context("the writer stopped")?;
+            }
+        }
+        acks.send(pkids).ok().context("the MQTT side stopped")?;
     }
     Ok(())
 }

@@ -231,6 +231,7 @@ pub async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
         broker.port(),
         durable_dir.path(),
         durable::Store::Sqlite,
+        None,
         0,
     )?);
     let mut g = Gateway::start(&broker.url(), dir.path(), &["--config", &config])?;
@@ -251,6 +252,7 @@ pub async fn backlog(plan: Plan, rss_every_s: f64) -> anyhow::Result<Measured> {
         broker.port(),
         durable_dir.path(),
         durable::Store::Sqlite,
+        None,
         plan.messages,
     )?;
     let cpu = CpuMeter::start(&[("durable", Some(durable.pid())), ("broker", broker.pid())]);

@@ -8,6 +8,8 @@
 //! - `durable`: the simplest consumer with the gateway's durability (SQLite, fsync per batch,
 //!   acknowledgement after the commit; `durable.rs`) and nothing else: what durability alone
 //!   costs here;
+//! - `durable-influx`: the durable consumer forwarding each committed batch to InfluxDB as
+//!   the fast consumer's minimal points: the simplest exactly-once consumer end to end;
 //! - `durable-log`: the floor under any consumer that acknowledges after an fsync: each
 //!   payload appended to a file as received, fsync per batch, acknowledgement after it, no key,
 //!   no index, not exactly-once (`durable.rs`);
@@ -80,7 +82,7 @@ struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "bare,fast,durable,durable-log,gateway,gateway-influx,backlog"
+        default_value = "bare,fast,durable,durable-influx,durable-log,gateway,gateway-influx,backlog"
     )]
     rows: Vec<Row>,
     /// Extra gateway configuration (TOML, without an `[influx]` section) for the gateway rows.
@@ -103,6 +105,7 @@ enum Row {
     Bare,
     Fast,
     Durable,
+    DurableInflux,
     DurableLog,
     Gateway,
     GatewayInflux,
@@ -143,6 +146,11 @@ enum ChildRole {
         dir: std::path::PathBuf,
         #[arg(long, value_enum)]
         store: durable::Store,
+        /// Forward what is committed to this InfluxDB (with `--db`).
+        #[arg(long, requires = "db")]
+        influx: Option<String>,
+        #[arg(long)]
+        db: Option<String>,
         #[arg(long)]
         expect: u64,
     },
@@ -186,9 +194,14 @@ async fn main() -> anyhow::Result<()> {
             port,
             dir,
             store,
+            influx,
+            db,
             expect,
         }) => {
-            return durable::run(port, dir, store, expect).await;
+            let forward = influx
+                .zip(db)
+                .map(|(influx, db)| durable::Forward { influx, db });
+            return durable::run(port, dir, store, forward, expect).await;
         }
         None => {}
     }
@@ -232,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
                 Row::Bare => vec![child_rows::bare(plan).await?],
                 Row::Fast => vec![child_rows::fast(plan).await?],
                 Row::Durable => vec![child_rows::durable(plan, durable::Store::Sqlite).await?],
+                Row::DurableInflux => vec![child_rows::durable_influx(plan).await?],
                 Row::DurableLog => vec![child_rows::durable(plan, durable::Store::Log).await?],
                 Row::Gateway => vec![gateway_rows::gateway(plan, false, cli.rss_every_s).await?],
                 Row::GatewayInflux => {

@@ -108,6 +108,18 @@ const RATIOS: &[Ratio] = &[
         denominator: "fast",
         stored: true,
     },
+    Ratio {
+        label: "durable consumer end to end / fast consumer",
+        numerator: "simplest durable",
+        denominator: "fast",
+        stored: true,
+    },
+    Ratio {
+        label: "gateway end to end / durable consumer end to end",
+        numerator: "gateway →",
+        denominator: "simplest durable",
+        stored: true,
+    },
 ];
 
 impl Ratio {
