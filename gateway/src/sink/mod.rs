@@ -635,7 +635,12 @@ fn read_batch(
     };
     match stream {
         Stream::Samples => {
-            j.samples_after(after, limit, |r| push(r.id, Some(schema::sample(r, p))))?;
+            j.samples_after(after, limit, |r| {
+                schema::write_sample(r, p, &mut text);
+                ends.push(text.len());
+                rows += 1;
+                last_id = last_id.max(r.id);
+            })?;
         }
         Stream::Audit => {
             for a in j.audit_after(after, limit)? {

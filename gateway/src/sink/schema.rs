@@ -132,6 +132,10 @@ impl Point {
 
 /// Escapes `chars` (and backslashes before them); line breaks become spaces.
 fn escape(out: &mut String, s: &str, chars: &[char]) {
+    if !s.contains(|c| c == '\n' || c == '\r' || chars.contains(&c)) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\n' | '\r' => out.push_str("\\ "),
@@ -144,32 +148,61 @@ fn escape(out: &mut String, s: &str, chars: &[char]) {
     }
 }
 
-/// `pen_sample`: one raw sample or event, lean on purpose. It is the one measurement written
-/// per message, and InfluxDB pays for every tag and field of it on every point: two tags
-/// (one series per pen) and three fields — the depth, the permitted depth and the verdict.
-/// A sample's session is the pen's `pen_session` time range; its seq is in its timestamp's
-/// sub-millisecond digits; everything else (operator, zone, cartridge, strokes, battery, rule,
-/// policy version) stays in the journal and the API, and sessions, violations and
-/// `device_status` carry what charts need of it.
-pub fn sample(r: &SampleRecord, p: Precision) -> Point {
-    let mut tags = vec![
-        ("clinic", r.clinic_id.clone()),
-        ("device", r.device_id.clone()),
-    ];
-    // A conflicting version of a `seq` is a point of its own, not an overwrite of the first.
-    if r.version > 0 {
-        tags.push(("conflict_version", r.version.to_string()));
+/// What a tag value escapes.
+const TAG_SPECIAL: [char; 3] = [',', '=', ' '];
+
+/// Appends the `pen_sample` point of `r` as one line of line protocol (with its newline).
+///
+/// `pen_sample` is lean on purpose. It is the one measurement written per message, and
+/// InfluxDB pays for every tag and field of it on every point: two tags (one series per pen)
+/// and three fields — the depth, the permitted depth and the verdict. A sample's session is
+/// the pen's `pen_session` time range; its seq is in its timestamp's sub-millisecond digits;
+/// everything else (operator, zone, cartridge, strokes, battery, rule, policy version) stays
+/// in the journal and the API, and sessions, violations and `device_status` carry what charts
+/// need of it. A conflicting version of a `seq` is a point of its own (tag
+/// `conflict_version`), not an overwrite of the first.
+///
+/// Written straight into the line, as [`Point::write_line`] would write it (a unit test holds
+/// the two to the same text), without building a [`Point`]: the sink encodes one per message.
+pub fn write_sample(r: &SampleRecord, p: Precision, out: &mut String) {
+    out.push_str("pen_sample");
+    let mut version = itoa::Buffer::new();
+    let version = if r.version > 0 {
+        version.format(r.version)
+    } else {
+        ""
+    };
+    // Tags in key order, empty ones left out.
+    for (key, value) in [
+        ("clinic", r.clinic_id.as_str()),
+        ("conflict_version", version),
+        ("device", r.device_id.as_str()),
+    ] {
+        if !value.is_empty() {
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            escape(out, value, &TAG_SPECIAL);
+        }
     }
-    Point {
-        measurement: "pen_sample",
-        tags,
-        fields: vec![
-            ("depth_mm", Field::F(r.depth_mm)),
-            ("permitted_mm", Field::F(r.permitted_mm)),
-            ("exceeded", Field::B(r.exceeded)),
-        ],
-        time: p.time(r.ts_ms, r.seq),
+    let mut sep = ' ';
+    for (key, value) in [("depth_mm", r.depth_mm), ("permitted_mm", r.permitted_mm)] {
+        if value.is_finite() {
+            out.push(sep);
+            sep = ',';
+            out.push_str(key);
+            out.push('=');
+            let _ = write!(out, "{value}");
+        }
     }
+    out.push(sep);
+    out.push_str(if r.exceeded {
+        "exceeded=true "
+    } else {
+        "exceeded=false "
+    });
+    out.push_str(itoa::Buffer::new().format(p.time(r.ts_ms, r.seq)));
+    out.push('\n');
 }
 
 /// `pen_session`, `pen_violation` or `pen_session_amendment` from an audit entry; `None` for
@@ -357,12 +390,16 @@ mod tests {
         }
     }
 
+    fn line(r: &SampleRecord) -> String {
+        let mut out = String::new();
+        write_sample(r, Precision::Ns, &mut out);
+        out
+    }
+
     #[test]
     fn sample_line_is_escaped_and_typed() {
-        let mut out = String::new();
-        sample(&record(7, 1_790_000_000_123), Precision::Ns).write_line(&mut out);
         assert_eq!(
-            out,
+            line(&record(7, 1_790_000_000_123)),
             "pen_sample,clinic=c\\,01,device=pen\\ 1 depth_mm=0.5,permitted_mm=0.5,exceeded=false \
              1790000000123000007\n"
         );
@@ -379,10 +416,10 @@ mod tests {
 
     #[test]
     fn samples_of_one_millisecond_do_not_collide() {
-        let a = sample(&record(1_000_001, 5), Precision::Ns).time;
-        let b = sample(&record(1_000_002, 5), Precision::Ns).time;
-        assert_ne!(a, b);
-        assert_eq!(a, 5_000_001);
+        let a = line(&record(1_000_001, 5));
+        let b = line(&record(1_000_002, 5));
+        assert!(a.ends_with(" 5000001\n"), "{a}");
+        assert!(b.ends_with(" 5000002\n"), "{b}");
         assert_eq!(Precision::Us.time(5, 1234), 5234);
     }
 
@@ -390,10 +427,63 @@ mod tests {
     fn non_finite_fields_are_left_out() {
         let mut r = record(1, 1);
         r.permitted_mm = f64::NAN;
-        let mut out = String::new();
-        sample(&r, Precision::Ns).write_line(&mut out);
+        let out = line(&r);
         assert!(!out.contains("permitted_mm"), "{out}");
         assert!(out.contains("depth_mm="), "{out}");
+    }
+
+    #[test]
+    fn a_sample_line_is_what_the_point_encoder_writes_for_it() {
+        let point = |r: &SampleRecord| {
+            let mut tags = vec![
+                ("clinic", r.clinic_id.clone()),
+                ("device", r.device_id.clone()),
+            ];
+            if r.version > 0 {
+                tags.push(("conflict_version", r.version.to_string()));
+            }
+            let mut out = String::new();
+            Point {
+                measurement: "pen_sample",
+                tags,
+                fields: vec![
+                    ("depth_mm", Field::F(r.depth_mm)),
+                    ("permitted_mm", Field::F(r.permitted_mm)),
+                    ("exceeded", Field::B(r.exceeded)),
+                ],
+                time: Precision::Ns.time(r.ts_ms, r.seq),
+            }
+            .write_line(&mut out);
+            out
+        };
+        let plain = record(42, 1_790_000_000_123);
+        let records = [
+            plain.clone(),
+            SampleRecord {
+                version: 3,
+                exceeded: true,
+                depth_mm: 1.25,
+                permitted_mm: 1.0,
+                ..plain.clone()
+            },
+            SampleRecord {
+                clinic_id: String::new(),
+                device_id: "pen=\n2".into(),
+                depth_mm: f64::INFINITY,
+                permitted_mm: f64::NAN,
+                ..plain.clone()
+            },
+            SampleRecord {
+                seq: -5,
+                ts_ms: -1,
+                depth_mm: 1e-7,
+                permitted_mm: 123_456_789.5,
+                ..plain
+            },
+        ];
+        for r in &records {
+            assert_eq!(line(r), point(r), "{r:?}");
+        }
     }
 
     #[test]

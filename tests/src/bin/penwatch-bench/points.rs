@@ -85,7 +85,7 @@ fn bodies(plan: &Plan, format: Format) -> Vec<String> {
             Format::PenSample => {
                 // A class-home pen's limit, as the gateway judges the load with its defaults.
                 let permitted_mm = 0.5;
-                schema::sample(
+                schema::write_sample(
                     &SampleRecord {
                         id: n as i64 + 1,
                         device_id: t.device_id,
@@ -98,8 +98,8 @@ fn bodies(plan: &Plan, format: Format) -> Vec<String> {
                         exceeded: t.depth_mm > permitted_mm,
                     },
                     Precision::Ns,
-                )
-                .write_line(&mut body);
+                    &mut body,
+                );
             }
         }
         if (n as usize + 1) % BATCH == 0 {
