@@ -84,8 +84,9 @@ pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow:
     // Keep acknowledging while the writer finishes.
     let keep_polling = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     writer.await??;
-    keep_polling.abort();
+    // The disconnect goes out through the polling task, which then ends.
     client.disconnect().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(1), keep_polling).await;
     Ok(())
 }
 
