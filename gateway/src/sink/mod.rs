@@ -6,6 +6,12 @@
 //! most one round behind a drain), and moves a stream's cursor only after InfluxDB answered
 //! 2xx. Device status is snapshotted periodically (not backlogged: it is a gauge).
 //!
+//! The cursors are stored in the journal at most once a second while batches keep coming, and
+//! whenever the forwarder idles or stops: storing one takes the journal's write lock, which the
+//! committer holds for most of each second under load, and storing after every batch kept the
+//! forwarder waiting for it (about 1.7 s of a 9 s burst; README, Benchmarks). After a crash the
+//! points of that second are written again, and InfluxDB overwrites each with itself.
+//!
 //! - 5xx, 429, 408, timeouts and connection errors: the same batch is retried with exponential
 //!   backoff and jitter, honouring `Retry-After`.
 //! - 400 / 413 (points refused): the batch is split in halves until the refused points are
@@ -14,6 +20,7 @@
 //! - 401, 403, 404 and other 4xx: reported loudly, forwarding halts with the cursor unmoved and
 //!   is retried every `halt_retry_s`, so fixing the target resumes it without a restart.
 
+mod config;
 mod influx;
 pub mod schema;
 
@@ -24,176 +31,16 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
 use futures::future::OptionFuture;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{Api, InfluxConfig};
 pub use influx::{WriteError, Writer};
 pub use schema::Precision;
 
 use crate::clock::now_ms;
-use crate::invalid::Invalid;
 use crate::journal::forward::Backlog;
 use crate::journal::{self, Upkeep};
 use crate::metrics::Metrics;
-
-/// Which InfluxDB write API to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// `/write?db=…&rp=…` with user/password: InfluxDB 1.x.
-    V1,
-    /// `/api/v2/write` with org, bucket and token: InfluxDB 1.8+, 2.x, 3.x, Cloud (default).
-    #[default]
-    V2,
-}
-
-/// `[influx]`: the InfluxDB sink (absent = no sink).
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InfluxConfig {
-    /// `v2` (default) or `v1`.
-    pub api: Api,
-    /// Base URL, `http://HOST:8086` or `https://…`.
-    pub url: String,
-    /// v1: database.
-    pub database: String,
-    /// v1: retention policy ("" = the database's default).
-    pub retention_policy: String,
-    /// v1: user name.
-    pub username: Option<String>,
-    /// v1: password (prefer `PENWATCH_INFLUX_PASSWORD`).
-    pub password: Option<String>,
-    /// v2: organisation.
-    pub org: String,
-    /// v2: bucket.
-    pub bucket: String,
-    /// v2: API token (prefer `PENWATCH_INFLUX_TOKEN`).
-    pub token: Option<String>,
-    /// `ns` (default) or `us`; coarser would merge samples of one millisecond.
-    pub precision: Precision,
-    /// Gzip request bodies.
-    pub gzip: bool,
-    /// Most points per write request.
-    pub batch_size: usize,
-    /// When no stream had a full batch, wait this long before the next round, ms.
-    pub linger_ms: u64,
-    /// Request timeout, seconds.
-    pub timeout_s: u64,
-    /// Longest backoff between retries of temporary errors, seconds.
-    pub retry_max_s: u64,
-    /// Interval of retries after an error that needs fixing (401/403/404), seconds.
-    pub halt_retry_s: u64,
-    /// Device status snapshot interval, seconds (0 = none).
-    pub status_interval_s: u64,
-}
-
-impl Default for InfluxConfig {
-    fn default() -> Self {
-        Self {
-            api: Api::V2,
-            url: "http://127.0.0.1:8086".to_owned(),
-            database: "penwatch".to_owned(),
-            retention_policy: String::new(),
-            username: None,
-            password: None,
-            org: "penwatch".to_owned(),
-            bucket: "penwatch".to_owned(),
-            token: None,
-            precision: Precision::Ns,
-            gzip: true,
-            batch_size: 5000,
-            linger_ms: 200,
-            timeout_s: 10,
-            retry_max_s: 60,
-            halt_retry_s: 60,
-            status_interval_s: 60,
-        }
-    }
-}
-
-impl std::fmt::Debug for InfluxConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
-        f.debug_struct("InfluxConfig")
-            .field("api", &self.api)
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("retention_policy", &self.retention_policy)
-            .field("username", &self.username)
-            .field("password", &secret(&self.password))
-            .field("org", &self.org)
-            .field("bucket", &self.bucket)
-            .field("token", &secret(&self.token))
-            .field("precision", &self.precision)
-            .field("gzip", &self.gzip)
-            .field("batch_size", &self.batch_size)
-            .field("linger_ms", &self.linger_ms)
-            .field("timeout_s", &self.timeout_s)
-            .field("retry_max_s", &self.retry_max_s)
-            .field("halt_retry_s", &self.halt_retry_s)
-            .field("status_interval_s", &self.status_interval_s)
-            .finish()
-    }
-}
-
-impl InfluxConfig {
-    /// Checks the section; the error names the key and the fix.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        let bad = |key: &str, problem: &str| Err(Invalid::new(key, problem));
-        match reqwest::Url::parse(&self.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => {
-                return Err(Invalid::new(
-                    "influx.url",
-                    format!("{:?} is not a URL like http://127.0.0.1:8086", self.url),
-                ));
-            }
-        }
-        match self.api {
-            Api::V1 => {
-                if self.database.is_empty() {
-                    return bad(
-                        "influx.database",
-                        "is empty: name the v1 database to write to",
-                    );
-                }
-                if self.password.is_some() && self.username.is_none() {
-                    return bad(
-                        "influx.username",
-                        "is missing while influx.password is set: give the user name",
-                    );
-                }
-            }
-            Api::V2 => {
-                if self.bucket.is_empty() {
-                    return bad("influx.bucket", "is empty: name the v2 bucket to write to");
-                }
-                if self.org.is_empty() {
-                    return bad(
-                        "influx.org",
-                        "is empty: give the v2 organisation (any name for servers that ignore it)",
-                    );
-                }
-            }
-        }
-        if !(1..=100_000).contains(&self.batch_size) {
-            return bad("influx.batch_size", "must be from 1 to 100000");
-        }
-        if self.linger_ms > 60_000 {
-            return bad("influx.linger_ms", "must be at most 60000");
-        }
-        if !(1..=600).contains(&self.timeout_s) {
-            return bad("influx.timeout_s", "must be from 1 to 600");
-        }
-        if self.retry_max_s == 0 {
-            return bad("influx.retry_max_s", "must be above 0");
-        }
-        if self.halt_retry_s == 0 {
-            return bad("influx.halt_retry_s", "must be above 0");
-        }
-        Ok(())
-    }
-}
 
 /// Sink errors.
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +176,16 @@ pub struct Forwarder {
     /// Per stream, the batch after its cursor, read while the one before it was written
     /// (read ahead only behind a full batch, and kept only once the cursor reached it).
     ahead: [Option<Encoded>; Stream::ALL.len()],
+    /// Per stream, the last journal id InfluxDB confirmed (`None` until read from the journal).
+    cursors: [Option<i64>; Stream::ALL.len()],
+    /// Per stream, the cursor as the journal holds it.
+    stored: [Option<i64>; Stream::ALL.len()],
+    /// When the cursors were last stored.
+    stored_at: Instant,
 }
+
+/// How often the cursors are stored while batches keep coming.
+const STORE_CURSORS_EVERY: Duration = Duration::from_secs(1);
 
 /// First retry delay of a temporary error.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -360,6 +216,9 @@ impl Forwarder {
             failures: 0,
             backoff: backoff(config),
             ahead: Default::default(),
+            cursors: Default::default(),
+            stored: Default::default(),
+            stored_at: Instant::now(),
         })
     }
 
@@ -367,19 +226,27 @@ impl Forwarder {
     /// moved after a confirmed write, and a batch in flight is written again next time.
     pub async fn run(mut self, stop: CancellationToken) {
         tracing::info!(url = %self.config.url, api = ?self.config.api, "InfluxDB sink starting");
+        self.forward(&stop).await;
+        if let Err(e) = self.store_cursors(true).await {
+            tracing::warn!(error = %e, "InfluxDB sink could not store its cursors on stopping; the last points will be written again");
+        }
+    }
+
+    /// The forwarding loop of [`Forwarder::run`].
+    async fn forward(&mut self, stop: &CancellationToken) {
         let status_every = Duration::from_secs(self.config.status_interval_s);
         let mut next_status = Instant::now();
         let mut next_backlog = Instant::now();
         loop {
             let mut busy = false;
             for stream in Stream::ALL {
-                match self.forward_batch(stream, &stop).await {
+                match self.forward_batch(stream, stop).await {
                     Ok(Ok(rows)) => busy |= rows >= self.config.batch_size,
                     Ok(Err(Stopped)) => return,
                     Err(e) => {
                         tracing::error!(error = %e, stream = stream.name(), "InfluxDB sink cannot read the journal; retrying");
                         self.metrics.sink_error("journal");
-                        if pause(&stop, Duration::from_secs(5)).await.is_err() {
+                        if pause(stop, Duration::from_secs(5)).await.is_err() {
                             return;
                         }
                     }
@@ -387,7 +254,7 @@ impl Forwarder {
             }
             if !status_every.is_zero() && Instant::now() >= next_status {
                 next_status = Instant::now() + status_every;
-                match self.snapshot_devices(&stop).await {
+                match self.snapshot_devices(stop).await {
                     Ok(Ok(())) => {}
                     Ok(Err(Stopped)) => return,
                     Err(e) => tracing::warn!(error = %e, "device status snapshot skipped"),
@@ -397,12 +264,17 @@ impl Forwarder {
                 next_backlog = Instant::now() + Duration::from_secs(1);
                 self.update_backlog().await;
             }
-            if !busy
-                && pause(&stop, Duration::from_millis(self.config.linger_ms))
+            if !busy {
+                if let Err(e) = self.store_cursors(true).await {
+                    tracing::error!(error = %e, "InfluxDB sink cannot store its cursors; retrying");
+                    self.metrics.sink_error("journal");
+                }
+                if pause(stop, Duration::from_millis(self.config.linger_ms))
                     .await
                     .is_err()
-            {
-                return;
+                {
+                    return;
+                }
             }
         }
     }
@@ -416,39 +288,61 @@ impl Forwarder {
         stop: &CancellationToken,
     ) -> Result<Result<usize, Stopped>, SinkError> {
         let (limit, precision) = (self.config.batch_size, self.config.precision);
-        let read = |db: Db, after: Option<i64>| async move {
-            db.run(move |j| {
-                let after = match after {
-                    Some(id) => id,
-                    None => j.cursor(stream.cursor())?,
-                };
-                read_batch(j, stream, after, limit, precision)
-            })
-            .await
+        let read = |db: Db, after: i64| async move {
+            db.run(move |j| read_batch(j, stream, after, limit, precision))
+                .await
         };
         let batch = match self.ahead[stream as usize].take() {
             Some(batch) => batch,
-            None => read(self.db.clone(), None).await?,
+            None => read(self.db.clone(), self.cursor(stream).await?).await?,
         };
         if batch.rows == 0 {
             return Ok(Ok(0));
         }
         let ahead: OptionFuture<_> = (batch.rows >= limit)
-            .then(|| read(self.db.clone(), Some(batch.last_id)))
+            .then(|| read(self.db.clone(), batch.last_id))
             .into();
         let (written, ahead) = tokio::join!(self.send(&batch, stop), ahead);
         let written = match written {
             Ok(n) => n,
             Err(Stopped) => return Ok(Err(Stopped)),
         };
-        let last_id = batch.last_id;
-        self.db
-            .run(move |j| j.set_cursor(stream.cursor(), last_id))
-            .await?;
+        self.cursors[stream as usize] = Some(batch.last_id);
+        self.store_cursors(false).await?;
         self.metrics.sink_written(stream.name(), written as u64);
         // A failed read ahead is read again, from the cursor, next time.
         self.ahead[stream as usize] = ahead.and_then(Result::ok);
         Ok(Ok(batch.rows))
+    }
+
+    /// The last journal id of `stream` InfluxDB confirmed: from the journal the first time.
+    async fn cursor(&mut self, stream: Stream) -> Result<i64, SinkError> {
+        let i = stream as usize;
+        if let Some(id) = self.cursors[i] {
+            return Ok(id);
+        }
+        let id = self.db.run(move |j| j.cursor(stream.cursor())).await?;
+        (self.cursors[i], self.stored[i]) = (Some(id), Some(id));
+        Ok(id)
+    }
+
+    /// Stores the cursors that moved, if [`STORE_CURSORS_EVERY`] has passed since the last
+    /// time or `now`.
+    async fn store_cursors(&mut self, now: bool) -> Result<(), SinkError> {
+        if !now && self.stored_at.elapsed() < STORE_CURSORS_EVERY {
+            return Ok(());
+        }
+        self.stored_at = Instant::now();
+        for stream in Stream::ALL {
+            let i = stream as usize;
+            if let Some(id) = self.cursors[i].filter(|&id| self.stored[i] != Some(id)) {
+                self.db
+                    .run(move |j| j.set_cursor(stream.cursor(), id))
+                    .await?;
+                self.stored[i] = Some(id);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the encoded batch, retrying, splitting refused parts; the points written.
@@ -581,10 +475,14 @@ impl Forwarder {
 
     async fn update_backlog(&self) {
         for stream in Stream::ALL {
+            let known = self.cursors[stream as usize];
             let n = self
                 .db
                 .run(move |j| {
-                    let after = j.cursor(stream.cursor())?;
+                    let after = match known {
+                        Some(id) => id,
+                        None => j.cursor(stream.cursor())?,
+                    };
                     j.backlog(stream.backlog(), after)
                 })
                 .await;
@@ -659,41 +557,4 @@ fn read_batch(
         rows,
         last_id,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_validate_and_errors_say_what_to_fix() {
-        InfluxConfig::default().validate().expect("defaults");
-        let c = InfluxConfig {
-            url: "localhost:8086".into(),
-            ..InfluxConfig::default()
-        };
-        assert_eq!(c.validate().expect_err("bad url").key, "influx.url");
-        let c = InfluxConfig {
-            api: Api::V1,
-            database: String::new(),
-            ..InfluxConfig::default()
-        };
-        assert_eq!(c.validate().expect_err("no db").key, "influx.database");
-        let err = toml::from_str::<InfluxConfig>("precision = \"ms\"\n").expect_err("ms");
-        assert!(err.to_string().contains("precision"), "{err}");
-    }
-
-    #[test]
-    fn debug_redacts_secrets() {
-        let c = InfluxConfig {
-            token: Some("s3cret".into()),
-            password: Some("hunter2".into()),
-            ..InfluxConfig::default()
-        };
-        let text = format!("{c:?}");
-        assert!(
-            !text.contains("s3cret") && !text.contains("hunter2"),
-            "{text}"
-        );
-    }
 }
