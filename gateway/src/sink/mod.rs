@@ -6,12 +6,6 @@
 //! most one round behind a drain), and moves a stream's cursor only after InfluxDB answered
 //! 2xx. Device status is snapshotted periodically (not backlogged: it is a gauge).
 //!
-//! The cursors are stored in the journal at most once a second while batches keep coming, and
-//! whenever the forwarder idles or stops: storing one takes the journal's write lock, which the
-//! committer holds for most of each second under load, and storing after every batch kept the
-//! forwarder waiting for it (about 1.7 s of a 9 s burst; README, Benchmarks). After a crash the
-//! points of that second are written again, and InfluxDB overwrites each with itself.
-//!
 //! - 5xx, 429, 408, timeouts and connection errors: the same batch is retried with exponential
 //!   backoff and jitter, honouring `Retry-After`.
 //! - 400 / 413 (points refused): the batch is split in halves until the refused points are
@@ -19,6 +13,12 @@
 //!   in the journal).
 //! - 401, 403, 404 and other 4xx: reported loudly, forwarding halts with the cursor unmoved and
 //!   is retried every `halt_retry_s`, so fixing the target resumes it without a restart.
+//!
+//! The cursors are stored in the journal at most once a second while batches keep coming, and
+//! whenever the forwarder idles or stops: storing one takes the journal's write lock, which the
+//! committer holds for most of each second under load, and storing after every batch kept the
+//! forwarder waiting for it (about 1.7 s of a 9 s burst; README, Benchmarks). After a crash the
+//! points of that second are written again, and InfluxDB overwrites each with itself.
 
 mod config;
 mod influx;
