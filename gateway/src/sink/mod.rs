@@ -473,18 +473,14 @@ impl Forwarder {
         Ok(Ok(()))
     }
 
-    async fn update_backlog(&self) {
+    async fn update_backlog(&mut self) {
         for stream in Stream::ALL {
-            let known = self.cursors[stream as usize];
+            let Ok(after) = self.cursor(stream).await else {
+                continue;
+            };
             let n = self
                 .db
-                .run(move |j| {
-                    let after = match known {
-                        Some(id) => id,
-                        None => j.cursor(stream.cursor())?,
-                    };
-                    j.backlog(stream.backlog(), after)
-                })
+                .run(move |j| j.backlog(stream.backlog(), after))
                 .await;
             if let Ok(n) = n {
                 self.metrics.set_sink_backlog(stream.name(), n);
@@ -520,41 +516,60 @@ fn read_batch(
     limit: usize,
     p: Precision,
 ) -> journal::Result<Encoded> {
-    let mut text = String::with_capacity(limit * 320);
-    let mut ends = Vec::with_capacity(limit);
-    let (mut rows, mut last_id) = (0, after);
-    let mut push = |id: i64, point: Option<schema::Point>| {
-        rows += 1;
-        last_id = last_id.max(id);
-        if let Some(point) = point {
-            point.write_line(&mut text);
-            ends.push(text.len());
-        }
+    let mut lines = Lines {
+        text: String::with_capacity(limit * 320),
+        ends: Vec::with_capacity(limit),
+        rows: 0,
+        last_id: after,
     };
     match stream {
         Stream::Samples => {
             j.samples_after(after, limit, |r| {
-                schema::write_sample(r, p, &mut text);
-                ends.push(text.len());
-                rows += 1;
-                last_id = last_id.max(r.id);
+                lines.row(r.id, |text| schema::write_sample(r, p, text));
             })?;
         }
         Stream::Audit => {
             for a in j.audit_after(after, limit)? {
-                push(a.seq, schema::audit(&a, p));
+                lines.row(a.seq, |text| {
+                    if let Some(point) = schema::audit(&a, p) {
+                        point.write_line(text);
+                    }
+                });
             }
         }
         Stream::CartridgeEvents => {
             for c in j.cartridge_events_after(after, limit)? {
-                push(c.id, Some(schema::cartridge_event(&c, p)));
+                lines.row(c.id, |text| {
+                    schema::cartridge_event(&c, p).write_line(text);
+                });
             }
         }
     }
     Ok(Encoded {
-        text: Bytes::from(text),
-        ends,
-        rows,
-        last_id,
+        text: Bytes::from(lines.text),
+        ends: lines.ends,
+        rows: lines.rows,
+        last_id: lines.last_id,
     })
+}
+
+/// A batch being encoded: [`Encoded`] before its text is frozen.
+struct Lines {
+    text: String,
+    ends: Vec<usize>,
+    rows: usize,
+    last_id: i64,
+}
+
+impl Lines {
+    /// Counts journal row `id`, and ends the line `write` appends for it, if it appends one.
+    fn row(&mut self, id: i64, write: impl FnOnce(&mut String)) {
+        self.rows += 1;
+        self.last_id = self.last_id.max(id);
+        let start = self.text.len();
+        write(&mut self.text);
+        if self.text.len() > start {
+            self.ends.push(self.text.len());
+        }
+    }
 }

@@ -68,7 +68,7 @@ pub async fn fast(port: u16, influx: String, db: String, expect: u64) -> anyhow:
     let writer = tokio::spawn(write_points(influx, db, rx, expect));
     let line = |p: &rumqttc::Publish| -> anyhow::Result<String> {
         let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
-        Ok(minimal_line_of(&p.topic, &v))
+        Ok(minimal_line_of(device_of(&p.topic), &v))
     };
     let mut n = 0u64;
     for p in &early {
@@ -123,10 +123,14 @@ pub async fn write_points(
     Ok(())
 }
 
-/// The minimal point of a JSON telemetry message: its pen from the topic, its depth, time
-/// and seq from the payload.
-pub fn minimal_line_of(topic: &str, v: &serde_json::Value) -> String {
-    let device = topic.split('/').nth(3).unwrap_or("unknown");
+/// The pen a telemetry topic names (`clinics/{clinic}/pens/{device}/telemetry`).
+pub fn device_of(topic: &str) -> &str {
+    topic.split('/').nth(3).unwrap_or("unknown")
+}
+
+/// The minimal point of pen `device`'s JSON telemetry message: its depth, time and seq from
+/// the payload.
+pub fn minimal_line_of(device: &str, v: &serde_json::Value) -> String {
     let depth = v["depth_mm"].as_f64().unwrap_or(0.0);
     let ts = v["timestamp_ms"].as_i64().unwrap_or(0);
     let seq = v["seq"].as_u64().unwrap_or(0);

@@ -84,9 +84,10 @@ pub async fn run(
         let (device_id, seq, point) = match store {
             Store::Sqlite => {
                 let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
-                let device_id = p.topic.split('/').nth(3).unwrap_or("unknown").to_owned();
-                let point = forwarding.then(|| crate::consumers::minimal_line_of(&p.topic, &v));
-                (device_id, v["seq"].as_i64().context("no seq")?, point)
+                let device_id = crate::consumers::device_of(&p.topic);
+                let point = forwarding.then(|| crate::consumers::minimal_line_of(device_id, &v));
+                let seq = v["seq"].as_i64().context("no seq")?;
+                (device_id.to_owned(), seq, point)
             }
             Store::Log => (String::new(), 0, None),
         };
