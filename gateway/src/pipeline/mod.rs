@@ -43,6 +43,17 @@ pub struct Inflight {
     pub decoded: Result<Inbound, BadInput>,
 }
 
+impl Inflight {
+    /// The pen it speaks for; empty when it did not decode.
+    fn pen(&self) -> &str {
+        match &self.decoded {
+            Ok(Inbound::Telemetry(r)) => &r.device_id,
+            Ok(Inbound::Status { device_id, .. }) => device_id,
+            Ok(Inbound::StatusCleared) | Err(_) => "",
+        }
+    }
+}
+
 /// How a committed message is acknowledged to where it came from.
 #[derive(Debug, Clone)]
 pub enum Receipt {
@@ -154,7 +165,14 @@ impl Pipeline {
             tx.put_policy_version(loaded.version(), now_ms(), loaded.text())?;
         }
         let mut samples = tx.samples()?;
-        for m in batch {
+        // Each pen's messages in turn, in the order they arrived: consecutive inserts then land
+        // on the same leaf of the samples' `(pen, seq, version)` index and fold into the same
+        // live records, still in the processor's caches (about a tenth less CPU per message
+        // under a burst; docs/ingest-performance.md). Order across pens within a batch carries
+        // no meaning: they publish on topics of their own. Acknowledgements keep arrival order.
+        let mut by_pen: Vec<&Inflight> = batch.iter().collect();
+        by_pen.sort_by(|a, b| a.pen().cmp(b.pen()));
+        for m in by_pen {
             match &m.decoded {
                 Err(bad) => {
                     tx.quarantine(
@@ -572,6 +590,43 @@ mod tests {
             .expect("rows")
             .collect::<rusqlite::Result<_>>()
             .expect("kinds")
+    }
+
+    #[test]
+    fn a_batch_keeps_each_pens_arrival_order_whatever_lies_between_its_messages() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.db");
+        let mut p = pipeline(&path);
+        let of = |device: &str, seq, depth_mm| Reading {
+            device_id: device.into(),
+            ..reading(seq, Event::Sample, depth_mm)
+        };
+        let batch = [
+            of("pen-2", 1, 0.5),
+            of("pen-1", 1, 0.5),
+            of("pen-2", 2, 0.5),
+            of("pen-1", 1, 0.7),
+            of("pen-1", 2, 0.5),
+        ];
+        let out = p.commit(&batch.map(inflight)).expect("commits");
+        assert_eq!(out.accepted, 5);
+
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, version, depth_mm FROM samples WHERE device_id = 'pen-1' ORDER BY id",
+            )
+            .expect("query");
+        let rows: Vec<(i64, i64, f64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("samples");
+        assert_eq!(
+            rows,
+            [(1, 0, 0.5), (1, 1, 0.7), (2, 0, 0.5)],
+            "the first content of a seq stays its version 0, journaled in arrival order"
+        );
     }
 
     #[test]
