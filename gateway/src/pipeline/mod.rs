@@ -167,7 +167,7 @@ impl Pipeline {
         let mut samples = tx.samples()?;
         // Each pen's messages in turn, in the order they arrived: consecutive inserts then land
         // on the same leaf of the samples' `(pen, seq, version)` index and fold into the same
-        // live records, still in the processor's caches (about a tenth less CPU per message
+        // live records, still in the processor's caches (about an eighth less CPU per message
         // under a burst; docs/ingest-performance.md). Order across pens within a batch carries
         // no meaning: they publish on topics of their own. Acknowledgements keep arrival order.
         let mut by_pen: Vec<&Inflight> = batch.iter().collect();
